@@ -1,0 +1,41 @@
+// The launcher: VmSpec + mode -> QEMU argv. Pure (no I/O), so every mode's command line is
+// unit-tested. Device choices follow what was verified to record and replay on QEMU 7.2:
+// e1000 + filter-replay for the NIC, blkreplay under every disk in record/replay.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ft/replay/vm_spec.h"
+
+namespace ft::replay {
+
+enum class RunMode {
+  kPlain,   // no record/replay; icount optional (for like-for-like benchmarks)
+  kRecord,  // primary: -icount shift=N,rr=record,rrfile=LOG
+  kReplay,  // backup: -icount shift=N,rr=replay,rrfile=LOG
+};
+
+const char* RunModeName(RunMode mode);
+
+struct LaunchPaths {
+  std::string qmp_socket;   // QMP unix socket QEMU listens on (server, nowait)
+  std::string console_log;  // serial console output file
+  std::string rr_file;      // record/replay log (file or FIFO); rr modes only
+  // A second QMP monitor for operators and tests (QEMU serves one client per monitor
+  // socket, and ftd holds the first). Empty: none.
+  std::string operator_qmp_socket;
+};
+
+struct LaunchOptions {
+  RunMode mode = RunMode::kPlain;
+  bool plain_with_icount = false;  // kPlain only: same -icount shift as rr, without rr
+};
+
+std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOptions& options,
+                                          const LaunchPaths& paths);
+
+// Shell-quoted single line, for logs and error messages.
+std::string JoinCommandLine(const std::vector<std::string>& argv);
+
+}  // namespace ft::replay

@@ -1,0 +1,168 @@
+#include "ft/replay/qemu_command.h"
+
+#include <algorithm>
+
+#include <gtest/gtest.h>
+
+namespace ft::replay {
+namespace {
+
+VmSpec Spec() {
+  VmSpec spec;
+  spec.name = "web1";
+  spec.memory_mib = 256;
+  spec.kernel = "/img/vmlinuz";
+  spec.initrd = "/img/initrd.img";
+  spec.cmdline = "console=ttyS0 ftguest.ip=10.0.2.15/24";
+  spec.disks.push_back({"vda", "/img/data,1.qcow2", "qcow2", DiskBus::kVirtio});
+  NicSpec nic;
+  nic.forwards.push_back({"127.0.0.1", 17000, 7000});
+  spec.nic = nic;
+  return spec;
+}
+
+LaunchPaths Paths() {
+  return {"/run/ftd/web1/qmp.sock", "/var/lib/ftd/web1/console.log", "/tmp/rr.log", ""};
+}
+
+// Value following `flag`, in order of appearance.
+std::vector<std::string> Values(const std::vector<std::string>& argv, const std::string& flag) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == flag) out.push_back(argv[i + 1]);
+  }
+  return out;
+}
+
+bool Has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+TEST(QemuCommandTest, PlainModeHasNoIcountAndDirectDrive) {
+  auto argv = BuildQemuCommand(Spec(), {RunMode::kPlain, false}, Paths());
+  EXPECT_EQ(argv[0], "qemu-system-x86_64");
+  EXPECT_TRUE(Values(argv, "-icount").empty());
+  EXPECT_EQ(Values(argv, "-m"), std::vector<std::string>{"256"});
+  EXPECT_EQ(Values(argv, "-kernel"), std::vector<std::string>{"/img/vmlinuz"});
+  EXPECT_EQ(Values(argv, "-append"),
+            std::vector<std::string>{"console=ttyS0 ftguest.ip=10.0.2.15/24"});
+  // A comma in a path is doubled, QEMU's escape.
+  EXPECT_EQ(Values(argv, "-drive"),
+            std::vector<std::string>{"file=/img/data,,1.qcow2,if=none,id=vda,format=qcow2"});
+  EXPECT_TRUE(Has(Values(argv, "-device"), "virtio-blk-pci,drive=vda"));
+  EXPECT_TRUE(Has(Values(argv, "-device"), "e1000,netdev=net0,mac=52:54:00:12:34:56"));
+  EXPECT_EQ(Values(argv, "-netdev"),
+            std::vector<std::string>{"user,id=net0,hostfwd=tcp:127.0.0.1:17000-:7000"});
+  EXPECT_TRUE(Values(argv, "-object").empty());
+  EXPECT_TRUE(Has(Values(argv, "-chardev"),
+                  "socket,id=qmp0,path=/run/ftd/web1/qmp.sock,server=on,wait=off"));
+  EXPECT_TRUE(Has(Values(argv, "-chardev"), "file,id=console0,path=/var/lib/ftd/web1/console.log"));
+  EXPECT_TRUE(Has(argv, "-nodefaults"));
+  EXPECT_TRUE(Has(argv, "-no-reboot"));
+}
+
+TEST(QemuCommandTest, PlainWithIcountUsesTheSameShiftAsRecord) {
+  auto spec = Spec();
+  spec.icount_shift = 7;
+  auto argv = BuildQemuCommand(spec, {RunMode::kPlain, true}, Paths());
+  EXPECT_EQ(Values(argv, "-icount"), std::vector<std::string>{"shift=7"});
+}
+
+TEST(QemuCommandTest, RecordModeWrapsDisksInBlkreplayAndFiltersTheNic) {
+  auto argv = BuildQemuCommand(Spec(), {RunMode::kRecord, false}, Paths());
+  EXPECT_EQ(Values(argv, "-icount"),
+            std::vector<std::string>{"shift=5,rr=record,rrfile=/tmp/rr.log"});
+  EXPECT_EQ(Values(argv, "-drive"),
+            (std::vector<std::string>{"file=/img/data,,1.qcow2,if=none,id=vda-direct,format=qcow2",
+                                      "driver=blkreplay,if=none,image=vda-direct,id=vda"}));
+  EXPECT_TRUE(Has(Values(argv, "-device"), "virtio-blk-pci,drive=vda"));
+  EXPECT_EQ(Values(argv, "-object"),
+            std::vector<std::string>{"filter-replay,id=net0-replay,netdev=net0"});
+  EXPECT_EQ(Values(argv, "-netdev"),
+            std::vector<std::string>{"user,id=net0,hostfwd=tcp:127.0.0.1:17000-:7000"});
+}
+
+TEST(QemuCommandTest, ReplayModeReadsTheLogAndNeverBindsForwardedPorts) {
+  auto argv = BuildQemuCommand(Spec(), {RunMode::kReplay, false}, Paths());
+  EXPECT_EQ(Values(argv, "-icount"),
+            std::vector<std::string>{"shift=5,rr=replay,rrfile=/tmp/rr.log"});
+  EXPECT_EQ(Values(argv, "-netdev"), std::vector<std::string>{"user,id=net0,restrict=on"});
+  EXPECT_EQ(Values(argv, "-object"),
+            std::vector<std::string>{"filter-replay,id=net0-replay,netdev=net0"});
+}
+
+TEST(QemuCommandTest, RecordAndReplayDifferOnlyInTheRrModeAndNetBackend) {
+  auto spec = Spec();
+  spec.nic->backend = NicBackend::kStream;
+  spec.nic->forwards.clear();
+  spec.nic->socket_path = "/run/ftd/web1/net.sock";
+  auto rec = BuildQemuCommand(spec, {RunMode::kRecord, false}, Paths());
+  auto rep = BuildQemuCommand(spec, {RunMode::kReplay, false}, Paths());
+  ASSERT_EQ(rec.size(), rep.size());
+  int differences = 0;
+  for (size_t i = 0; i < rec.size(); ++i) differences += rec[i] != rep[i];
+  EXPECT_EQ(differences, 1);  // only -icount ...rr=record vs rr=replay
+  EXPECT_EQ(Values(rec, "-netdev"),
+            std::vector<std::string>{
+                "stream,id=net0,server=off,addr.type=unix,addr.path=/run/ftd/web1/net.sock"});
+}
+
+TEST(QemuCommandTest, IdeDisksGetBusAndUnit) {
+  auto spec = Spec();
+  spec.disks = {{"hda", "/a.qcow2", "qcow2", DiskBus::kIde},
+                {"hdb", "/b.qcow2", "qcow2", DiskBus::kIde},
+                {"hdc", "/c.qcow2", "qcow2", DiskBus::kIde}};
+  auto argv = BuildQemuCommand(spec, {RunMode::kPlain, false}, Paths());
+  auto devices = Values(argv, "-device");
+  EXPECT_TRUE(Has(devices, "ide-hd,drive=hda,bus=ide.0,unit=0"));
+  EXPECT_TRUE(Has(devices, "ide-hd,drive=hdb,bus=ide.0,unit=1"));
+  EXPECT_TRUE(Has(devices, "ide-hd,drive=hdc,bus=ide.1,unit=0"));
+}
+
+TEST(QemuCommandTest, TapBackendAndNoNic) {
+  auto spec = Spec();
+  spec.nic->backend = NicBackend::kTap;
+  spec.nic->forwards.clear();
+  spec.nic->tap_name = "fttap0";
+  auto argv = BuildQemuCommand(spec, {RunMode::kPlain, false}, Paths());
+  EXPECT_EQ(Values(argv, "-netdev"),
+            std::vector<std::string>{"tap,id=net0,ifname=fttap0,script=no,downscript=no"});
+  spec.nic.reset();
+  argv = BuildQemuCommand(spec, {RunMode::kPlain, false}, Paths());
+  EXPECT_TRUE(Values(argv, "-netdev").empty());
+}
+
+TEST(QemuCommandTest, OperatorMonitorIsASecondQmpSocket) {
+  auto paths = Paths();
+  EXPECT_EQ(Values(BuildQemuCommand(Spec(), {RunMode::kPlain, false}, paths), "-mon").size(), 1u);
+  paths.operator_qmp_socket = "/run/ftd/web1/monitor.sock";
+  auto argv = BuildQemuCommand(Spec(), {RunMode::kPlain, false}, paths);
+  EXPECT_EQ(Values(argv, "-mon"),
+            (std::vector<std::string>{"chardev=qmp0,mode=control", "chardev=qmp1,mode=control"}));
+  EXPECT_TRUE(Has(Values(argv, "-chardev"),
+                  "socket,id=qmp1,path=/run/ftd/web1/monitor.sock,server=on,wait=off"));
+}
+
+TEST(QemuCommandTest, JoinQuotesArgumentsWithSpaces) {
+  EXPECT_EQ(JoinCommandLine({"qemu", "-append", "console=ttyS0 quiet", "it's"}),
+            "qemu -append 'console=ttyS0 quiet' 'it'\\''s'");
+}
+
+TEST(VmSpecTest, ValidationNamesTheField) {
+  auto spec = Spec();
+  EXPECT_TRUE(ValidateVmSpec(spec).ok());
+  spec.name = "bad name";
+  EXPECT_NE(ValidateVmSpec(spec).message().find("vm name 'bad name'"), std::string::npos);
+  spec = Spec();
+  spec.memory_mib = 8;
+  EXPECT_NE(ValidateVmSpec(spec).message().find("memory_mib 8"), std::string::npos);
+  spec = Spec();
+  spec.nic->mac = "01:00:5e:00:00:01";  // multicast
+  EXPECT_NE(ValidateVmSpec(spec).message().find("mac '01:00:5e:00:00:01'"), std::string::npos);
+  spec = Spec();
+  spec.disks.push_back(spec.disks[0]);
+  EXPECT_NE(ValidateVmSpec(spec).message().find("disk id 'vda' is used twice"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ft::replay
