@@ -1,0 +1,60 @@
+// Runs one VM's QEMU under ftd: directories, spawn, QMP handshake, exit detection, orderly
+// stop (QMP quit -> SIGTERM -> SIGKILL) and removal of its runtime files.
+// All methods run on the daemon's single io_context thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ft/daemon/config.h"
+#include "ft/replay/vm_spec.h"
+#include "ft/status.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace ft::daemon {
+
+enum class VmState { kStarting, kRunning, kStopping, kStopped, kFailed };
+const char* VmStateName(VmState state);
+
+// Where a VM's files live. state_dir keeps what an operator reads after the fact (console,
+// QEMU's output); run_dir holds sockets and pid files and is removed when the VM stops.
+struct VmPaths {
+  std::string state_dir;       // <node.state_dir>/vms/<name>
+  std::string run_dir;         // <node.run_dir>/<name>
+  std::string console_log;     // state_dir/console.log
+  std::string qemu_log;        // state_dir/qemu.log
+  std::string qmp_socket;      // run_dir/qmp.sock: ftd's own QMP connection
+  std::string monitor_socket;  // run_dir/monitor.sock: a second QMP monitor for operators
+  std::string pid_file;        // run_dir/qemu.pid
+};
+VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name);
+
+class VmRunner {
+ public:
+  VmRunner(asio::io_context& io, const NodeConfig& node, replay::VmSpec spec);
+  ~VmRunner();
+  VmRunner(const VmRunner&) = delete;
+  VmRunner& operator=(const VmRunner&) = delete;
+
+  // Spawns QEMU; the QMP handshake completes asynchronously. An error here means nothing
+  // was started and nothing is left behind.
+  Status Start();
+  // Stops QEMU in order and removes the runtime files; `done` runs once it is gone.
+  void Stop(std::function<void()> done);
+  // Called on SIGCHLD: notices a QEMU that ended and says why.
+  void OnChildSignal();
+
+  VmState state() const;
+  const std::string& name() const;
+  const VmPaths& paths() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ft::daemon

@@ -1,0 +1,298 @@
+#include "ft/daemon/vm_runner.h"
+
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "ft/log.h"
+#include "ft/replay/process.h"
+#include "ft/replay/qemu_command.h"
+#include "ft/replay/qmp_client.h"
+
+namespace ft::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr auto kQmpConnectTimeout = 20s;
+constexpr auto kQmpCommandTimeout = 5s;
+constexpr auto kQuitGrace = 10s;
+constexpr auto kTermGrace = 3s;
+
+Status MakeDir(const std::string& path, fs::perms perms) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec)
+    return Status(StatusCode::kPermissionDenied,
+                  fmt::format("cannot create '{}': {}", path, ec.message()));
+  fs::permissions(path, perms, ec);
+  return Status::Ok();
+}
+
+// A pid file left by an ftd that died: is its QEMU still alive?
+bool PidIsQemu(pid_t pid) {
+  std::ifstream comm(fmt::format("/proc/{}/comm", pid));
+  std::string name;
+  return comm && std::getline(comm, name) && name.rfind("qemu-system", 0) == 0;
+}
+
+}  // namespace
+
+const char* VmStateName(VmState state) {
+  switch (state) {
+    case VmState::kStarting:
+      return "starting";
+    case VmState::kRunning:
+      return "running";
+    case VmState::kStopping:
+      return "stopping";
+    case VmState::kStopped:
+      return "stopped";
+    case VmState::kFailed:
+      return "failed";
+  }
+  return "?";
+}
+
+VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name) {
+  VmPaths p;
+  p.state_dir = (fs::path(node.state_dir) / "vms" / vm_name).string();
+  p.run_dir = (fs::path(node.run_dir) / vm_name).string();
+  p.console_log = p.state_dir + "/console.log";
+  p.qemu_log = p.state_dir + "/qemu.log";
+  p.qmp_socket = p.run_dir + "/qmp.sock";
+  p.monitor_socket = p.run_dir + "/monitor.sock";
+  p.pid_file = p.run_dir + "/qemu.pid";
+  return p;
+}
+
+struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
+  Impl(asio::io_context& io_context, const NodeConfig& node, replay::VmSpec vm_spec)
+      : io(io_context),
+        spec(std::move(vm_spec)),
+        paths(PathsFor(node, spec.name)),
+        log(Logger("replay")),
+        poll_timer(io_context) {}
+
+  asio::io_context& io;
+  replay::VmSpec spec;
+  VmPaths paths;
+  std::shared_ptr<spdlog::logger> log;
+  std::unique_ptr<replay::ChildProcess> qemu;
+  std::shared_ptr<replay::QmpClient> qmp;
+  asio::steady_timer poll_timer;
+  VmState state = VmState::kStarting;
+  std::function<void()> on_stopped;
+  std::chrono::steady_clock::time_point spawned_at;
+
+  Status Start() {
+    FT_RETURN_IF_ERROR(MakeDir(
+        paths.state_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
+    FT_RETURN_IF_ERROR(MakeDir(paths.run_dir, fs::perms::owner_all));
+    if (paths.qmp_socket.size() >= sizeof(sockaddr_un{}.sun_path)) {
+      return InvalidArgument(fmt::format(
+          "vm '{}': QMP socket path '{}' is longer than {} bytes; choose a shorter run_dir",
+          spec.name, paths.qmp_socket, sizeof(sockaddr_un{}.sun_path) - 1));
+    }
+    FT_RETURN_IF_ERROR(ClearStaleRuntime());
+
+    replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, "", paths.monitor_socket};
+    auto argv = replay::BuildQemuCommand(spec, {replay::RunMode::kPlain, false}, launch);
+    {
+      std::ofstream qlog(paths.qemu_log, std::ios::app);
+      qlog << "---- ftd starting QEMU: " << replay::JoinCommandLine(argv) << "\n";
+    }
+    log->info("vm '{}': starting QEMU (plain mode, {} MiB, {} disk(s), nic {})", spec.name,
+              spec.memory_mib, spec.disks.size(),
+              spec.nic ? replay::NicBackendName(spec.nic->backend) : "none");
+    log->debug("vm '{}': {}", spec.name, replay::JoinCommandLine(argv));
+    replay::SpawnOptions options;
+    options.output_path = paths.qemu_log;
+    auto child = replay::ChildProcess::Spawn(argv, options);
+    if (!child.ok()) {
+      RemoveRuntime();
+      return child.status().WithContext(fmt::format("vm '{}'", spec.name));
+    }
+    qemu = std::move(child).value();
+    spawned_at = std::chrono::steady_clock::now();
+    std::ofstream(paths.pid_file) << qemu->pid() << "\n";
+    log->info("vm '{}': QEMU pid {}, console {}", spec.name, qemu->pid(), paths.console_log);
+
+    qmp = replay::QmpClient::Create(io, spec.name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    qmp->OnEvent([weak](const std::string& event, const replay::Json& data) {
+      if (auto self = weak.lock()) self->OnQmpEvent(event, data);
+    });
+    qmp->Connect(paths.qmp_socket, kQmpConnectTimeout, [weak](Status s) {
+      if (auto self = weak.lock()) self->OnQmpConnected(s);
+    });
+    return Status::Ok();
+  }
+
+  // A previous ftd may have died (SIGKILL) and left its files; its QEMU died with it
+  // (PDEATHSIG) unless something else is running the VM, which we must not touch.
+  Status ClearStaleRuntime() {
+    std::ifstream pid_in(paths.pid_file);
+    pid_t old_pid = 0;
+    if (pid_in >> old_pid && old_pid > 0 && PidIsQemu(old_pid)) {
+      return FailedPrecondition(fmt::format(
+          "vm '{}' is already running as QEMU pid {} (pid file {}); is another ftd running?",
+          spec.name, old_pid, paths.pid_file));
+    }
+    std::error_code ec;
+    fs::remove(paths.qmp_socket, ec);
+    fs::remove(paths.monitor_socket, ec);
+    fs::remove(paths.pid_file, ec);
+    return Status::Ok();
+  }
+
+  void OnQmpConnected(Status s) {
+    if (state != VmState::kStarting) return;
+    if (!s.ok()) {
+      log->error("vm '{}': QMP handshake failed: {}", spec.name, s.ToString());
+      Fail("QMP handshake failed");
+      return;
+    }
+    auto self = shared_from_this();
+    qmp->Execute("query-status", replay::Json::object(), kQmpCommandTimeout,
+                 [self](Result<replay::Json> reply) {
+                   if (self->state != VmState::kStarting) return;
+                   if (!reply.ok()) {
+                     self->log->error("vm '{}': query-status failed: {}", self->spec.name,
+                                      reply.status().ToString());
+                     self->Fail("query-status failed");
+                     return;
+                   }
+                   self->state = VmState::kRunning;
+                   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - self->spawned_at)
+                                 .count();
+                   self->log->info("vm '{}': running (QMP status '{}', {} ms after spawn)",
+                                   self->spec.name, reply->value("status", "?"), ms);
+                 });
+  }
+
+  void OnQmpEvent(const std::string& event, const replay::Json& data) {
+    if (event == "SHUTDOWN") {
+      log->info("vm '{}': guest shutdown ({})", spec.name, data.value("reason", "?"));
+    } else if (event == "STOP" || event == "RESUME") {
+      log->debug("vm '{}': QMP event {}", spec.name, event);
+    } else {
+      log->debug("vm '{}': QMP event {} {}", spec.name, event, data.dump());
+    }
+  }
+
+  void OnChildSignal() {
+    if (!qemu || !qemu->running()) return;
+    auto exit = qemu->TryReap();
+    if (!exit) return;
+    if (state == VmState::kStopping) return;  // the stop sequence notices it itself
+    std::string tail = replay::TailOfFile(paths.qemu_log, 600);
+    log->error("vm '{}': QEMU pid {} {} unexpectedly; its last output:\n{}", spec.name, qemu->pid(),
+               exit->Describe(), tail.empty() ? "(none)" : tail);
+    Fail("QEMU ended");
+  }
+
+  void Fail(const std::string& why) {
+    state = VmState::kFailed;
+    if (qmp) qmp->Close();
+    if (qemu && qemu->running()) {
+      auto exit = qemu->Terminate(kTermGrace);
+      log->warn("vm '{}': QEMU stopped after failure ({}): {}", spec.name, why, exit.Describe());
+    }
+    RemoveRuntime();
+  }
+
+  void Stop(std::function<void()> done) {
+    on_stopped = std::move(done);
+    if (!qemu || !qemu->running() || state == VmState::kFailed) {
+      if (state != VmState::kFailed) state = VmState::kStopped;
+      RemoveRuntime();
+      Finish();
+      return;
+    }
+    state = VmState::kStopping;
+    log->info("vm '{}': stopping QEMU pid {}", spec.name, qemu->pid());
+    auto deadline = std::chrono::steady_clock::now() + kQuitGrace;
+    if (qmp && qmp->connected()) {
+      auto self = shared_from_this();
+      qmp->Execute(
+          "quit", replay::Json::object(), kQmpCommandTimeout, [self](Result<replay::Json> reply) {
+            // QEMU may close the monitor before it answers 'quit': both are fine.
+            if (!reply.ok() && reply.status().code() != StatusCode::kAborted) {
+              self->log->warn("vm '{}': QMP quit: {}", self->spec.name, reply.status().ToString());
+            }
+          });
+    } else {
+      qemu->Signal(SIGTERM);
+    }
+    PollExit(deadline);
+  }
+
+  void PollExit(std::chrono::steady_clock::time_point deadline) {
+    if (auto exit = qemu->TryReap()) {
+      log->info("vm '{}': QEMU {}", spec.name, exit->Describe());
+      Stopped();
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      log->warn("vm '{}': QEMU did not quit within {} s; terminating", spec.name,
+                std::chrono::duration_cast<std::chrono::seconds>(kQuitGrace).count());
+      auto exit = qemu->Terminate(kTermGrace);
+      log->warn("vm '{}': QEMU {}", spec.name, exit.Describe());
+      Stopped();
+      return;
+    }
+    poll_timer.expires_after(20ms);
+    auto self = shared_from_this();
+    poll_timer.async_wait([self, deadline](const std::error_code& ec) {
+      if (!ec) self->PollExit(deadline);
+    });
+  }
+
+  void Stopped() {
+    state = VmState::kStopped;
+    if (qmp) qmp->Close();
+    RemoveRuntime();
+    Finish();
+  }
+
+  void Finish() {
+    if (auto done = std::move(on_stopped)) {
+      on_stopped = nullptr;
+      done();
+    }
+  }
+
+  void RemoveRuntime() {
+    std::error_code ec;
+    fs::remove(paths.qmp_socket, ec);
+    fs::remove(paths.monitor_socket, ec);
+    fs::remove(paths.pid_file, ec);
+    fs::remove(paths.run_dir, ec);  // only if empty: never delete what we did not make
+  }
+};
+
+VmRunner::VmRunner(asio::io_context& io, const NodeConfig& node, replay::VmSpec spec)
+    : impl_(std::make_shared<Impl>(io, node, std::move(spec))) {}
+
+VmRunner::~VmRunner() {
+  if (impl_->qmp) impl_->qmp->Close();
+  impl_->poll_timer.cancel();
+}
+
+Status VmRunner::Start() { return impl_->Start(); }
+void VmRunner::Stop(std::function<void()> done) { impl_->Stop(std::move(done)); }
+void VmRunner::OnChildSignal() { impl_->OnChildSignal(); }
+VmState VmRunner::state() const { return impl_->state; }
+const std::string& VmRunner::name() const { return impl_->spec.name; }
+const VmPaths& VmRunner::paths() const { return impl_->paths; }
+
+}  // namespace ft::daemon

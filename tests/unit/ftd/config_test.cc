@@ -1,0 +1,178 @@
+#include "ft/daemon/config.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace ft::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kGood = R"(# ftd test config
+[node]
+name = hostA
+state_dir = state
+run_dir = /tmp/ftd-run
+log_level = debug
+
+[vm web1]
+memory_mib = 256
+kernel = img/vmlinuz
+initrd = img/initrd.img
+cmdline = console=ttyS0 ftguest.ip=10.0.2.15/24
+disk.vda = img/data.qcow2
+nic = user
+mac = 52:54:00:ab:cd:ef
+forward = 127.0.0.1:17000 -> 7000
+forward = 127.0.0.1:17001 -> 7001
+)";
+
+std::string ErrorOf(const std::string& text) {
+  auto r = ParseConfig(text, "ftd.conf", "/etc/ftd");
+  return r.ok() ? "(parsed)" : r.status().message();
+}
+
+TEST(ConfigParseTest, ParsesNodeAndVm) {
+  auto r = ParseConfig(kGood, "ftd.conf", "/etc/ftd");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->node.name, "hostA");
+  EXPECT_EQ(r->node.state_dir, "/etc/ftd/state");  // relative to the config file
+  EXPECT_EQ(r->node.run_dir, "/tmp/ftd-run");
+  ASSERT_EQ(r->vms.size(), 1u);
+  const auto& vm = r->vms[0];
+  EXPECT_EQ(vm.name, "web1");
+  EXPECT_EQ(vm.kernel, "/etc/ftd/img/vmlinuz");
+  EXPECT_EQ(vm.cmdline, "console=ttyS0 ftguest.ip=10.0.2.15/24");
+  ASSERT_EQ(vm.disks.size(), 1u);
+  EXPECT_EQ(vm.disks[0].id, "vda");
+  EXPECT_EQ(vm.disks[0].path, "/etc/ftd/img/data.qcow2");
+  ASSERT_TRUE(vm.nic.has_value());
+  EXPECT_EQ(vm.nic->mac, "52:54:00:ab:cd:ef");
+  ASSERT_EQ(vm.nic->forwards.size(), 2u);
+  EXPECT_EQ(vm.nic->forwards[1].host_port, 17001);
+  EXPECT_EQ(vm.nic->forwards[1].guest_port, 7001);
+}
+
+TEST(ConfigParseTest, UnknownKeyIsNamedWithLineAndSection) {
+  std::string text = std::string(kGood) + "memroy_mib = 512\n";
+  EXPECT_EQ(ErrorOf(text).rfind("ftd.conf:18: [vm web1] memroy_mib: unknown key", 0), 0u)
+      << ErrorOf(text);
+  EXPECT_NE(ErrorOf("[node]\nnmae = a\n").find("[node] nmae: unknown key"), std::string::npos);
+}
+
+TEST(ConfigParseTest, BadAddressIsNamed) {
+  std::string text = R"([vm a]
+kernel = /k
+forward = 127.0.0.300:17000 -> 7000
+)";
+  EXPECT_NE(ErrorOf(text).find("ftd.conf:3: [vm a] forward: '127.0.0.300' is not a numeric IPv4"),
+            std::string::npos)
+      << ErrorOf(text);
+  EXPECT_NE(
+      ErrorOf("[vm a]\nkernel=/k\nforward = 127.0.0.1:99999 -> 7000\n").find("host port '99999'"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf("[vm a]\nkernel=/k\nforward = 127.0.0.1:80\n").find("HOST_IP:PORT -> GUEST_PORT"),
+      std::string::npos);
+}
+
+TEST(ConfigParseTest, StructuralErrors) {
+  EXPECT_NE(ErrorOf("name = x\n").find("outside a section"), std::string::npos);
+  EXPECT_NE(ErrorOf("[vmm a]\n").find("unknown section '[vmm a]'"), std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\n[vm a]\n").find("[vm a] appears twice"), std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\nkernel=/j\n").find("kernel: set twice (first on line 2)"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel\n").find("expected 'key = value'"), std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nmemory_mib = lots\n").find("memory_mib: 'lots' is not a number"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\n").find("vm 'a': kernel is required"), std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\ndisk.vda.bus = scsi\n").find("bus 'scsi'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\nnic_model = virtio-net-pci\n").find("use e1000"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\ndisk.vda.format = qcow2\n")
+                .find("disk.vda: image path is missing"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[node]\nlog_level = loud\n").find("'loud' is not one of"), std::string::npos);
+}
+
+class ConfigFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ft-config-" + std::to_string(getpid()));
+    fs::create_directories(dir_ / "img");
+    Write("img/vmlinuz", "kernel");
+    Write("img/initrd.img", "initrd");
+    Write("img/data.qcow2", std::string("QFI\xfb", 4) + "rest");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void Write(const std::string& rel, const std::string& content) {
+    std::ofstream(dir_ / rel, std::ios::binary) << content;
+  }
+  Result<Config> Load(const std::string& text) {
+    Write("ftd.conf", text);
+    return LoadConfig((dir_ / "ftd.conf").string());
+  }
+  fs::path dir_;
+};
+
+TEST_F(ConfigFilesTest, GoodConfigLoads) {
+  auto r = Load(kGood);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST_F(ConfigFilesTest, MissingKernelIsNamed) {
+  fs::remove(dir_ / "img/vmlinuz");
+  auto r = Load(kGood);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(r.status().message().find("vm 'web1': kernel '" + (dir_ / "img/vmlinuz").string() +
+                                      "' does not exist"),
+            std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(ConfigFilesTest, UnreadableOrWrongImageIsNamed) {
+  Write("img/data.qcow2", "this is not qcow2");
+  auto r = Load(kGood);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("disk.vda '" + (dir_ / "img/data.qcow2").string() +
+                                      "' is not a qcow2 image"),
+            std::string::npos)
+      << r.status().message();
+  fs::remove(dir_ / "img/data.qcow2");
+  fs::create_directory(dir_ / "img/data.qcow2");
+  r = Load(kGood);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is not a regular file"), std::string::npos);
+  if (geteuid() != 0) {  // root reads anything; the mode check only bites for other users
+    fs::remove(dir_ / "img/data.qcow2");
+    Write("img/data.qcow2", std::string("QFI\xfb", 4));
+    fs::permissions(dir_ / "img/data.qcow2", fs::perms::none);
+    r = Load(kGood);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("is not readable"), std::string::npos);
+  }
+}
+
+TEST_F(ConfigFilesTest, MissingQemuIsNamed) {
+  auto r = Load(std::string(kGood) + "qemu = /nonexistent/qemu-system-x86_64\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(
+      r.status().message().find("qemu '/nonexistent/qemu-system-x86_64' is not an executable"),
+      std::string::npos);
+}
+
+TEST_F(ConfigFilesTest, MissingConfigFileIsNamed) {
+  auto r = LoadConfig((dir_ / "nope.conf").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("cannot read config '" + (dir_ / "nope.conf").string() + "'"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ft::daemon
