@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything ftd needs to build, test and run, from Debian's registry only.
+# Idempotent: when every package is present it returns in well under a second.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build ccache pkg-config git clang-format
+  # libraries
+  libasio-dev libspdlog-dev libfmt-dev protobuf-compiler libprotobuf-dev
+  libgtest-dev libgmock-dev googletest nlohmann-json3-dev libcli11-dev libsystemd-dev
+  libssl-dev libzstd-dev libvirt-dev
+  # QEMU and libvirt (libvirt defines VMs; ftd runs QEMU itself)
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
+  # the guest image (scripts/build-guest.sh) and the lab
+  busybox-static e2fsprogs cpio zstd kmod iproute2 socat procps
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (apt-get install)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${#missing[@]} package(s): ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# libvirt's postinst tries to start services; with no systemd as PID 1 that must not fail us.
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

@@ -1,0 +1,115 @@
+#include "ftd_instance.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+namespace ft::testing {
+namespace {
+namespace fs = std::filesystem;
+}
+
+std::string FtdBinary() { return FT_FTD_BINARY; }
+
+std::string GuestDir() {
+  std::string dir = FT_GUEST_DIR;
+  return fs::exists(dir + "/initrd.img") ? dir : "";
+}
+
+std::string GuestKernel() {
+  // The build also leaves the same Debian kernel decompressed: booting it skips ~5 s of
+  // xz decompression under TCG.
+  std::string dir = FT_GUEST_DIR;
+  return fs::exists(dir + "/vmlinux") ? dir + "/vmlinux" : dir + "/vmlinuz";
+}
+
+uint16_t FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+Result<std::unique_ptr<FtdInstance>> FtdInstance::Create(const std::string& label) {
+  std::string templ = (fs::temp_directory_path() / ("ftd-test-" + label + "-XXXXXX")).string();
+  if (!mkdtemp(templ.data())) return ErrnoStatus("mkdtemp", errno);
+  return std::unique_ptr<FtdInstance>(new FtdInstance(templ));
+}
+
+FtdInstance::~FtdInstance() {
+  ftd_.reset();  // SIGKILL + reap if still running; its QEMU dies with it (PDEATHSIG)
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+std::string FtdInstance::console_log(const std::string& vm) const {
+  return state_dir() + "/vms/" + vm + "/console.log";
+}
+std::string FtdInstance::qmp_socket(const std::string& vm) const {
+  return run_dir() + "/" + vm + "/qmp.sock";
+}
+std::string FtdInstance::monitor_socket(const std::string& vm) const {
+  return run_dir() + "/" + vm + "/monitor.sock";
+}
+std::string FtdInstance::pid_file(const std::string& vm) const {
+  return run_dir() + "/" + vm + "/qemu.pid";
+}
+
+std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
+  std::string guest = FT_GUEST_DIR;
+  std::string text = fmt::format(
+      "[node]\nname = test-{}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\n\n"
+      "[vm {}]\nmemory_mib = {}\nkernel = {}\ninitrd = {}/initrd.img\n"
+      "cmdline = console=ttyS0 ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2 ftguest.workload={}\n"
+      "nic = user\n",
+      vm.name, state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, vm.workload);
+  if (vm.stream_port) text += fmt::format("forward = 127.0.0.1:{} -> 7000\n", vm.stream_port);
+  if (vm.records_port) text += fmt::format("forward = 127.0.0.1:{} -> 7001\n", vm.records_port);
+  if (vm.data_disk) {
+    std::string disk = fmt::format("{}/{}-data.qcow2", dir_, vm.name);
+    std::error_code ec;
+    fs::copy_file(guest + "/data.qcow2", disk, fs::copy_options::overwrite_existing, ec);
+    text += fmt::format("disk.vda = {}\n", disk);
+  }
+  return text;
+}
+
+Status FtdInstance::WriteConfig(const std::string& text) {
+  std::ofstream out(config_path());
+  out << text;
+  return out ? Status::Ok() : Internal("cannot write " + config_path());
+}
+
+Status FtdInstance::Start(const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {FtdBinary(), "--config", config_path()};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  replay::SpawnOptions options;
+  options.output_path = ftd_log();
+  FT_ASSIGN_OR_RETURN(ftd_, replay::ChildProcess::Spawn(argv, options));
+  return Status::Ok();
+}
+
+Result<replay::ExitStatus> FtdInstance::Stop(std::chrono::milliseconds timeout) {
+  if (!ftd_) return FailedPrecondition("ftd was not started");
+  ftd_->Signal(SIGTERM);
+  auto exit = ftd_->WaitFor(timeout);
+  if (!exit) {
+    ftd_->Terminate(std::chrono::milliseconds(100));
+    return Timeout(fmt::format("ftd did not stop within {} ms of SIGTERM", timeout.count()));
+  }
+  return *exit;
+}
+
+}  // namespace ft::testing

@@ -1,0 +1,63 @@
+// Runs a real ftd process for a test: writes its config into a private temp dir, starts it,
+// stops it with SIGTERM, and removes the temp dir whatever happened (RAII). Guarantees no
+// process it started outlives the test.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ft/replay/process.h"
+#include "ft/status.h"
+
+namespace ft::testing {
+
+// Where the build put things (set by CMake for tests).
+std::string FtdBinary();
+std::string GuestDir();     // vmlinuz, initrd.img, data.qcow2; empty string if not built
+std::string GuestKernel();  // vmlinux if the guest build left it, else vmlinuz
+
+// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
+uint16_t FreeLoopbackPort();
+
+struct GuestVmOptions {
+  std::string name = "web1";
+  uint32_t memory_mib = 256;
+  std::string workload = "none";  // ftguest.workload
+  uint16_t stream_port = 0;       // host port forwarded to the guest's 7000 (0: none)
+  uint16_t records_port = 0;      // host port forwarded to the guest's 7001 (0: none)
+  bool data_disk = true;
+};
+
+class FtdInstance {
+ public:
+  // Makes a temp dir (state, run, config, a copy of the data disk).
+  static Result<std::unique_ptr<FtdInstance>> Create(const std::string& label);
+  ~FtdInstance();  // SIGKILLs ftd if still running, then removes the temp dir
+
+  // The config text for one guest VM under this instance's dirs.
+  std::string GuestVmConfig(const GuestVmOptions& vm);
+  Status WriteConfig(const std::string& text);
+  Status Start(const std::vector<std::string>& extra_args = {});
+  // SIGTERM and wait; returns how ftd ended.
+  Result<replay::ExitStatus> Stop(std::chrono::milliseconds timeout);
+
+  const std::string& dir() const { return dir_; }
+  std::string config_path() const { return dir_ + "/ftd.conf"; }
+  std::string state_dir() const { return dir_ + "/state"; }
+  std::string run_dir() const { return dir_ + "/run"; }
+  std::string console_log(const std::string& vm) const;
+  std::string qmp_socket(const std::string& vm) const;
+  std::string monitor_socket(const std::string& vm) const;  // the operator's QMP monitor
+  std::string pid_file(const std::string& vm) const;
+  std::string ftd_log() const { return dir_ + "/ftd.log"; }
+  replay::ChildProcess* process() { return ftd_.get(); }
+
+ private:
+  explicit FtdInstance(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+  std::unique_ptr<replay::ChildProcess> ftd_;
+};
+
+}  // namespace ft::testing
