@@ -1,0 +1,135 @@
+#include "ft/replay/rr_log.h"
+
+#include <gtest/gtest.h>
+
+namespace ft::replay {
+namespace {
+
+std::string U32(uint32_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  return s;
+}
+std::string U64(uint64_t v) {
+  return U32(static_cast<uint32_t>(v >> 32)) + U32(static_cast<uint32_t>(v));
+}
+std::string Z() { return std::string(1, 0); }
+std::string K(uint8_t kind) { return std::string(1, static_cast<char>(kind)); }
+
+// One event of every kind QEMU 7.2 writes, with payloads.
+std::vector<std::string> EveryKind() {
+  return {
+      EncodeInstructionEvent(1000),
+      K(rr::kInterrupt),
+      K(rr::kException),
+      K(rr::kAsyncBh) + U64(7),
+      K(rr::kAsyncBhOneshot) + U64(8),
+      K(rr::kAsyncInput) + U32(0) + U32(1) + U32(30) + std::string(1, 1),  // key, qcode
+      K(rr::kAsyncInput) + U32(0) + U32(0) + U64(30) + Z(),                // key, number
+      K(rr::kAsyncInput) + U32(1) + U32(2) + std::string(1, 1),            // button
+      K(rr::kAsyncInput) + U32(3) + U32(0) + U64(500),                     // abs
+      K(rr::kAsyncInputSync),
+      K(rr::kAsyncCharRead) + Z() + U32(3) + "abc",
+      K(rr::kAsyncBlock) + U64(42),
+      K(rr::kAsyncNet) + Z() + U32(0) + U32(6) + "frame!",
+      K(rr::kShutdown + 3),
+      K(rr::kCharWrite) + U32(5) + U32(0),
+      K(rr::kCharReadAll) + U32(2) + "hi",
+      K(rr::kCharReadAllError) + U32(1),
+      K(rr::kAudioOut) + U64(4),
+      K(rr::kAudioIn) + U64(1) + U64(9) + U64(1) + U64(2),
+      K(rr::kRandom) + U32(0) + U32(4) + "rand",
+      K(rr::kClock) + U64(123456789),
+      K(rr::kClock + 1) + U64(5),
+      K(rr::kCheckpoint + 5),
+      EncodeInstructionEvent(234),
+      K(rr::kEnd),
+  };
+}
+
+TEST(RrLogParserTest, ParsesEveryKindAndSumsInstructions) {
+  std::string log;
+  for (const auto& e : EveryKind()) log += e;
+  RrLogParser p;
+  std::vector<RrEvent> events;
+  ASSERT_TRUE(p.Feed(log, &events).ok());
+  ASSERT_EQ(events.size(), EveryKind().size());
+  EXPECT_TRUE(p.ended());
+  EXPECT_EQ(p.icount(), 1234u);
+  EXPECT_EQ(p.consumed(), log.size());
+  uint64_t offset = 0;
+  auto kinds = EveryKind();
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].offset, offset) << i;
+    EXPECT_EQ(events[i].size, kinds[i].size()) << RrEventName(events[i].kind);
+    offset += events[i].size;
+  }
+  EXPECT_EQ(events[0].icount_after, 1000u);
+  EXPECT_EQ(events[1].icount_after, 1000u);
+  EXPECT_EQ(events.back().icount_after, 1234u);
+}
+
+TEST(RrLogParserTest, AnySplitOfTheStreamGivesTheSameEvents) {
+  std::string log;
+  for (const auto& e : EveryKind()) log += e;
+  RrLogParser whole;
+  std::vector<RrEvent> expected;
+  ASSERT_TRUE(whole.Feed(log, &expected).ok());
+  for (size_t chunk = 1; chunk <= 7; ++chunk) {
+    RrLogParser p;
+    std::vector<RrEvent> got;
+    for (size_t at = 0; at < log.size(); at += chunk) {
+      ASSERT_TRUE(p.Feed(std::string_view(log).substr(at, chunk), &got).ok());
+      // Never an event before all its bytes arrived.
+      EXPECT_LE(p.consumed(), std::min(log.size(), at + chunk));
+    }
+    ASSERT_EQ(got.size(), expected.size()) << "chunk " << chunk;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].offset, expected[i].offset);
+      EXPECT_EQ(got[i].icount_after, expected[i].icount_after);
+    }
+  }
+}
+
+TEST(RrLogParserTest, IncompleteEventIsHeldBack) {
+  RrLogParser p;
+  std::vector<RrEvent> events;
+  std::string net = K(rr::kAsyncNet) + Z() + U32(0) + U32(6) + "frame!";
+  ASSERT_TRUE(p.Feed(net.substr(0, net.size() - 1), &events).ok());
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(p.consumed(), 0u);
+  EXPECT_EQ(p.received(), net.size() - 1);
+  ASSERT_TRUE(p.Feed(net.substr(net.size() - 1), &events).ok());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, rr::kAsyncNet);
+}
+
+TEST(RrLogParserTest, UnknownKindIsDataLossNamingTheOffset) {
+  RrLogParser p;
+  std::vector<RrEvent> events;
+  std::string log = EncodeInstructionEvent(10) + K(208);
+  auto s = p.Feed(log, &events);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("offset 5: unknown event kind 208"), std::string::npos) << s.message();
+  EXPECT_EQ(events.size(), 1u);
+  EXPECT_FALSE(p.Feed(EncodeInstructionEvent(1), &events).ok());  // stays failed
+}
+
+TEST(RrLogParserTest, OversizedArrayAndTrailingBytesAreRejected) {
+  RrLogParser p;
+  auto s = p.Feed(K(rr::kAsyncNet) + Z() + U32(0) + U32(0x7fffffff), nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("async-net event has a 2147483647-byte array"), std::string::npos);
+
+  RrLogParser q;
+  ASSERT_TRUE(q.Feed(K(rr::kEnd), nullptr).ok());
+  EXPECT_FALSE(q.Feed(EncodeInstructionEvent(1), nullptr).ok());
+}
+
+TEST(RrLogParserTest, InstructionEventEncoding) {
+  EXPECT_EQ(EncodeInstructionEvent(0x7fffffff), std::string("\x00\x7f\xff\xff\xff", 5));
+}
+
+}  // namespace
+}  // namespace ft::replay
