@@ -154,6 +154,8 @@ class Parser {
       node.state_dir = Resolve(base_dir_, value);
     } else if (key == "run_dir") {
       node.run_dir = Resolve(base_dir_, value);
+    } else if (key == "control_socket") {
+      node.control_socket = Resolve(base_dir_, value);
     } else if (key == "log_level") {
       static const char* kLevels[] = {"trace", "debug", "info", "warn", "error"};
       bool known = false;
@@ -163,7 +165,8 @@ class Parser {
                         fmt::format("'{}' is not one of trace, debug, info, warn, error", value));
       node.log_level = value;
     } else {
-      return KeyError(key, "unknown key; known keys: name, state_dir, run_dir, log_level");
+      return KeyError(
+          key, "unknown key; known keys: name, state_dir, run_dir, control_socket, log_level");
     }
     return Status::Ok();
   }
@@ -280,6 +283,9 @@ class Parser {
       char host[256] = {};
       gethostname(host, sizeof host - 1);
       config_.node.name = host[0] ? host : "localhost";
+    }
+    if (config_.node.control_socket.empty()) {
+      config_.node.control_socket = (fs::path(config_.node.run_dir) / "ftd.sock").string();
     }
     for (const auto& vm : config_.vms) {
       for (const auto& disk : vm.disks) {

@@ -91,6 +91,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   VmState state = VmState::kStarting;
   std::function<void()> on_stopped;
   std::chrono::steady_clock::time_point spawned_at;
+  std::string last_error;
 
   Status Start() {
     FT_RETURN_IF_ERROR(MakeDir(
@@ -157,7 +158,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     if (state != VmState::kStarting) return;
     if (!s.ok()) {
       log->error("vm '{}': QMP handshake failed: {}", spec.name, s.ToString());
-      Fail("QMP handshake failed");
+      Fail("QMP handshake failed: " + s.message());
       return;
     }
     auto self = shared_from_this();
@@ -167,7 +168,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
                    if (!reply.ok()) {
                      self->log->error("vm '{}': query-status failed: {}", self->spec.name,
                                       reply.status().ToString());
-                     self->Fail("query-status failed");
+                     self->Fail("query-status failed: " + reply.status().message());
                      return;
                    }
                    self->state = VmState::kRunning;
@@ -197,11 +198,12 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     std::string tail = replay::TailOfFile(paths.qemu_log, 600);
     log->error("vm '{}': QEMU pid {} {} unexpectedly; its last output:\n{}", spec.name, qemu->pid(),
                exit->Describe(), tail.empty() ? "(none)" : tail);
-    Fail("QEMU ended");
+    Fail(fmt::format("QEMU {} unexpectedly", exit->Describe()));
   }
 
   void Fail(const std::string& why) {
     state = VmState::kFailed;
+    if (last_error.empty()) last_error = why;
     if (qmp) qmp->Close();
     if (qemu && qemu->running()) {
       auto exit = qemu->Terminate(kTermGrace);
@@ -288,10 +290,26 @@ VmRunner::~VmRunner() {
   impl_->poll_timer.cancel();
 }
 
-Status VmRunner::Start() { return impl_->Start(); }
+Status VmRunner::Start() {
+  Status s = impl_->Start();
+  if (!s.ok()) {
+    impl_->state = VmState::kFailed;
+    impl_->last_error = s.message();
+  }
+  return s;
+}
 void VmRunner::Stop(std::function<void()> done) { impl_->Stop(std::move(done)); }
 void VmRunner::OnChildSignal() { impl_->OnChildSignal(); }
 VmState VmRunner::state() const { return impl_->state; }
+int VmRunner::qemu_pid() const {
+  return impl_->qemu && impl_->qemu->running() ? impl_->qemu->pid() : 0;
+}
+std::chrono::milliseconds VmRunner::uptime() const {
+  if (!qemu_pid()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               impl_->spawned_at);
+}
+const std::string& VmRunner::last_error() const { return impl_->last_error; }
 const std::string& VmRunner::name() const { return impl_->spec.name; }
 const VmPaths& VmRunner::paths() const { return impl_->paths; }
 

@@ -30,6 +30,30 @@ std::string GuestKernel() {
   return fs::exists(dir + "/vmlinux") ? dir + "/vmlinux" : dir + "/vmlinuz";
 }
 
+std::string FtctlBinary() { return FT_FTCTL_BINARY; }
+
+CommandOutput RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  CommandOutput result;
+  char path[] = "/tmp/ftd-cmd-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return result;
+  close(fd);
+  replay::SpawnOptions options;
+  options.output_path = path;
+  auto child = replay::ChildProcess::Spawn(argv, options);
+  if (child.ok()) {
+    auto exit = (*child)->WaitFor(timeout);
+    if (!exit) exit = (*child)->Terminate(std::chrono::milliseconds(100));
+    result.exit_code = exit->signaled ? 128 + exit->signal : exit->code;
+  } else {
+    result.output = child.status().ToString();
+  }
+  std::ifstream in(path);
+  result.output += std::string(std::istreambuf_iterator<char>(in), {});
+  unlink(path);
+  return result;
+}
+
 uint16_t FreeLoopbackPort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -84,6 +108,12 @@ std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
     text += fmt::format("disk.vda = {}\n", disk);
   }
   return text;
+}
+
+CommandOutput FtdInstance::Ftctl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {FtctlBinary(), "--socket", control_socket()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, std::chrono::seconds(20));
 }
 
 Status FtdInstance::WriteConfig(const std::string& text) {

@@ -18,6 +18,15 @@ std::string FtdBinary();
 std::string GuestDir();     // vmlinuz, initrd.img, data.qcow2; empty string if not built
 std::string GuestKernel();  // vmlinux if the guest build left it, else vmlinuz
 
+std::string FtctlBinary();
+
+struct CommandOutput {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+// Runs a command to completion (bounded by `timeout`), capturing its output.
+CommandOutput RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+
 // A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
 uint16_t FreeLoopbackPort();
 
@@ -51,6 +60,9 @@ class FtdInstance {
   std::string qmp_socket(const std::string& vm) const;
   std::string monitor_socket(const std::string& vm) const;  // the operator's QMP monitor
   std::string pid_file(const std::string& vm) const;
+  std::string control_socket() const { return run_dir() + "/ftd.sock"; }
+  // Runs ftctl against this instance's control socket.
+  CommandOutput Ftctl(const std::vector<std::string>& args);
   std::string ftd_log() const { return dir_ + "/ftd.log"; }
   replay::ChildProcess* process() { return ftd_.get(); }
 

@@ -16,6 +16,7 @@ struct NodeConfig {
   std::string name;                        // this hypervisor's name (default: hostname)
   std::string state_dir = "/var/lib/ftd";  // per-VM consoles, logs, persistent state
   std::string run_dir = "/run/ftd";        // sockets and pid files; removed at shutdown
+  std::string control_socket;              // ftctl's socket; default <run_dir>/ftd.sock
   std::string log_level = "info";
 };
 

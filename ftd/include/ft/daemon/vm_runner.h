@@ -3,6 +3,7 @@
 // All methods run on the daemon's single io_context thread.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -49,6 +50,9 @@ class VmRunner {
   void OnChildSignal();
 
   VmState state() const;
+  int qemu_pid() const;                      // 0 when no QEMU runs
+  std::chrono::milliseconds uptime() const;  // since QEMU was spawned; 0 when not running
+  const std::string& last_error() const;     // why the VM failed, "" otherwise
   const std::string& name() const;
   const VmPaths& paths() const;
 

@@ -1,0 +1,125 @@
+// ftctl: the operator's CLI for ftd, virsh-like. Talks to the local ftd over its root-only
+// control socket with typed (protobuf) requests.
+//
+// Exit codes: 0 ok, 1 the request failed, 2 bad usage, 3 ftd not reachable, 4 unknown VM.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "ft/daemon/control_socket.h"
+#include "ft/proto/control.pb.h"
+
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+constexpr int kExitUnknownVm = 4;
+
+nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
+  return {{"name", vm.name()},
+          {"state", vm.state()},
+          {"mode", vm.mode()},
+          {"qemu_pid", vm.qemu_pid()},
+          {"uptime_ms", vm.uptime_ms()},
+          {"console_log", vm.console_log()},
+          {"monitor_socket", vm.monitor_socket()},
+          {"last_error", vm.last_error()}};
+}
+
+std::string Uptime(uint64_t ms) {
+  uint64_t s = ms / 1000;
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
+}
+
+void PrintTable(const ft::proto::ControlResponse& r) {
+  std::printf("%-20s %-10s %-8s %-8s %s\n", "NAME", "STATE", "MODE", "PID", "UPTIME");
+  for (const auto& vm : r.vms()) {
+    std::printf("%-20s %-10s %-8s %-8s %s\n", vm.name().c_str(), vm.state().c_str(),
+                vm.mode().c_str(), vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
+                vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-");
+  }
+}
+
+void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
+  std::printf("Name:        %s\n", vm.name().c_str());
+  std::printf("Node:        %s\n", node.c_str());
+  std::printf("State:       %s\n", vm.state().c_str());
+  std::printf("Mode:        %s\n", vm.mode().c_str());
+  std::printf("QEMU pid:    %s\n", vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-");
+  std::printf("Uptime:      %s\n", vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-");
+  std::printf("Console:     %s\n", vm.console_log().c_str());
+  if (!vm.monitor_socket().empty()) std::printf("Monitor:     %s\n", vm.monitor_socket().c_str());
+  if (!vm.last_error().empty()) std::printf("Last error:  %s\n", vm.last_error().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ftctl - control fault-tolerant VMs on this host's ftd"};
+  app.require_subcommand(1);
+  app.fallthrough();  // --json and --socket are accepted after the subcommand too
+  std::string socket = "/run/ftd/ftd.sock";
+  bool json = false;
+  app.add_option("-s,--socket", socket, "ftd's control socket")
+      ->envname("FTD_CONTROL_SOCKET")
+      ->capture_default_str();
+  app.add_flag("--json", json, "print JSON for scripts instead of a table");
+  auto* list = app.add_subcommand("list", "list the VMs this ftd runs, with their state");
+  std::string vm_name;
+  auto* status = app.add_subcommand("status", "show one VM's state in detail");
+  status->add_option("DOMAIN", vm_name, "the VM's name")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitUsage;
+  }
+
+  ft::proto::ControlRequest request;
+  request.set_version(ft::daemon::kControlVersion);
+  if (*list) request.mutable_list();
+  if (*status) request.mutable_status()->set_vm(vm_name);
+
+  auto reply =
+      ft::daemon::CallControlSocket(socket, request.SerializeAsString(), std::chrono::seconds(10));
+  if (!reply.ok()) {
+    std::fprintf(stderr, "ftctl: %s\n", reply.status().message().c_str());
+    return reply.status().code() == ft::StatusCode::kUnavailable ? kExitUnreachable : kExitFailed;
+  }
+  ft::proto::ControlResponse response;
+  if (!response.ParseFromString(*reply)) {
+    std::fprintf(stderr, "ftctl: ftd at '%s' sent an answer that is not a ControlResponse\n",
+                 socket.c_str());
+    return kExitFailed;
+  }
+  if (response.code() != ft::proto::ControlResponse::OK) {
+    if (json) {
+      std::printf("%s\n", nlohmann::json{{"error", response.error()}}.dump(2).c_str());
+    } else {
+      std::fprintf(stderr, "ftctl: %s\n", response.error().c_str());
+    }
+    return response.code() == ft::proto::ControlResponse::UNKNOWN_VM ? kExitUnknownVm : kExitFailed;
+  }
+  if (json) {
+    nlohmann::json out;
+    if (*list) {
+      out = {{"node", response.node()}, {"vms", nlohmann::json::array()}};
+      for (const auto& vm : response.vms()) out["vms"].push_back(ToJson(vm));
+    } else {
+      out = ToJson(response.vms(0));
+      out["node"] = response.node();
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+  } else if (*list) {
+    PrintTable(response);
+  } else {
+    PrintStatus(response.vms(0), response.node());
+  }
+  return 0;
+}

@@ -1,0 +1,87 @@
+// ftctl against a real ftd (not a mock): list, status, --json, and the errors an operator
+// meets first: unknown VM, daemon not running, bad flags. Each has its own exit code.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ftd_instance.h"
+#include "guest_client.h"
+
+namespace ft::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(FtctlTest, ListAndStatusOfARunningVm) {
+  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+  auto inst = FtdInstance::Create("ftctl");
+  ASSERT_TRUE(inst.ok());
+  auto& ftd = **inst;
+  GuestVmOptions vm;
+  vm.data_disk = false;
+  ASSERT_TRUE(ftd.WriteConfig(ftd.GuestVmConfig(vm)).ok());
+  ASSERT_TRUE(ftd.Start().ok());
+  ASSERT_TRUE(WaitForFileContaining(ftd.ftd_log(), "running (QMP status 'running'", 60s))
+      << ReadFile(ftd.ftd_log());
+
+  auto list = ftd.Ftctl({"list"});
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("NAME"), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find("web1"), std::string::npos);
+  EXPECT_NE(list.output.find("running"), std::string::npos);
+
+  auto json = ftd.Ftctl({"--json", "list"});
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  auto parsed = nlohmann::json::parse(json.output, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << json.output;
+  EXPECT_EQ(parsed["node"], "test-web1");
+  ASSERT_EQ(parsed["vms"].size(), 1u);
+  EXPECT_EQ(parsed["vms"][0]["name"], "web1");
+  EXPECT_EQ(parsed["vms"][0]["state"], "running");
+  EXPECT_GT(parsed["vms"][0]["qemu_pid"].get<int>(), 0);
+
+  auto status = ftd.Ftctl({"status", "web1", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  parsed = nlohmann::json::parse(status.output, nullptr, false);
+  EXPECT_EQ(parsed["state"], "running");
+  EXPECT_EQ(parsed["console_log"], ftd.console_log("web1"));
+
+  auto text = ftd.Ftctl({"status", "web1"});
+  EXPECT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.output.find("State:       running"), std::string::npos) << text.output;
+
+  auto unknown = ftd.Ftctl({"status", "db9"});
+  EXPECT_EQ(unknown.exit_code, 4) << unknown.output;
+  EXPECT_NE(unknown.output.find("no VM named 'db9' on node 'test-web1'"), std::string::npos)
+      << unknown.output;
+
+  auto bad_flag = ftd.Ftctl({"list", "--frobnicate"});
+  EXPECT_EQ(bad_flag.exit_code, 2) << bad_flag.output;
+  auto missing_arg = ftd.Ftctl({"status"});
+  EXPECT_EQ(missing_arg.exit_code, 2) << missing_arg.output;
+
+  auto exit = ftd.Stop(30s);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_TRUE(exit->clean());
+  EXPECT_FALSE(std::filesystem::exists(ftd.control_socket())) << "control socket left behind";
+
+  // The daemon is gone: ftctl says so, naming the socket, with its own exit code.
+  auto down = ftd.Ftctl({"list"});
+  EXPECT_EQ(down.exit_code, 3) << down.output;
+  EXPECT_NE(down.output.find("cannot reach ftd at '" + ftd.control_socket() + "'"),
+            std::string::npos)
+      << down.output;
+}
+
+TEST(FtctlTest, HelpIsPrintedAndExitsZero) {
+  auto help = RunCommand({FtctlBinary(), "--help"}, 10s);
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("list"), std::string::npos);
+  EXPECT_NE(help.output.find("status"), std::string::npos);
+  auto none = RunCommand({FtctlBinary()}, 10s);
+  EXPECT_EQ(none.exit_code, 2) << none.output;  // a subcommand is required
+}
+
+}  // namespace
+}  // namespace ft::testing
