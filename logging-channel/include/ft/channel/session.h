@@ -1,0 +1,117 @@
+// The logging channel between the two ftds of a protected VM (design rule 1): one
+// authenticated TCP connection per VM carrying the primary's record log to the backup, the
+// backup's acks back, and heartbeats both ways. Frame format and handshake:
+// docs/formats/logging-channel.md.
+//
+// Asio stays out of this header: callers hold an asio::io_context and pass it by reference.
+// Everything runs on that io_context's single thread; callbacks are invoked on it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ft/status.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace ft::channel {
+
+// What each side states about itself in the handshake. Both sides of a VM must agree on
+// vm, config_digest, rr_version and epoch, or the connection is refused with a message
+// naming the field and both values.
+struct Identity {
+  std::string node;           // this host's node name (for logs; may differ)
+  std::string vm;             // VM name
+  std::string config_digest;  // hex digest of the VM's replicated configuration
+  uint32_t rr_version = 0;    // REPLAY_VERSION of this host's QEMU
+  uint64_t epoch = 0;         // FT epoch of the VM pair
+};
+
+struct Options {
+  std::string key;  // shared secret from both hosts' config; empty = refuse to run
+  std::chrono::milliseconds heartbeat_interval{100};
+  // No frame at all from the peer for this long: the session closes with kTimeout.
+  std::chrono::milliseconds heartbeat_timeout{1000};
+  // Handshake must complete within this (connect + hello + auth + welcome).
+  std::chrono::milliseconds handshake_timeout{3000};
+  uint32_t max_frame_bytes = 4u << 20;  // larger frames are a protocol error
+};
+
+struct SessionStats {
+  uint64_t frames_sent = 0, frames_received = 0;
+  uint64_t bytes_sent = 0, bytes_received = 0;  // on the wire, headers included
+  uint64_t log_bytes_sent = 0, log_bytes_received = 0;
+  uint64_t heartbeats_received = 0;
+  size_t queued_bytes = 0;  // accepted by Send* but not yet written to the socket
+  // Round trip of the last heartbeat the peer echoed, microseconds (0: none yet).
+  uint64_t last_rtt_us = 0;
+};
+
+// An authenticated connection for one VM. Created by Connect() or a Listener.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  virtual ~Session() = default;
+
+  // Primary -> backup: `data` is the record log from byte `offset` of the stream. Chunks
+  // must be sent contiguous: the receiver rejects (closes with kProtocol) any chunk whose
+  // offset is not where the previous one ended.
+  virtual void SendLog(uint64_t offset, std::string_view data) = 0;
+  // Backup -> primary: every log byte before `received_offset` is received and checked;
+  // `replayed_icount` is the replayer's position (for lag and pacing).
+  virtual void SendAck(uint64_t received_offset, uint64_t replayed_icount) = 0;
+
+  // Called for every in-order, CRC-checked log chunk.
+  virtual void OnLog(std::function<void(uint64_t offset, std::string_view data)> cb) = 0;
+  virtual void OnAck(
+      std::function<void(uint64_t received_offset, uint64_t replayed_icount)> cb) = 0;
+  // Called once when the session ends for any reason but Close(): the peer closed (kAborted),
+  // heartbeat timeout (kTimeout), corrupt/out-of-order/oversized frame (kDataLoss/kProtocol),
+  // socket error (kUnavailable). No callback runs after it.
+  virtual void OnClosed(std::function<void(Status)> cb) = 0;
+  // Closes the socket; no callbacks after this returns.
+  virtual void Close() = 0;
+
+  virtual const Identity& peer() const = 0;
+  virtual const SessionStats& stats() const = 0;
+};
+
+using SessionHandler = std::function<void(Result<std::shared_ptr<Session>>)>;
+
+// Connects to host:port, runs the handshake as the connecting side with `self`. The handler
+// gets the session once the peer accepted us and we accepted it, or the reason it failed
+// (kUnavailable: cannot connect; kPermissionDenied: authentication failed either way;
+// kFailedPrecondition: peer refused or we refused the peer's identity, message says which
+// field; kTimeout).
+void Connect(asio::io_context& io, const std::string& host, uint16_t port, Identity self,
+             Options options, SessionHandler handler);
+
+// Accepts connections and runs the handshake as the accepting side. For each peer that
+// authenticates, `expect(vm)` returns this host's identity for that VM (or NotFound /
+// FailedPrecondition to refuse, e.g. unknown VM or not a backup here); the session is
+// handed to `on_session` only if identities match. Refused and unauthenticated peers are
+// logged (with their address) and closed; they never reach `on_session`.
+class Listener {
+ public:
+  using ExpectFn = std::function<Result<Identity>(const std::string& vm)>;
+  static Result<std::unique_ptr<Listener>> Create(
+      asio::io_context& io, const std::string& host, uint16_t port, Options options,
+      ExpectFn expect, std::function<void(std::shared_ptr<Session>)> on_session);
+  virtual ~Listener() = default;
+  virtual uint16_t port() const = 0;  // the bound port (useful with port 0)
+  // Stops accepting and drops handshakes in progress; sessions already handed out live on.
+  // Destroying the listener does the same.
+  virtual void Close() = 0;
+  // Optional: told about every peer that was refused or failed the handshake, after it was
+  // logged: its address and why (kPermissionDenied: wrong key; kFailedPrecondition: identity
+  // or version; kProtocol, kTimeout, kUnavailable: it misbehaved or went away).
+  using RefusedFn = std::function<void(const std::string& peer_address, const Status& why)>;
+  virtual void OnRefused(RefusedFn cb) {}
+};
+
+}  // namespace ft::channel

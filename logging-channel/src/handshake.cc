@@ -1,0 +1,122 @@
+#include "handshake.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <cstdio>
+
+#include "ft/proto/channel.pb.h"
+
+namespace ft::channel {
+namespace {
+
+void AppendU32(std::string& s, uint32_t v) {
+  s.push_back(static_cast<char>(v >> 24));
+  s.push_back(static_cast<char>(v >> 16));
+  s.push_back(static_cast<char>(v >> 8));
+  s.push_back(static_cast<char>(v));
+}
+
+std::string Node(const Identity& id) { return "'" + id.node + "'"; }
+
+}  // namespace
+
+Result<std::string> MakeNonce() {
+  std::string nonce(kNonceBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(kNonceBytes)) !=
+      1) {
+    return Internal("cannot draw a handshake nonce: the OpenSSL random generator failed");
+  }
+  return nonce;
+}
+
+std::string HandshakeMac(std::string_view key, Role role, std::string_view own_nonce,
+                         std::string_view peer_nonce, std::string_view own_hello_frame,
+                         std::string_view peer_hello_frame) {
+  std::string input;
+  input.reserve(kMacLabel.size() + 1 + own_nonce.size() + peer_nonce.size() + 8 +
+                own_hello_frame.size() + peer_hello_frame.size());
+  input.append(kMacLabel);
+  input.push_back(static_cast<char>(role));
+  input.append(own_nonce);
+  input.append(peer_nonce);
+  AppendU32(input, static_cast<uint32_t>(own_hello_frame.size()));
+  input.append(own_hello_frame);
+  AppendU32(input, static_cast<uint32_t>(peer_hello_frame.size()));
+  input.append(peer_hello_frame);
+
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int out_len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), out, &out_len);
+  return std::string(reinterpret_cast<const char*>(out), out_len);
+}
+
+bool MacMatches(std::string_view expected, std::string_view received) {
+  return expected.size() == received.size() &&
+         CRYPTO_memcmp(expected.data(), received.data(), expected.size()) == 0;
+}
+
+void FillHello(const Identity& self, std::string_view nonce, proto::Hello* hello) {
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_node(self.node);
+  hello->set_vm(self.vm);
+  hello->set_config_digest(self.config_digest);
+  hello->set_rr_version(self.rr_version);
+  hello->set_epoch(self.epoch);
+  hello->set_nonce(nonce.data(), nonce.size());
+}
+
+Identity IdentityOf(const proto::Hello& hello) {
+  Identity id;
+  id.node = hello.node();
+  id.vm = hello.vm();
+  id.config_digest = hello.config_digest();
+  id.rr_version = hello.rr_version();
+  id.epoch = hello.epoch();
+  return id;
+}
+
+std::string AbbreviateDigest(const std::string& digest) {
+  constexpr size_t kShown = 12;
+  if (digest.empty()) return "(none)";
+  if (digest.size() <= kShown + 4) return digest;
+  return digest.substr(0, kShown) + "…";
+}
+
+std::string RrVersionHex(uint32_t v) {
+  char s[16];
+  std::snprintf(s, sizeof s, "0x%08x", v);
+  return s;
+}
+
+Status CompareIdentities(const Identity& self, const Identity& peer) {
+  const std::string who = "peer " + Node(peer);
+  const std::string me = "this host " + Node(self);
+  if (self.vm != peer.vm) {
+    return FailedPrecondition("vm name differs: " + who + " speaks for vm '" + peer.vm + "' but " +
+                              me + " for vm '" + self.vm + "'");
+  }
+  const std::string vm = "vm '" + self.vm + "': ";
+  if (self.config_digest != peer.config_digest) {
+    return FailedPrecondition(vm + "config digest differs: " + who + " has " +
+                              AbbreviateDigest(peer.config_digest) + " but " + me + " has " +
+                              AbbreviateDigest(self.config_digest) +
+                              "; the two hosts' VM definitions differ");
+  }
+  if (self.rr_version != peer.rr_version) {
+    return FailedPrecondition(
+        vm + "rr log version differs: " + who + " has " + RrVersionHex(peer.rr_version) + " but " +
+        me + " has " + RrVersionHex(self.rr_version) + "; the hosts run different QEMU builds");
+  }
+  if (self.epoch != peer.epoch) {
+    return FailedPrecondition(
+        vm + "epoch differs: " + who + " is at epoch " + std::to_string(peer.epoch) + " but " + me +
+        " is at epoch " + std::to_string(self.epoch) + "; one host missed a failover or an enable");
+  }
+  return Status::Ok();
+}
+
+}  // namespace ft::channel

@@ -1,0 +1,501 @@
+// The logging channel over real loopback TCP: two real ends, or one real end and a raw-socket
+// peer that sends what a correct ftd never would. Every wait is bounded.
+#include "ft/channel/session.h"
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "raw_peer.h"
+
+namespace ft::channel {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::IoThread;
+using testing::RawPeer;
+using testing::RecordingProxy;
+using Clock = std::chrono::steady_clock;
+
+const Identity kPrimary{"hostA", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3};
+const Identity kBackup{"hostB", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3};
+
+Options TestOptions(std::string key = "s3cret channel key") {
+  Options o;
+  o.key = std::move(key);
+  o.heartbeat_interval = 20ms;
+  o.heartbeat_timeout = 300ms;
+  o.handshake_timeout = 2000ms;
+  return o;
+}
+
+// One end as the test sees it; touched only on the io thread.
+struct End {
+  std::shared_ptr<Session> session;
+  std::optional<Status> closed;
+  std::string log;
+  uint64_t log_chunks = 0;
+  bool contiguous = true;
+  std::vector<std::pair<uint64_t, uint64_t>> acks;
+
+  void Watch(std::shared_ptr<Session> s) {
+    session = std::move(s);
+    session->OnLog([this](uint64_t offset, std::string_view data) {
+      if (offset != log.size()) contiguous = false;
+      log.append(data);
+      ++log_chunks;
+    });
+    session->OnAck([this](uint64_t off, uint64_t icount) { acks.emplace_back(off, icount); });
+    session->OnClosed([this](Status st) { closed = std::move(st); });
+  }
+};
+
+class ChannelTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    io_.Run([&] {
+      primary_.session.reset();
+      backup_.session.reset();
+      listener_.reset();
+      return 0;
+    });
+    io_.Stop();
+  }
+
+  // A listener (the backup) serving kBackup, or whatever `identities` says.
+  void Listen(Options options = TestOptions(),
+              std::map<std::string, Identity> identities = {{"web1", kBackup}}) {
+    io_.Run([&] {
+      auto l = Listener::Create(
+          io_.io, "127.0.0.1", 0, options,
+          [identities](const std::string& vm) -> Result<Identity> {
+            auto it = identities.find(vm);
+            if (it == identities.end()) {
+              return NotFound("vm '" + vm + "' is not configured on this host");
+            }
+            return it->second;
+          },
+          [this](std::shared_ptr<Session> s) {
+            ++sessions_accepted_;
+            backup_.Watch(std::move(s));
+          });
+      EXPECT_TRUE(l.ok()) << l.status().ToString();
+      listener_ = std::move(l).value();
+      listener_->OnRefused([this](const std::string& address, const Status& why) {
+        refused_.push_back(why);
+        EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
+      });
+      port_ = listener_->port();
+      return 0;
+    });
+    ASSERT_NE(port_, 0);
+  }
+
+  // Connects as the primary; returns the handshake's outcome (the session goes to primary_).
+  Status ConnectPrimary(Identity self = kPrimary, Options options = TestOptions(),
+                        uint16_t port = 0) {
+    std::optional<Status> outcome;
+    io_.Run([&] {
+      Connect(io_.io, "127.0.0.1", port ? port : port_, self, options,
+              [&](Result<std::shared_ptr<Session>> r) {
+                if (r.ok()) {
+                  primary_.Watch(*r);
+                  outcome = Status::Ok();
+                } else {
+                  outcome = r.status();
+                }
+              });
+      return 0;
+    });
+    EXPECT_TRUE(io_.WaitFor([&] { return outcome.has_value(); }));
+    return io_.Run([&] { return outcome.value_or(Internal("no outcome")); });
+  }
+
+  // A raw peer that completed a real handshake with the listener.
+  std::unique_ptr<RawPeer> AuthenticatedRawPeer() {
+    auto peer = std::make_unique<RawPeer>(port_);
+    EXPECT_TRUE(peer->connected());
+    EXPECT_EQ(peer->Handshake(kPrimary, TestOptions().key), "");
+    EXPECT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+    return peer;
+  }
+
+  static proto::ChannelFrame LogFrame(uint64_t offset, std::string data) {
+    proto::ChannelFrame f;
+    f.mutable_log()->set_offset(offset);
+    f.mutable_log()->set_data(std::move(data));
+    return f;
+  }
+
+  IoThread io_;
+  std::unique_ptr<Listener> listener_;
+  uint16_t port_ = 0;
+  End primary_, backup_;
+  int sessions_accepted_ = 0;
+  std::vector<Status> refused_;
+};
+
+TEST_F(ChannelTest, HandshakeGivesBothSidesThePeerIdentity) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  io_.Run([&] {
+    const Identity& seen_by_primary = primary_.session->peer();
+    EXPECT_EQ(seen_by_primary.node, "hostB");
+    EXPECT_EQ(seen_by_primary.vm, "web1");
+    EXPECT_EQ(seen_by_primary.config_digest, kBackup.config_digest);
+    EXPECT_EQ(seen_by_primary.rr_version, 0x00e0200cu);
+    EXPECT_EQ(seen_by_primary.epoch, 3u);
+    EXPECT_EQ(backup_.session->peer().node, "hostA");
+    EXPECT_EQ(backup_.session->peer().vm, "web1");
+    return 0;
+  });
+  EXPECT_TRUE(refused_.empty());
+}
+
+TEST_F(ChannelTest, LogArrivesInOrderByteIdenticalAndAcksComeBack) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+
+  // ~6 MiB in chunks of random size, some far over the 256 KiB frame size.
+  std::mt19937 rng(42);
+  std::string stream;
+  std::vector<std::pair<uint64_t, size_t>> chunks;
+  while (stream.size() < (6u << 20)) {
+    size_t n = std::uniform_int_distribution<size_t>(1, 700 * 1024)(rng);
+    if (rng() % 4 == 0) n = std::uniform_int_distribution<size_t>(1, 64)(rng);
+    chunks.emplace_back(stream.size(), n);
+    for (size_t i = 0; i < n; ++i) stream.push_back(static_cast<char>(rng()));
+  }
+  const auto start = Clock::now();
+  io_.Run([&] {
+    for (auto [offset, n] : chunks) {
+      primary_.session->SendLog(offset, std::string_view(stream).substr(offset, n));
+    }
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.log.size() >= stream.size(); }, 10000ms));
+  const auto elapsed = Clock::now() - start;
+  io_.Run([&] {
+    EXPECT_TRUE(backup_.contiguous);
+    EXPECT_TRUE(backup_.log == stream) << "received log differs from what was sent";
+    EXPECT_GE(backup_.log_chunks, chunks.size());
+    EXPECT_EQ(backup_.session->stats().log_bytes_received, stream.size());
+    EXPECT_FALSE(backup_.closed.has_value());
+    // Acks travel back, in order.
+    backup_.session->SendAck(1000, 10);
+    backup_.session->SendAck(stream.size() / 2, 20);
+    backup_.session->SendAck(stream.size(), 30);
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return primary_.acks.size() == 3; }));
+  io_.Run([&] {
+    EXPECT_EQ(primary_.acks[0], std::make_pair(uint64_t{1000}, uint64_t{10}));
+    EXPECT_EQ(primary_.acks[2], std::make_pair(uint64_t{stream.size()}, uint64_t{30}));
+    const SessionStats& st = primary_.session->stats();
+    EXPECT_EQ(st.log_bytes_sent, stream.size());
+    EXPECT_EQ(st.queued_bytes, 0u);
+    EXPECT_GT(st.bytes_sent, stream.size());
+    return 0;
+  });
+  std::printf("[ channel ] %.1f MiB of log in %.0f ms over loopback\n", stream.size() / 1048576.0,
+              std::chrono::duration<double, std::milli>(elapsed).count());
+}
+
+TEST_F(ChannelTest, WrongKeyIsRefusedOnBothSidesAndTheListenerSurvives) {
+  Listen();
+  Status s = ConnectPrimary(kPrimary, TestOptions("another key"));
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("wrong channel key?"));
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == 1; }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[0].code(), StatusCode::kPermissionDenied);
+    EXPECT_THAT(refused_[0].message(), HasSubstr("failed authentication (wrong channel key?)"));
+    EXPECT_THAT(refused_[0].message(), HasSubstr("127.0.0.1:"));
+    return 0;
+  });
+  // A crowd of bad peers: garbage, silence-then-hangup, a bogus length.
+  for (int i = 0; i < 10; ++i) {
+    RawPeer junk(port_);
+    ASSERT_TRUE(junk.connected());
+    if (i % 3 == 0) junk.Send("GET / HTTP/1.0\r\n\r\n");
+    if (i % 3 == 1) junk.Send(std::string("\xff\xff\xff\xff\0\0\0\0", 8));
+    if (i % 3 != 2) {
+      EXPECT_TRUE(junk.WaitClosed());
+    }  // else: hang up in silence
+  }
+  ASSERT_TRUE(ConnectPrimary().ok());
+  EXPECT_TRUE(io_.WaitFor([&] { return sessions_accepted_ == 1; }));
+}
+
+TEST_F(ChannelTest, IdentityMismatchesAreRefusedNamingFieldAndValues) {
+  struct Case {
+    const char* field;
+    Identity primary;
+    std::vector<std::string> says;
+  };
+  Identity digest = kPrimary, rr = kPrimary, epoch = kPrimary, unknown = kPrimary;
+  digest.config_digest = "9c01ffee12345678abcdef";
+  rr.rr_version = 0x00e0300c;
+  epoch.epoch = 4;
+  unknown.vm = "web9";
+  const std::vector<Case> cases = {
+      {"digest", digest, {"config digest differs", "9c01ffee1234", "3fa2c81d09e4"}},
+      {"rr", rr, {"rr log version differs", "0x00e0300c", "0x00e0200c", "QEMU builds"}},
+      {"epoch", epoch, {"epoch differs", "epoch 4", "epoch 3"}},
+      {"vm", unknown, {"vm 'web9' is not configured on this host"}},
+  };
+  Listen();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].field);
+    Status s = ConnectPrimary(cases[i].primary);
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("refused the connection"));
+    for (const auto& w : cases[i].says) EXPECT_THAT(s.message(), HasSubstr(w));
+    ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == i + 1; }));
+    Status at_backup = io_.Run([&] { return refused_.back(); });
+    EXPECT_EQ(at_backup.code(), StatusCode::kFailedPrecondition);
+    for (const auto& w : cases[i].says) EXPECT_THAT(at_backup.message(), HasSubstr(w));
+  }
+  EXPECT_EQ(io_.Run([&] { return sessions_accepted_; }), 0);
+}
+
+TEST_F(ChannelTest, ReplayedHandshakeIsRefused) {
+  Listen();
+  // Record what a real connector sends in a real, successful handshake.
+  std::string recorded;
+  {
+    RecordingProxy proxy(port_);
+    ASSERT_TRUE(ConnectPrimary(kPrimary, TestOptions(), proxy.port()).ok());
+    ASSERT_TRUE(io_.WaitFor([&] { return sessions_accepted_ == 1; }));
+    recorded = proxy.client_to_server();
+    io_.Run([&] {
+      primary_.session.reset();
+      backup_.session.reset();
+      return 0;
+    });
+  }
+  FrameDecoder d(1 << 20, "recording");
+  d.Append(recorded);
+  auto hello = d.Next();
+  ASSERT_TRUE(hello.ok() && hello->has_value());
+  const std::string hello_frame = EncodeFrame(**hello);
+  auto auth = d.Next();
+  ASSERT_TRUE(auth.ok() && auth->has_value());
+  proto::ChannelFrame auth_msg;
+  ASSERT_TRUE(auth_msg.ParseFromString(std::string(**auth)));
+  ASSERT_TRUE(auth_msg.has_auth());
+  const std::string auth_frame = EncodeFrame(**auth);
+
+  // Replay it on a new connection: the listener's fresh nonce makes the old mac worthless.
+  RawPeer replay(port_);
+  ASSERT_TRUE(replay.Send(hello_frame));
+  auto challenge = replay.ReadFrame();
+  ASSERT_TRUE(challenge && challenge->has_hello());
+  EXPECT_TRUE(challenge->hello().vm().empty()) << "the challenge must not reveal the VM";
+  ASSERT_TRUE(replay.Send(auth_frame));
+  auto answer = replay.ReadFrame();
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_TRUE(answer->has_refusal());
+  EXPECT_EQ(answer->refusal().code(), proto::Refusal::AUTHENTICATION);
+  EXPECT_EQ(answer->refusal().reason(), "authentication failed");
+  EXPECT_TRUE(replay.WaitClosed());
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  EXPECT_EQ(io_.Run([&] { return refused_.back().code(); }), StatusCode::kPermissionDenied);
+  EXPECT_EQ(io_.Run([&] { return sessions_accepted_; }), 1);
+}
+
+TEST_F(ChannelTest, CorruptFrameClosesWithDataLossAndIsNeverDelivered) {
+  Listen();
+  auto peer = AuthenticatedRawPeer();
+  ASSERT_TRUE(peer->SendFrame(LogFrame(0, "good chunk")));
+  std::string bad = EncodeFrame(LogFrame(10, "EVIL chunk").SerializeAsString());
+  bad[bad.size() - 3] ^= 0x01;  // a flipped bit inside the data
+  ASSERT_TRUE(peer->Send(bad));
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }));
+  io_.Run([&] {
+    EXPECT_EQ(backup_.closed->code(), StatusCode::kDataLoss);
+    EXPECT_THAT(backup_.closed->message(), HasSubstr("CRC mismatch"));
+    EXPECT_THAT(backup_.closed->message(), HasSubstr("vm 'web1'"));
+    EXPECT_EQ(backup_.log, "good chunk");
+    return 0;
+  });
+  EXPECT_TRUE(peer->WaitClosed());
+}
+
+TEST_F(ChannelTest, OutOfOrderChunkIsAProtocolError) {
+  Listen();
+  auto peer = AuthenticatedRawPeer();
+  ASSERT_TRUE(peer->SendFrame(LogFrame(0, "0123456789")));
+  ASSERT_TRUE(peer->SendFrame(LogFrame(20, "gap before me")));
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }));
+  io_.Run([&] {
+    EXPECT_EQ(backup_.closed->code(), StatusCode::kProtocol);
+    EXPECT_THAT(backup_.closed->message(),
+                HasSubstr("log chunk at offset 20 but expected 10 (out of order or lost)"));
+    EXPECT_EQ(backup_.log, "0123456789");
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, FirstChunkMustStartAtZero) {
+  Listen();
+  auto peer = AuthenticatedRawPeer();
+  ASSERT_TRUE(peer->SendFrame(LogFrame(5, "late start")));
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }));
+  EXPECT_EQ(io_.Run([&] { return backup_.closed->code(); }), StatusCode::kProtocol);
+  EXPECT_EQ(io_.Run([&] { return backup_.log_chunks; }), 0u);
+}
+
+TEST_F(ChannelTest, AckRegressionIsAProtocolError) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  io_.Run([&] {
+    primary_.session->SendLog(0, std::string(100, 'x'));
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.log.size() == 100; }));
+  io_.Run([&] {
+    backup_.session->SendAck(80, 5);
+    backup_.session->SendAck(60, 6);
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return primary_.closed.has_value(); }));
+  io_.Run([&] {
+    EXPECT_EQ(primary_.closed->code(), StatusCode::kProtocol);
+    EXPECT_THAT(primary_.closed->message(), HasSubstr("ack went backwards"));
+    EXPECT_EQ(primary_.acks.size(), 1u);
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, SilentPeerTimesOut) {
+  Listen();
+  auto peer = AuthenticatedRawPeer();  // ... and then says nothing, not even heartbeats
+  const auto start = Clock::now();
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }, 3000ms));
+  const auto waited = Clock::now() - start;
+  io_.Run([&] {
+    EXPECT_EQ(backup_.closed->code(), StatusCode::kTimeout);
+    EXPECT_THAT(backup_.closed->message(), HasSubstr("vm 'web1': no frame from peer 'hostA'"));
+    EXPECT_THAT(backup_.closed->message(), HasSubstr("for 300 ms"));
+    return 0;
+  });
+  EXPECT_GE(waited, 250ms);  // timeout counted from the last frame (the auth) before `start`
+  EXPECT_LT(waited, 300ms + 400ms);
+}
+
+TEST_F(ChannelTest, HeartbeatsKeepAnIdleSessionAndMeasureRtt) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  // Idle for well over the 300 ms timeout: heartbeats alone keep it open.
+  std::this_thread::sleep_for(700ms);
+  io_.Run([&] {
+    EXPECT_FALSE(primary_.closed.has_value());
+    EXPECT_FALSE(backup_.closed.has_value());
+    const SessionStats& p = primary_.session->stats();
+    const SessionStats& b = backup_.session->stats();
+    EXPECT_GE(p.heartbeats_received, 10u);
+    EXPECT_GE(b.heartbeats_received, 10u);
+    // Loopback: a measured round trip, well under the 20 ms heartbeat interval it excludes.
+    EXPECT_GT(p.last_rtt_us, 0u);
+    EXPECT_GT(b.last_rtt_us, 0u);
+    EXPECT_LT(p.last_rtt_us, 20000u);
+    std::printf("[ channel ] heartbeat RTT on loopback: %llu us / %llu us\n",
+                static_cast<unsigned long long>(p.last_rtt_us),
+                static_cast<unsigned long long>(b.last_rtt_us));
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, PeerCloseAbortsTheOtherSidePromptly) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  bool primary_called_back = false;
+  io_.Run([&] {
+    primary_.session->OnClosed([&](Status) { primary_called_back = true; });
+    primary_.session->SendLog(0, "in flight");
+    primary_.session->Close();
+    primary_.session->Close();  // idempotent
+    return 0;
+  });
+  const auto start = Clock::now();
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }, 1000ms));
+  EXPECT_LT(Clock::now() - start, 250ms);  // not the 300 ms heartbeat timeout
+  io_.Run([&] {
+    EXPECT_EQ(backup_.closed->code(), StatusCode::kAborted) << backup_.closed->ToString();
+    EXPECT_THAT(backup_.closed->message(), HasSubstr("peer 'hostA'"));
+    EXPECT_FALSE(primary_called_back);
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, SessionCanBeDroppedFromItsOwnCallback) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  int calls = 0;
+  io_.Run([&] {
+    backup_.session->OnLog([&](uint64_t, std::string_view) {
+      ++calls;
+      backup_.session.reset();  // the last reference: closes and destroys the session
+    });
+    primary_.session->SendLog(0, "one");
+    primary_.session->SendLog(3, "two");
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return primary_.closed.has_value(); }));
+  EXPECT_EQ(io_.Run([&] { return calls; }), 1);
+  EXPECT_EQ(io_.Run([&] { return primary_.closed->code(); }), StatusCode::kAborted);
+}
+
+TEST_F(ChannelTest, SilentConnectionTimesOutInTheHandshake) {
+  Options o = TestOptions();
+  o.handshake_timeout = 200ms;
+  Listen(o);
+  RawPeer silent(port_);
+  ASSERT_TRUE(silent.connected());
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }, 2000ms));
+  EXPECT_EQ(io_.Run([&] { return refused_[0].code(); }), StatusCode::kTimeout);
+  EXPECT_TRUE(silent.WaitClosed());
+}
+
+TEST_F(ChannelTest, NobodyListeningIsUnavailable) {
+  Listen();
+  const uint16_t port = port_;
+  io_.Run([&] {
+    listener_->Close();
+    return 0;
+  });
+  Status s = ConnectPrimary(kPrimary, TestOptions(), port);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+}
+
+TEST_F(ChannelTest, NoKeyNoLog) {
+  Status s = ConnectPrimary(kPrimary, TestOptions(""), 1);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("no channel key configured: refusing to send or accept log"));
+  auto l = io_.Run([&] {
+    return Listener::Create(
+        io_.io, "127.0.0.1", 0, TestOptions(""),
+        [](const std::string&) -> Result<Identity> { return kBackup; },
+        [](std::shared_ptr<Session>) {});
+  });
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(l.status().message(), HasSubstr("no channel key configured"));
+}
+
+}  // namespace
+}  // namespace ft::channel
