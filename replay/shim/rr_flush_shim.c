@@ -41,6 +41,7 @@ struct counters {
   _Atomic uint64_t write_errors; /* failed write() calls (reader gone) */
   _Atomic uint64_t blocked_ns;   /* time QEMU spent blocked on a full buffer */
   _Atomic uint64_t finished;     /* 1 once QEMU closed the log */
+  _Atomic uint64_t hold;         /* set by ftd: QEMU's next log write waits (pacing) */
 };
 
 struct shim {
@@ -117,6 +118,19 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
   if (s->discard || s->broken) {
     pthread_mutex_unlock(&s->mu);
     return (ssize_t)size; /* QEMU must not see an error: it would only print and go on */
+  }
+  if (atomic_load(&s->ctr->hold)) {
+    /* Pacing: the backup lags too far. QEMU waits in this write until ftd lets go; what is
+     * already buffered still flows. */
+    uint64_t t0 = now_ns();
+    pthread_cond_signal(&s->work);
+    while (atomic_load(&s->ctr->hold) && !s->broken && !s->closing) {
+      pthread_mutex_unlock(&s->mu);
+      struct timespec pause = {0, 200 * 1000};
+      nanosleep(&pause, NULL);
+      pthread_mutex_lock(&s->mu);
+    }
+    atomic_fetch_add(&s->ctr->blocked_ns, now_ns() - t0);
   }
   if (s->len + size > s->max_buffer) {
     uint64_t t0 = now_ns();

@@ -117,6 +117,7 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
       // A guest reboot ends the process: a rebooted guest would silently leave lockstep.
       "-no-reboot",
   };
+  if (options.start_paused) argv.push_back("-S");
   switch (options.mode) {
     case RunMode::kPlain:
       if (options.plain_with_icount) {

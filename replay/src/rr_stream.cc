@@ -6,6 +6,7 @@
 
 #include <asio/io_context.hpp>
 #include <atomic>
+#include <cassert>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -19,19 +20,20 @@ namespace ft::replay {
 namespace {
 
 constexpr uint64_t kCountersMagic = 0x6674647272736831ULL;  // "ftdrrsh1", as in the shim
-constexpr size_t kCountersSize = 6 * sizeof(uint64_t);
-enum CounterIndex { kMagic = 0, kProduced, kFlushed, kWriteErrors, kBlockedNs, kFinished };
+constexpr size_t kCountersSize = 7 * sizeof(uint64_t);
+enum CounterIndex { kMagic = 0, kProduced, kFlushed, kWriteErrors, kBlockedNs, kFinished, kHold };
 
 }  // namespace
 
-Result<RrShimCounters> RrShimCounters::Open(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+Result<RrShimCounters> RrShimCounters::Open(const std::string& path, bool writable) {
+  int fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(fmt::format("rr shim counters '{}'", path), errno);
-  void* p = mmap(nullptr, kCountersSize, PROT_READ, MAP_SHARED, fd, 0);
+  void* p = mmap(nullptr, kCountersSize, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                 MAP_SHARED, fd, 0);
   int err = errno;
   close(fd);
   if (p == MAP_FAILED) return ErrnoStatus(fmt::format("mmap rr shim counters '{}'", path), err);
-  RrShimCounters c(p);
+  RrShimCounters c(p, writable);
   if (c.Load(kMagic) != kCountersMagic) {
     return DataLoss(
         fmt::format("'{}' holds no rr shim counters (bad magic): was QEMU started "
@@ -41,12 +43,13 @@ Result<RrShimCounters> RrShimCounters::Open(const std::string& path) {
   return c;
 }
 
-RrShimCounters::RrShimCounters(RrShimCounters&& other) noexcept : mapping_(other.mapping_) {
+RrShimCounters::RrShimCounters(RrShimCounters&& other) noexcept
+    : mapping_(other.mapping_), writable_(other.writable_) {
   other.mapping_ = nullptr;
 }
 
 RrShimCounters::~RrShimCounters() {
-  if (mapping_) munmap(const_cast<void*>(mapping_), kCountersSize);
+  if (mapping_) munmap(mapping_, kCountersSize);
 }
 
 uint64_t RrShimCounters::Load(int index) const {
@@ -62,6 +65,12 @@ std::chrono::nanoseconds RrShimCounters::blocked() const {
   return std::chrono::nanoseconds(Load(kBlockedNs));
 }
 bool RrShimCounters::finished() const { return Load(kFinished) != 0; }
+bool RrShimCounters::hold() const { return Load(kHold) != 0; }
+void RrShimCounters::SetHold(bool hold) {
+  assert(writable_ && "RrShimCounters opened read-only");
+  static_cast<std::atomic<uint64_t>*>(mapping_)[kHold].store(hold ? 1 : 0,
+                                                              std::memory_order_release);
+}
 
 std::vector<std::string> RrShimEnv(const RrShimEnvironment& env) {
   return {"LD_PRELOAD=" + env.shim_library, "FTD_RR_PATH=" + env.rr_path,

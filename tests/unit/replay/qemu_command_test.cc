@@ -91,6 +91,12 @@ TEST(QemuCommandTest, ReplayModeReadsTheLogAndNeverBindsForwardedPorts) {
             std::vector<std::string>{"filter-replay,id=net0-replay,netdev=net0"});
 }
 
+TEST(QemuCommandTest, StartPausedAddsDashSOnlyWhenAsked) {
+  EXPECT_FALSE(Has(BuildQemuCommand(Spec(), {RunMode::kReplay, false}, Paths()), "-S"));
+  LaunchOptions paused{RunMode::kReplay, false, true};
+  EXPECT_TRUE(Has(BuildQemuCommand(Spec(), paused, Paths()), "-S"));
+}
+
 TEST(QemuCommandTest, RecordAndReplayDifferOnlyInTheRrModeAndNetBackend) {
   auto spec = Spec();
   spec.nic->backend = NicBackend::kStream;

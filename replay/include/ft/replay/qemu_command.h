@@ -30,6 +30,8 @@ struct LaunchPaths {
 struct LaunchOptions {
   RunMode mode = RunMode::kPlain;
   bool plain_with_icount = false;  // kPlain only: same -icount shift as rr, without rr
+  bool start_paused = false;       // -S: the vCPU waits for QMP `cont` (a replayer needs its
+                                   // first replay-break set before it runs)
 };
 
 std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOptions& options,

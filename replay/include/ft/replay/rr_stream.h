@@ -12,10 +12,11 @@
 namespace ft::replay {
 
 // The counters libftd-rrshim.so publishes in its FTD_RR_COUNTERS file
-// (docs/formats/rr-shim-counters.md). Read-only view; values only grow.
+// (docs/formats/rr-shim-counters.md). Counters only grow; `hold` is ftd's to set.
 class RrShimCounters {
  public:
-  static Result<RrShimCounters> Open(const std::string& path);
+  // `writable`: for ftd, which sets `hold`; readers (tests, benchmarks) map it read-only.
+  static Result<RrShimCounters> Open(const std::string& path, bool writable = false);
   RrShimCounters(RrShimCounters&& other) noexcept;
   RrShimCounters& operator=(RrShimCounters&&) = delete;
   RrShimCounters(const RrShimCounters&) = delete;
@@ -26,11 +27,15 @@ class RrShimCounters {
   uint64_t write_errors() const;             // write() failures: the reader went away
   std::chrono::nanoseconds blocked() const;  // QEMU blocked on a full shim buffer
   bool finished() const;                     // QEMU closed the log
+  // Pacing: while held, QEMU waits in its next log write (bytes already written still flow).
+  void SetHold(bool hold);
+  bool hold() const;
 
  private:
-  explicit RrShimCounters(const void* mapping) : mapping_(mapping) {}
+  RrShimCounters(void* mapping, bool writable) : mapping_(mapping), writable_(writable) {}
   uint64_t Load(int index) const;
-  const void* mapping_;
+  void* mapping_;
+  bool writable_ = false;
 };
 
 // The environment a recording QEMU needs for the shim.

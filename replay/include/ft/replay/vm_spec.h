@@ -61,6 +61,13 @@ bool IsValidVmName(const std::string& name);
 
 bool IsValidMac(const std::string& mac);
 
+// The digest both hosts of a VM pair compare in the logging channel's handshake: SHA-256
+// (hex) over what must be identical for replay to stay in lockstep -- memory, icount shift,
+// command line, the kernel's and initrd's contents, disk ids/formats/buses, the NIC's
+// presence and MAC. Host-local things (image paths, NIC backend, forwards) are left out.
+// Reads the kernel and initrd; errors name the file.
+Result<std::string> ReplicatedSpecDigest(const VmSpec& spec);
+
 const char* DiskBusName(DiskBus bus);
 const char* NicBackendName(NicBackend backend);
 
