@@ -1,6 +1,7 @@
 #include "ft/daemon/config.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -67,6 +68,19 @@ Result<HostForward> ParseForward(const std::string& value) {
     return InvalidArgument(fmt::format("guest port '{}' is not 1..65535", guest));
   }
   return fwd;
+}
+
+// "10.0.0.2:7400" (numeric IPv4 or a host name, port 1..65535)
+Status ParseHostPort(const std::string& value, std::string& host, uint16_t& port) {
+  auto colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return InvalidArgument(fmt::format("'{}' is not of the form ADDRESS:PORT", value));
+  }
+  host = value.substr(0, colon);
+  if (!ParseNumber(value.substr(colon + 1), port) || port == 0) {
+    return InvalidArgument(fmt::format("port '{}' is not 1..65535", value.substr(colon + 1)));
+  }
+  return Status::Ok();
 }
 
 class Parser {
@@ -164,10 +178,35 @@ class Parser {
         return KeyError(key,
                         fmt::format("'{}' is not one of trace, debug, info, warn, error", value));
       node.log_level = value;
+    } else if (key == "listen") {
+      if (auto st = ParseHostPort(value, node.channel.listen_host, node.channel.listen_port);
+          !st.ok())
+        return KeyError(key, st.message());
+    } else if (key == "peer") {
+      if (auto st = ParseHostPort(value, node.channel.peer_host, node.channel.peer_port); !st.ok())
+        return KeyError(key, st.message());
+    } else if (key == "channel_key_file") {
+      node.channel.key_file = Resolve(base_dir_, value);
+    } else if (key == "heartbeat_interval_ms") {
+      return Ranged(key, value, 10, 10000, node.channel.heartbeat_interval_ms);
+    } else if (key == "heartbeat_timeout_ms") {
+      return Ranged(key, value, 50, 60000, node.channel.heartbeat_timeout_ms);
+    } else if (key == "max_lag_ms") {
+      return Ranged(key, value, 10, 600000, node.channel.max_lag_ms);
+    } else if (key == "max_unacked_mib") {
+      return Ranged(key, value, 1, 4096, node.channel.max_unacked_mib);
     } else {
-      return KeyError(
-          key, "unknown key; known keys: name, state_dir, run_dir, control_socket, log_level");
+      return KeyError(key,
+                      "unknown key; known keys: name, state_dir, run_dir, control_socket, "
+                      "log_level, listen, peer, channel_key_file, heartbeat_interval_ms, "
+                      "heartbeat_timeout_ms, max_lag_ms, max_unacked_mib");
     }
+    return Status::Ok();
+  }
+
+  Status Ranged(const std::string& key, const std::string& value, int lo, int hi, int& out) {
+    if (!ParseNumber(value, out) || out < lo || out > hi)
+      return KeyError(key, fmt::format("'{}' is not a number in {}..{}", value, lo, hi));
     return Status::Ok();
   }
 
@@ -239,11 +278,22 @@ class Parser {
       Nic().socket_path = Resolve(base_dir_, value);
     } else if (key == "tap") {
       Nic().tap_name = value;
+    } else if (key == "ft") {
+      FtRole role;
+      if (value == "off")
+        role = FtRole::kOff;
+      else if (value == "primary")
+        role = FtRole::kPrimary;
+      else if (value == "backup")
+        role = FtRole::kBackup;
+      else
+        return KeyError(key, fmt::format("'{}' is not one of off, primary, backup", value));
+      config_.roles[vm.name] = role;
     } else {
       return KeyError(key,
                       "unknown key; known keys: memory_mib, kernel, initrd, cmdline, qemu, "
                       "icount_shift, disk.ID, disk.ID.format, disk.ID.bus, nic, nic_model, mac, "
-                      "forward, nic_socket, tap");
+                      "forward, nic_socket, tap, ft");
     }
     return Status::Ok();
   }
@@ -297,6 +347,29 @@ class Parser {
       if (auto s = replay::ValidateVmSpec(vm); !s.ok()) {
         return InvalidArgument(fmt::format("{}: {}", source_, s.message()));
       }
+      FtRole role = config_.RoleOf(vm.name);
+      const auto& ch = config_.node.channel;
+      if (role != FtRole::kOff && ch.key_file.empty()) {
+        return InvalidArgument(
+            fmt::format("{}: [vm {}] ft = {} needs [node] channel_key_file (no key, no log)",
+                        source_, vm.name, FtRoleName(role)));
+      }
+      if (role == FtRole::kPrimary && ch.peer_host.empty()) {
+        return InvalidArgument(fmt::format(
+            "{}: [vm {}] ft = primary needs [node] peer = ADDRESS:PORT (the backup's ftd)", source_,
+            vm.name));
+      }
+      if (role == FtRole::kBackup && ch.listen_host.empty()) {
+        return InvalidArgument(fmt::format(
+            "{}: [vm {}] ft = backup needs [node] listen = ADDRESS:PORT for its primary", source_,
+            vm.name));
+      }
+    }
+    if (config_.node.channel.heartbeat_timeout_ms <= config_.node.channel.heartbeat_interval_ms) {
+      return InvalidArgument(fmt::format(
+          "{}: [node] heartbeat_timeout_ms ({}) must be larger than heartbeat_interval_ms ({})",
+          source_, config_.node.channel.heartbeat_timeout_ms,
+          config_.node.channel.heartbeat_interval_ms));
     }
     return std::move(config_);
   }
@@ -354,7 +427,50 @@ bool IsExecutable(const std::string& program) {
   return false;
 }
 
+// The channel key: a private file (0600 or stricter), at least 16 bytes after trimming.
+Status LoadChannelKey(ChannelConfig& channel) {
+  if (channel.key_file.empty()) return Status::Ok();
+  struct stat st {};
+  if (stat(channel.key_file.c_str(), &st) != 0) {
+    return ErrnoStatus(fmt::format("channel_key_file '{}'", channel.key_file), errno);
+  }
+  if (st.st_mode & 077) {
+    return PermissionDenied(
+        fmt::format("channel_key_file '{}' is readable by group or others (mode {:o}); "
+                    "chmod 600 it",
+                    channel.key_file, st.st_mode & 0777));
+  }
+  std::ifstream in(channel.key_file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in.good() && !in.eof()) {
+    return ErrnoStatus(fmt::format("cannot read channel_key_file '{}'", channel.key_file), errno);
+  }
+  std::string key = text.str();
+  size_t b = key.find_first_not_of(" \t\r\n"), e = key.find_last_not_of(" \t\r\n");
+  channel.key = b == std::string::npos ? "" : key.substr(b, e - b + 1);
+  if (channel.key.size() < 16) {
+    return InvalidArgument(
+        fmt::format("channel_key_file '{}' holds {} bytes; use at least 16 random bytes (e.g. "
+                    "'openssl rand -hex 32 > {}')",
+                    channel.key_file, channel.key.size(), channel.key_file));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+const char* FtRoleName(FtRole role) {
+  switch (role) {
+    case FtRole::kOff:
+      return "off";
+    case FtRole::kPrimary:
+      return "primary";
+    case FtRole::kBackup:
+      return "backup";
+  }
+  return "?";
+}
 
 Result<Config> ParseConfig(std::string_view text, const std::string& source,
                            const std::string& base_dir) {
@@ -384,6 +500,7 @@ Result<Config> LoadConfig(const std::string& path) {
   std::string base = fs::path(path).parent_path().string();
   FT_ASSIGN_OR_RETURN(Config config, ParseConfig(text.str(), path, base));
   FT_RETURN_IF_ERROR(CheckConfigFiles(config).WithContext(path));
+  FT_RETURN_IF_ERROR(LoadChannelKey(config.node.channel).WithContext(path));
   return config;
 }
 

@@ -7,31 +7,49 @@
 
 #include <fmt/format.h>
 
+#include "ft/channel/session.h"
 #include "ft/daemon/control_socket.h"
-#include "ft/daemon/vm_runner.h"
+#include "ft/daemon/managed_vm.h"
 #include "ft/log.h"
 #include "ft/proto/control.pb.h"
+#include "roles.h"
 
 namespace ft::daemon {
 
 namespace {
 
-proto::VmStatus DescribeVm(const VmRunner& runner) {
+proto::VmStatus DescribeVm(const ManagedVm& vm) {
+  VmReport r = vm.Report();
   proto::VmStatus s;
-  s.set_name(runner.name());
-  s.set_state(VmStateName(runner.state()));
-  s.set_mode("plain");
-  s.set_qemu_pid(runner.qemu_pid());
-  s.set_uptime_ms(static_cast<uint64_t>(runner.uptime().count()));
-  s.set_console_log(runner.paths().console_log);
-  s.set_monitor_socket(runner.qemu_pid() ? runner.paths().monitor_socket : "");
-  s.set_last_error(runner.last_error());
+  s.set_name(r.name);
+  s.set_state(r.state);
+  s.set_mode(r.mode);
+  s.set_qemu_pid(r.qemu_pid);
+  s.set_uptime_ms(r.uptime_ms);
+  s.set_console_log(r.console_log);
+  s.set_monitor_socket(r.monitor_socket);
+  s.set_last_error(r.last_error);
+  s.set_role(r.role);
+  s.set_ft_state(r.ft_state);
+  s.set_ft_note(r.ft_note);
+  s.set_epoch(r.epoch);
+  s.set_peer(r.peer);
+  s.set_log_bytes(r.log_bytes);
+  s.set_acked_bytes(r.acked_bytes);
+  s.set_log_bytes_per_sec(r.log_bytes_per_sec);
+  s.set_log_icount(r.log_icount);
+  s.set_replayed_icount(r.replayed_icount);
+  s.set_lag_instructions(r.lag_instructions);
+  s.set_lag_ms(r.lag_ms);
+  s.set_last_ack_ms_ago(r.last_ack_ms_ago);
+  s.set_paced_ms(r.paced_ms);
+  s.set_channel_rtt_us(r.channel_rtt_us);
   return s;
 }
 
 // Typed requests from ftctl -> a typed response. Never throws, never blocks.
 std::string HandleControlRequest(const Config& config,
-                                 const std::vector<std::unique_ptr<VmRunner>>& runners,
+                                 const std::vector<std::unique_ptr<ManagedVm>>& runners,
                                  const std::string& payload) {
   proto::ControlRequest request;
   proto::ControlResponse response;
@@ -48,7 +66,7 @@ std::string HandleControlRequest(const Config& config,
   } else if (request.has_list()) {
     for (const auto& r : runners) *response.add_vms() = DescribeVm(*r);
   } else if (request.has_status()) {
-    const VmRunner* found = nullptr;
+    const ManagedVm* found = nullptr;
     for (const auto& r : runners) {
       if (r->name() == request.status().vm()) found = r.get();
     }
@@ -82,10 +100,10 @@ int RunDaemon(const Config& config) {
   std::filesystem::create_directories(config.node.run_dir, ec);
   std::filesystem::create_directories(
       std::filesystem::path(config.node.control_socket).parent_path(), ec);
-  std::vector<std::unique_ptr<VmRunner>> runners;
+  std::vector<std::unique_ptr<ManagedVm>> runners;
   int started = 0;
   for (const auto& spec : config.vms) {
-    auto runner = std::make_unique<VmRunner>(io, config.node, spec);
+    auto runner = MakeManagedVm(io, config.node, spec, config.RoleOf(spec.name));
     if (Status s = runner->Start(); !s.ok()) {
       log->error("vm '{}' not started: {}", spec.name, s.ToString());
     } else {
@@ -101,6 +119,44 @@ int RunDaemon(const Config& config) {
     for (auto& r : runners) r->Stop([] {});
     io.run();  // let the stops finish
     return 1;
+  }
+  // Backups accept their primaries on the logging channel.
+  std::unique_ptr<channel::Listener> listener;
+  bool any_backup = false;
+  for (const auto& r : runners) any_backup = any_backup || r->role() == FtRole::kBackup;
+  if (any_backup) {
+    auto find = [&runners](const std::string& vm) -> ManagedVm* {
+      for (auto& r : runners) {
+        if (r->name() == vm) return r.get();
+      }
+      return nullptr;
+    };
+    auto created = channel::Listener::Create(
+        io, config.node.channel.listen_host, config.node.channel.listen_port,
+        ChannelOptionsFrom(config.node.channel),
+        [&config, find](const std::string& vm) -> Result<channel::Identity> {
+          ManagedVm* m = find(vm);
+          if (!m)
+            return NotFound(fmt::format("no VM named '{}' on node '{}'", vm, config.node.name));
+          return m->ExpectPrimary();
+        },
+        [find](std::shared_ptr<channel::Session> session) {
+          if (ManagedVm* m = find(session->peer().vm)) {
+            m->AdoptSession(std::move(session));
+          } else {
+            session->Close();
+          }
+        });
+    if (!created.ok()) {
+      log->error("logging channel: {}", created.status().ToString());
+      control.Stop();
+      for (auto& r : runners) r->Stop([] {});
+      io.run();
+      return 1;
+    }
+    listener = std::move(created).value();
+    log->info("logging channel: listening on {}:{}", config.node.channel.listen_host,
+              listener->port());
   }
   log->info("node '{}' up: {} of {} VM(s) started; state {}, runtime {}", config.node.name, started,
             config.vms.size(), config.node.state_dir, config.node.run_dir);
@@ -119,6 +175,7 @@ int RunDaemon(const Config& config) {
     log->info("signal {} received: stopping {} VM(s)", signo, runners.size());
     auto remaining = std::make_shared<size_t>(runners.size());
     control.Stop();
+    if (listener) listener->Close();
     auto all_done = [&] {
       child_signals.cancel();
       stop_signals.cancel();

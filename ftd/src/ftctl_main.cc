@@ -27,7 +27,28 @@ nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
           {"uptime_ms", vm.uptime_ms()},
           {"console_log", vm.console_log()},
           {"monitor_socket", vm.monitor_socket()},
-          {"last_error", vm.last_error()}};
+          {"last_error", vm.last_error()},
+          {"role", vm.role()},
+          {"ft_state", vm.ft_state()},
+          {"ft_note", vm.ft_note()},
+          {"epoch", vm.epoch()},
+          {"peer", vm.peer()},
+          {"log_bytes", vm.log_bytes()},
+          {"acked_bytes", vm.acked_bytes()},
+          {"log_bytes_per_sec", vm.log_bytes_per_sec()},
+          {"log_icount", vm.log_icount()},
+          {"replayed_icount", vm.replayed_icount()},
+          {"lag_instructions", vm.lag_instructions()},
+          {"lag_ms", vm.lag_ms()},
+          {"last_ack_ms_ago", vm.last_ack_ms_ago()},
+          {"paced_ms", vm.paced_ms()},
+          {"channel_rtt_us", vm.channel_rtt_us()}};
+}
+
+std::string Bytes(double b) {
+  if (b < 1024) return fmt::format("{:.0f} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024);
+  return fmt::format("{:.1f} MiB", b / (1024 * 1024));
 }
 
 std::string Uptime(uint64_t ms) {
@@ -38,10 +59,12 @@ std::string Uptime(uint64_t ms) {
 }
 
 void PrintTable(const ft::proto::ControlResponse& r) {
-  std::printf("%-20s %-10s %-8s %-8s %s\n", "NAME", "STATE", "MODE", "PID", "UPTIME");
+  std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %s\n", "NAME", "STATE", "MODE", "ROLE", "FT", "PID",
+              "UPTIME");
   for (const auto& vm : r.vms()) {
-    std::printf("%-20s %-10s %-8s %-8s %s\n", vm.name().c_str(), vm.state().c_str(),
-                vm.mode().c_str(), vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
+    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %s\n", vm.name().c_str(), vm.state().c_str(),
+                vm.mode().c_str(), vm.role().c_str(), vm.ft_state().c_str(),
+                vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
                 vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-");
   }
 }
@@ -56,6 +79,27 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   std::printf("Console:     %s\n", vm.console_log().c_str());
   if (!vm.monitor_socket().empty()) std::printf("Monitor:     %s\n", vm.monitor_socket().c_str());
   if (!vm.last_error().empty()) std::printf("Last error:  %s\n", vm.last_error().c_str());
+  std::printf("Role:        %s\n", vm.role().c_str());
+  if (vm.role() == "off" || vm.role().empty()) return;
+  std::printf("FT state:    %s\n", vm.ft_state().c_str());
+  if (!vm.ft_note().empty()) std::printf("FT note:     %s\n", vm.ft_note().c_str());
+  std::printf("Epoch:       %llu\n", static_cast<unsigned long long>(vm.epoch()));
+  std::printf("Peer:        %s\n", vm.peer().empty() ? "-" : vm.peer().c_str());
+  std::printf("Log:         %s, %s/s, icount %llu\n", Bytes(double(vm.log_bytes())).c_str(),
+              Bytes(vm.log_bytes_per_sec()).c_str(),
+              static_cast<unsigned long long>(vm.log_icount()));
+  if (vm.role() == "primary") {
+    std::printf("Acked:       %s\n", Bytes(double(vm.acked_bytes())).c_str());
+    std::printf("Paced:       %.1f s in total\n", double(vm.paced_ms()) / 1000);
+  }
+  std::printf("Replayed:    icount %llu\n", static_cast<unsigned long long>(vm.replayed_icount()));
+  std::printf("Lag:         %.1f ms guest time (%llu instructions)\n", vm.lag_ms(),
+              static_cast<unsigned long long>(vm.lag_instructions()));
+  std::printf("Last ack:    %s\n", vm.last_ack_ms_ago() < 0
+                                       ? "never"
+                                       : fmt::format("{} ms ago", vm.last_ack_ms_ago()).c_str());
+  if (vm.channel_rtt_us())
+    std::printf("Channel RTT: %.2f ms\n", double(vm.channel_rtt_us()) / 1000);
 }
 
 }  // namespace

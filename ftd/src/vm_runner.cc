@@ -93,7 +93,12 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   std::chrono::steady_clock::time_point spawned_at;
   std::string last_error;
 
-  Status Start() {
+  RunOptions run;
+  std::function<void()> on_running;
+  std::function<void(const std::string&)> on_failed;
+
+  Status Start(RunOptions run_options) {
+    run = std::move(run_options);
     FT_RETURN_IF_ERROR(MakeDir(
         paths.state_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
     FT_RETURN_IF_ERROR(MakeDir(paths.run_dir, fs::perms::owner_all));
@@ -104,18 +109,23 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     }
     FT_RETURN_IF_ERROR(ClearStaleRuntime());
 
-    replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, "", paths.monitor_socket};
-    auto argv = replay::BuildQemuCommand(spec, {replay::RunMode::kPlain, false}, launch);
+    replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, run.rr_file,
+                               paths.monitor_socket};
+    replay::LaunchOptions launch_options;
+    launch_options.mode = run.mode;
+    launch_options.start_paused = run.start_paused;
+    auto argv = replay::BuildQemuCommand(spec, launch_options, launch);
     {
       std::ofstream qlog(paths.qemu_log, std::ios::app);
       qlog << "---- ftd starting QEMU: " << replay::JoinCommandLine(argv) << "\n";
     }
-    log->info("vm '{}': starting QEMU (plain mode, {} MiB, {} disk(s), nic {})", spec.name,
-              spec.memory_mib, spec.disks.size(),
+    log->info("vm '{}': starting QEMU ({} mode, {} MiB, {} disk(s), nic {})", spec.name,
+              replay::RunModeName(run.mode), spec.memory_mib, spec.disks.size(),
               spec.nic ? replay::NicBackendName(spec.nic->backend) : "none");
     log->debug("vm '{}': {}", spec.name, replay::JoinCommandLine(argv));
     replay::SpawnOptions options;
     options.output_path = paths.qemu_log;
+    options.extra_env = run.extra_env;
     auto child = replay::ChildProcess::Spawn(argv, options);
     if (!child.ok()) {
       RemoveRuntime();
@@ -177,6 +187,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
                                  .count();
                    self->log->info("vm '{}': running (QMP status '{}', {} ms after spawn)",
                                    self->spec.name, reply->value("status", "?"), ms);
+                   if (self->on_running) self->on_running();
                  });
   }
 
@@ -202,8 +213,10 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   }
 
   void Fail(const std::string& why) {
+    bool first = state != VmState::kFailed;
     state = VmState::kFailed;
     if (last_error.empty()) last_error = why;
+    if (first && on_failed) on_failed(why);
     if (qmp) qmp->Close();
     if (qemu && qemu->running()) {
       auto exit = qemu->Terminate(kTermGrace);
@@ -290,14 +303,19 @@ VmRunner::~VmRunner() {
   impl_->poll_timer.cancel();
 }
 
-Status VmRunner::Start() {
-  Status s = impl_->Start();
+Status VmRunner::Start(RunOptions options) {
+  Status s = impl_->Start(std::move(options));
   if (!s.ok()) {
     impl_->state = VmState::kFailed;
     impl_->last_error = s.message();
   }
   return s;
 }
+void VmRunner::OnRunning(std::function<void()> fn) { impl_->on_running = std::move(fn); }
+void VmRunner::OnFailed(std::function<void(const std::string&)> fn) {
+  impl_->on_failed = std::move(fn);
+}
+std::shared_ptr<replay::QmpClient> VmRunner::qmp() const { return impl_->qmp; }
 void VmRunner::Stop(std::function<void()> done) { impl_->Stop(std::move(done)); }
 void VmRunner::OnChildSignal() { impl_->OnChildSignal(); }
 VmState VmRunner::state() const { return impl_->state; }

@@ -176,3 +176,71 @@ TEST_F(ConfigFilesTest, MissingConfigFileIsNamed) {
 
 }  // namespace
 }  // namespace ft::daemon
+
+namespace ft::daemon {
+namespace {
+
+TEST(ConfigParseTest, FaultToleranceRolesNeedTheirChannelSettings) {
+  auto r = ParseConfig(
+      "[node]\npeer = 10.0.0.2:7400\nchannel_key_file = key\nheartbeat_timeout_ms = 800\n"
+      "max_lag_ms = 500\n[vm a]\nkernel = /k\nft = primary\n",
+      "ftd.conf", "/etc/ftd");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->RoleOf("a"), FtRole::kPrimary);
+  EXPECT_EQ(r->RoleOf("other"), FtRole::kOff);
+  EXPECT_EQ(r->node.channel.peer_host, "10.0.0.2");
+  EXPECT_EQ(r->node.channel.peer_port, 7400);
+  EXPECT_EQ(r->node.channel.key_file, "/etc/ftd/key");
+  EXPECT_EQ(r->node.channel.heartbeat_timeout_ms, 800);
+  EXPECT_EQ(r->node.channel.max_lag_ms, 500);
+
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\nft = primary\n").find("needs [node] channel_key_file"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[node]\nchannel_key_file = k\n[vm a]\nkernel=/k\nft = primary\n")
+                .find("ft = primary needs [node] peer"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[node]\nchannel_key_file = k\n[vm a]\nkernel=/k\nft = backup\n")
+                .find("ft = backup needs [node] listen"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[vm a]\nkernel=/k\nft = yes\n").find("'yes' is not one of off, primary"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[node]\npeer = 10.0.0.2\n").find("not of the form ADDRESS:PORT"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[node]\nheartbeat_timeout_ms = 100\nheartbeat_interval_ms = 200\n")
+                .find("must be larger than heartbeat_interval_ms"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[node]\nmax_lag_ms = 0\n").find("not a number in 10..600000"),
+            std::string::npos);
+}
+
+TEST_F(ConfigFilesTest, ChannelKeyMustBePrivateAndLongEnough) {
+  std::string text = std::string(kGood) + "ft = backup\n";
+  text.replace(text.find("log_level = debug"), 17,
+               "log_level = debug\nlisten = 127.0.0.1:7400\nchannel_key_file = channel.key");
+  Write("channel.key", "0123456789abcdef0123456789abcdef\n");
+  fs::permissions(dir_ / "channel.key", fs::perms::owner_read | fs::perms::owner_write);
+  auto r = Load(text);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->node.channel.key, "0123456789abcdef0123456789abcdef");
+
+  fs::permissions(dir_ / "channel.key", fs::perms::group_read, fs::perm_options::add);
+  r = Load(text);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("readable by group or others"), std::string::npos)
+      << r.status().message();
+
+  Write("channel.key", "short\n");
+  fs::permissions(dir_ / "channel.key", fs::perms::owner_read | fs::perms::owner_write);
+  r = Load(text);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("use at least 16 random bytes"), std::string::npos)
+      << r.status().message();
+
+  fs::remove(dir_ / "channel.key");
+  r = Load(text);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("channel_key_file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ft::daemon

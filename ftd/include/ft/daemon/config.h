@@ -3,6 +3,7 @@
 // CheckConfigFiles then checks what the config names on disk (kernel, images, QEMU).
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,18 +13,45 @@
 
 namespace ft::daemon {
 
+// The logging channel between this node and its peer (docs/design.md, rule 1).
+struct ChannelConfig {
+  std::string listen_host;  // where a backup accepts its primary; "" = no listener
+  uint16_t listen_port = 0;
+  std::string peer_host;  // where a primary finds its backup
+  uint16_t peer_port = 0;
+  std::string key_file;  // shared secret, same on both hosts, mode 0600
+  std::string key;       // its contents (filled by LoadConfig)
+  int heartbeat_interval_ms = 100;
+  int heartbeat_timeout_ms = 1000;
+  // Lag bound: when the backup's replay is this far behind the primary (guest time), the
+  // primary is paced until it catches up.
+  int max_lag_ms = 2000;
+  // Log held for a backup that has not received it yet (e.g. before it connects).
+  int max_unacked_mib = 64;
+};
+
+// A VM's part in fault tolerance on this node.
+enum class FtRole { kOff, kPrimary, kBackup };
+const char* FtRoleName(FtRole role);
+
 struct NodeConfig {
   std::string name;                        // this hypervisor's name (default: hostname)
   std::string state_dir = "/var/lib/ftd";  // per-VM consoles, logs, persistent state
   std::string run_dir = "/run/ftd";        // sockets and pid files; removed at shutdown
   std::string control_socket;              // ftctl's socket; default <run_dir>/ftd.sock
   std::string log_level = "info";
+  ChannelConfig channel;
 };
 
 struct Config {
   std::string source;  // the file it came from, for messages
   NodeConfig node;
   std::vector<replay::VmSpec> vms;
+  std::map<std::string, FtRole> roles;  // by VM name; absent = kOff
+  FtRole RoleOf(const std::string& vm) const {
+    auto it = roles.find(vm);
+    return it == roles.end() ? FtRole::kOff : it->second;
+  }
 };
 
 // `base_dir` resolves relative paths (the config file's directory).

@@ -7,10 +7,16 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ft/daemon/config.h"
+#include "ft/replay/qemu_command.h"
 #include "ft/replay/vm_spec.h"
 #include "ft/status.h"
+
+namespace ft::replay {
+class QmpClient;
+}
 
 namespace asio {
 class io_context;
@@ -34,6 +40,14 @@ struct VmPaths {
 };
 VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name);
 
+// How this QEMU runs: plain, or one side of lockstep.
+struct RunOptions {
+  replay::RunMode mode = replay::RunMode::kPlain;
+  std::string rr_file;                 // record/replay log (a FIFO); rr modes only
+  std::vector<std::string> extra_env;  // e.g. the flush shim for a recorder
+  bool start_paused = false;           // -S (a replayer waits for its first break)
+};
+
 class VmRunner {
  public:
   VmRunner(asio::io_context& io, const NodeConfig& node, replay::VmSpec spec);
@@ -43,7 +57,13 @@ class VmRunner {
 
   // Spawns QEMU; the QMP handshake completes asynchronously. An error here means nothing
   // was started and nothing is left behind.
-  Status Start();
+  Status Start(RunOptions options = {});
+  // QMP is up (state running): the owner may now use qmp().
+  void OnRunning(std::function<void()> fn);
+  // QEMU ended or failed without Stop() being asked for; `why` says how.
+  void OnFailed(std::function<void(const std::string& why)> fn);
+  // ftd's QMP connection to this QEMU (null before Start).
+  std::shared_ptr<replay::QmpClient> qmp() const;
   // Stops QEMU in order and removes the runtime files; `done` runs once it is gone.
   void Stop(std::function<void()> done);
   // Called on SIGCHLD: notices a QEMU that ended and says why.

@@ -1,0 +1,57 @@
+// One VM on this node in its fault-tolerance role: unprotected (plain QEMU), the primary of a
+// pair (records and streams its log), or the backup (replays the primary's log live).
+// The daemon holds one ManagedVm per [vm] section and talks to all three the same way.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ft/daemon/config.h"
+#include "ft/status.h"
+
+namespace asio {
+class io_context;
+}
+namespace ft::channel {
+class Session;
+struct Identity;
+}  // namespace ft::channel
+
+namespace ft::daemon {
+
+// What `ftctl status` shows about a VM.
+struct VmReport {
+  std::string name, state, mode, role, ft_state, ft_note, peer;
+  std::string console_log, monitor_socket, last_error;
+  int qemu_pid = 0;
+  uint64_t uptime_ms = 0, epoch = 0;
+  uint64_t log_bytes = 0, acked_bytes = 0, log_icount = 0, replayed_icount = 0;
+  uint64_t lag_instructions = 0, paced_ms = 0, channel_rtt_us = 0;
+  double lag_ms = 0, log_bytes_per_sec = 0;
+  int64_t last_ack_ms_ago = -1;
+};
+
+class ManagedVm {
+ public:
+  virtual ~ManagedVm() = default;
+  virtual const std::string& name() const = 0;
+  virtual FtRole role() const = 0;
+  // Starts the VM's part (may start QEMU now or, for a backup, when its primary connects).
+  virtual Status Start() = 0;
+  // Stops everything this VM runs; `done` runs once all of it is gone.
+  virtual void Stop(std::function<void()> done) = 0;
+  virtual void OnChildSignal() = 0;
+  virtual VmReport Report() const = 0;
+
+  // Backup only: the identity a connecting primary must match, or why it is refused.
+  virtual Result<channel::Identity> ExpectPrimary();
+  // Backup only: an authenticated primary whose identity matched.
+  virtual void AdoptSession(std::shared_ptr<channel::Session> session);
+};
+
+std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
+                                         const replay::VmSpec& spec, FtRole role);
+
+}  // namespace ft::daemon

@@ -1,0 +1,329 @@
+// The backup of a protected VM: waits for its primary's ftd, then feeds the primary's log
+// into a replaying QEMU started from the same initial state. The replayer is held by a
+// replay-break inside the received log (ReplayFeeder), so it never reaches the end of what
+// arrived. Every received chunk is acked with the replay position, which the primary uses
+// for output commit and pacing.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <time.h>
+
+#include <asio.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "ft/log.h"
+#include "ft/replay/replay_feeder.h"
+#include "roles.h"
+
+namespace ft::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kAckInterval = 20ms;  // acks also carry the replay position: refresh it
+
+enum class BackupState { kWaitingForPrimary, kReplaying, kPrimaryLost, kFinished, kFailed };
+const char* BackupStateName(BackupState s) {
+  switch (s) {
+    case BackupState::kWaitingForPrimary:
+      return "waiting-for-primary";
+    case BackupState::kReplaying:
+      return "replaying";
+    case BackupState::kPrimaryLost:
+      return "primary-lost";
+    case BackupState::kFinished:
+      return "finished";
+    case BackupState::kFailed:
+      return "failed";
+  }
+  return "?";
+}
+
+class BackupVm : public ManagedVm {
+ public:
+  BackupVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
+      : impl_(std::make_shared<Impl>(io, node, spec)) {}
+  ~BackupVm() override { impl_->Shutdown(); }
+
+  const std::string& name() const override { return impl_->spec.name; }
+  FtRole role() const override { return FtRole::kBackup; }
+  Status Start() override { return impl_->Start(); }
+  void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
+  void OnChildSignal() override { impl_->runner.OnChildSignal(); }
+  VmReport Report() const override { return impl_->Report(); }
+  Result<channel::Identity> ExpectPrimary() override { return impl_->ExpectPrimary(); }
+  void AdoptSession(std::shared_ptr<channel::Session> s) override { impl_->Adopt(std::move(s)); }
+
+ private:
+  struct Impl : std::enable_shared_from_this<Impl> {
+    Impl(asio::io_context& io_context, const NodeConfig& node_config, const replay::VmSpec& s)
+        : io(io_context),
+          node(node_config),
+          spec(s),
+          runner(io_context, node_config, s),
+          log(Logger("lockstep")),
+          ack_timer(io_context) {}
+
+    asio::io_context& io;
+    NodeConfig node;
+    replay::VmSpec spec;
+    VmRunner runner;
+    std::shared_ptr<spdlog::logger> log;
+    asio::steady_timer ack_timer;
+    channel::Identity identity;
+    std::shared_ptr<channel::Session> session;
+    std::shared_ptr<replay::ReplayFeeder> feeder;
+    std::string fifo_path;
+    BackupState state = BackupState::kWaitingForPrimary;
+    std::string note, peer_node;
+    uint64_t received = 0;
+    bool replayer_started = false;
+    RateMeter rate;
+    Clock::time_point last_ack_sent{};
+    // Diagnostics for benchmarks: FTD_TRACE_LOG_RECEIPTS=PATH appends "<end offset>
+    // <CLOCK_MONOTONIC ns>" per received chunk (docs/benchmarks.md).
+    FILE* receipts = nullptr;
+
+    Status Start() {
+      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec));
+      log->info(
+          "vm '{}': backup, epoch {}, config {}, rr log version {:#010x}; waiting for the "
+          "primary on {}:{}",
+          spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
+          node.channel.listen_host, node.channel.listen_port);
+      return Status::Ok();
+    }
+
+    Result<channel::Identity> ExpectPrimary() {
+      if (session) {
+        return FailedPrecondition(fmt::format("vm '{}' already replays the log of primary '{}'",
+                                              spec.name, session->peer().node));
+      }
+      if (state != BackupState::kWaitingForPrimary) {
+        // The replica is past the start of the log; it cannot follow a new stream from 0.
+        return FailedPrecondition(fmt::format(
+            "vm '{}': this backup is {} and cannot start over; restart its ftd to re-protect",
+            spec.name, BackupStateName(state)));
+      }
+      return identity;
+    }
+
+    void Adopt(std::shared_ptr<channel::Session> s) {
+      if (session || state != BackupState::kWaitingForPrimary) return s->Close();
+      Status st = CreateFeeder();
+      if (!st.ok()) {
+        log->error("vm '{}': {}", spec.name, st.ToString());
+        Fail(st.message());
+        return s->Close();
+      }
+      session = std::move(s);
+      peer_node = session->peer().node;
+      state = BackupState::kReplaying;
+      std::weak_ptr<Impl> weak = shared_from_this();
+      session->OnLog([weak](uint64_t offset, std::string_view data) {
+        if (auto self = weak.lock()) self->OnLog(offset, data);
+      });
+      session->OnClosed([weak](Status why) {
+        if (auto self = weak.lock()) self->OnSessionClosed(why);
+      });
+      log->info("vm '{}': primary '{}' connected; replaying its log", spec.name, peer_node);
+      if (const char* trace = getenv("FTD_TRACE_LOG_RECEIPTS"); trace && *trace && !receipts) {
+        receipts = std::fopen(trace, "we");
+      }
+      AckTick();
+    }
+
+    Status CreateFeeder() {
+      const auto& paths = runner.paths();
+      std::error_code ec;
+      fs::create_directories(paths.run_dir, ec);
+      fifo_path = paths.run_dir + "/rr.fifo";
+      unlink(fifo_path.c_str());
+      if (mkfifo(fifo_path.c_str(), 0600) != 0) {
+        return ErrnoStatus(fmt::format("cannot create the replay log FIFO '{}'", fifo_path), errno);
+      }
+      // Read-write: opening never waits for the replayer, and its EOF never comes early.
+      int fd = open(fifo_path.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) {
+        return ErrnoStatus(fmt::format("cannot open the replay log FIFO '{}'", fifo_path), errno);
+      }
+      FT_ASSIGN_OR_RETURN(feeder,
+                          replay::ReplayFeeder::Create(io, spec.name, fd, identity.rr_version));
+      std::weak_ptr<Impl> weak = shared_from_this();
+      feeder->OnError([weak](Status s) {
+        if (auto self = weak.lock()) self->Fail("replay feeder: " + s.message());
+      });
+      return Status::Ok();
+    }
+
+    void OnLog(uint64_t offset, std::string_view data) {
+      received = offset + data.size();
+      if (receipts) {
+        timespec ts{};
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        std::fprintf(receipts, "%llu %lld\n", static_cast<unsigned long long>(received),
+                     static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec);
+      }
+      rate.Add(received);
+      if (Status s = feeder->Append(data); !s.ok()) {
+        // A log this parser refuses is never fed to QEMU: stop here, loudly.
+        log->error("vm '{}': refusing the primary's log at offset {}: {}", spec.name, offset,
+                   s.ToString());
+        Fail("corrupt log from the primary: " + s.message());
+        return;
+      }
+      if (!replayer_started && feeder->ready_to_start()) StartReplayer();
+      SendAck();
+    }
+
+    void StartReplayer() {
+      replayer_started = true;
+      RunOptions run;
+      run.mode = replay::RunMode::kReplay;
+      run.rr_file = fifo_path;
+      run.start_paused = true;
+      std::weak_ptr<Impl> weak = shared_from_this();
+      runner.OnRunning([weak] {
+        auto self = weak.lock();
+        if (self && self->feeder) self->feeder->Start(self->runner.qmp());
+      });
+      runner.OnFailed([weak](const std::string& why) {
+        if (auto self = weak.lock()) self->OnReplayerEnded(why);
+      });
+      if (Status s = runner.Start(run); !s.ok()) {
+        log->error("vm '{}': cannot start the replayer: {}", spec.name, s.ToString());
+        Fail(s.message());
+      }
+    }
+
+    void SendAck() {
+      if (!session) return;
+      session->SendAck(received, feeder ? feeder->stats().replayed_icount : 0);
+      last_ack_sent = Clock::now();
+    }
+
+    void AckTick() {
+      ack_timer.expires_after(kAckInterval);
+      ack_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || !self->session) return;
+        self->SendAck();
+        self->AckTick();
+      });
+    }
+
+    void OnSessionClosed(Status why) {
+      session.reset();
+      ack_timer.cancel();
+      if (state != BackupState::kReplaying) return;
+      if (feeder && feeder->stats().ended) {
+        state = BackupState::kFinished;
+        note = "the primary shut down; replay runs to the end of its log";
+        log->info("vm '{}': primary '{}' closed the channel after the end of the log", spec.name,
+                  peer_node);
+        return;
+      }
+      state = BackupState::kPrimaryLost;
+      note = fmt::format("primary '{}' lost: {}", peer_node, why.ToString());
+      log->error(
+          "vm '{}': {}; the replica holds at icount {} (failover is not enabled on this "
+          "node)",
+          spec.name, note, feeder ? feeder->stats().break_icount : 0);
+    }
+
+    // The replayer exited on its own: normal once END was fed (the log ran out).
+    void OnReplayerEnded(const std::string& why) {
+      if (feeder && feeder->stats().ended) {
+        state = BackupState::kFinished;
+        log->info("vm '{}': replay reached the end of the primary's log", spec.name);
+        return;
+      }
+      Fail("replaying QEMU ended: " + why);
+    }
+
+    void Fail(const std::string& why) {
+      if (state == BackupState::kFailed) return;
+      state = BackupState::kFailed;
+      note = why;
+      log->error("vm '{}': backup failed: {}", spec.name, why);
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      ack_timer.cancel();
+    }
+
+    void Stop(std::function<void()> done) {
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      ack_timer.cancel();
+      std::weak_ptr<Impl> weak = shared_from_this();
+      runner.Stop([weak, done = std::move(done)] {
+        if (auto self = weak.lock()) self->Shutdown();
+        done();
+      });
+    }
+
+    void Shutdown() {
+      ack_timer.cancel();
+      if (receipts) {
+        std::fclose(receipts);
+        receipts = nullptr;
+      }
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      feeder.reset();
+      std::error_code ec;
+      if (!fifo_path.empty()) fs::remove(fifo_path, ec);
+      fs::remove(runner.paths().run_dir, ec);  // only if empty
+    }
+
+    VmReport Report() const {
+      VmReport r;
+      FillRunnerReport(runner, "replay", r);
+      if (!replayer_started) r.state = "waiting";
+      r.role = "backup";
+      r.ft_state = BackupStateName(state);
+      r.ft_note = note;
+      r.epoch = identity.epoch;
+      r.peer = peer_node;
+      r.log_bytes = received;
+      r.log_bytes_per_sec = rate.PerSecond();
+      if (feeder) {
+        const auto& st = feeder->stats();
+        r.log_icount = st.received_icount;
+        r.replayed_icount = st.replayed_icount;
+        r.lag_instructions = st.lag_instructions();
+        r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);
+      }
+      r.last_ack_ms_ago =
+          last_ack_sent == Clock::time_point{}
+              ? -1
+              : std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_ack_sent)
+                    .count();
+      r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
+      return r;
+    }
+  };
+
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace
+
+std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
+                                        const replay::VmSpec& spec) {
+  return std::make_unique<BackupVm>(io, node, spec);
+}
+
+}  // namespace ft::daemon

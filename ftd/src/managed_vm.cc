@@ -1,0 +1,136 @@
+#include "ft/daemon/managed_vm.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "ft/replay/rr_stream.h"
+#include "roles.h"
+
+namespace ft::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+// An unprotected VM: plain QEMU, no log.
+class PlainVm : public ManagedVm {
+ public:
+  PlainVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
+      : runner_(io, node, spec) {}
+  const std::string& name() const override { return runner_.name(); }
+  FtRole role() const override { return FtRole::kOff; }
+  Status Start() override { return runner_.Start(); }
+  void Stop(std::function<void()> done) override { runner_.Stop(std::move(done)); }
+  void OnChildSignal() override { runner_.OnChildSignal(); }
+  VmReport Report() const override {
+    VmReport r;
+    FillRunnerReport(runner_, "plain", r);
+    r.role = "off";
+    r.ft_state = "off";
+    return r;
+  }
+
+ private:
+  VmRunner runner_;
+};
+
+Result<uint64_t> LoadEpoch(const std::string& state_dir) {
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  std::string path = state_dir + "/epoch";
+  std::ifstream in(path);
+  uint64_t epoch = 0;
+  if (in) {
+    if (!(in >> epoch) || epoch == 0) {
+      return DataLoss(fmt::format("epoch file '{}' does not hold a positive number", path));
+    }
+    return epoch;
+  }
+  std::ofstream out(path);
+  out << 1 << "\n";
+  if (!out.flush()) return ErrnoStatus(fmt::format("cannot write epoch file '{}'", path), errno);
+  return uint64_t{1};
+}
+
+}  // namespace
+
+Result<channel::Identity> ManagedVm::ExpectPrimary() {
+  return FailedPrecondition(
+      fmt::format("vm '{}' is not a backup on this node (ft = {})", name(), FtRoleName(role())));
+}
+void ManagedVm::AdoptSession(std::shared_ptr<channel::Session> session) { session->Close(); }
+
+std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
+                                         const replay::VmSpec& spec, FtRole role) {
+  switch (role) {
+    case FtRole::kPrimary:
+      return MakePrimaryVm(io, node, spec);
+    case FtRole::kBackup:
+      return MakeBackupVm(io, node, spec);
+    case FtRole::kOff:
+      break;
+  }
+  return MakePlainVm(io, node, spec);
+}
+
+std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& node,
+                                       const replay::VmSpec& spec) {
+  return std::make_unique<PlainVm>(io, node, spec);
+}
+
+Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec) {
+  static std::map<std::string, uint32_t> versions;  // per QEMU binary, for the daemon's life
+  channel::Identity id;
+  id.node = node.name;
+  id.vm = spec.name;
+  FT_ASSIGN_OR_RETURN(id.config_digest, replay::ReplicatedSpecDigest(spec));
+  auto it = versions.find(spec.qemu_binary);
+  if (it == versions.end()) {
+    std::error_code ec;
+    fs::create_directories(node.run_dir, ec);
+    FT_ASSIGN_OR_RETURN(uint32_t v, replay::ProbeRrVersion(spec.qemu_binary, node.run_dir,
+                                                           std::chrono::seconds(20)));
+    it = versions.emplace(spec.qemu_binary, v).first;
+  }
+  id.rr_version = it->second;
+  FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(PathsFor(node, spec.name).state_dir));
+  return id;
+}
+
+channel::Options ChannelOptionsFrom(const ChannelConfig& config) {
+  channel::Options o;
+  o.key = config.key;
+  o.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
+  o.heartbeat_timeout = std::chrono::milliseconds(config.heartbeat_timeout_ms);
+  return o;
+}
+
+void FillRunnerReport(const VmRunner& runner, const char* mode, VmReport& r) {
+  r.name = runner.name();
+  r.state = VmStateName(runner.state());
+  r.mode = mode;
+  r.qemu_pid = runner.qemu_pid();
+  r.uptime_ms = static_cast<uint64_t>(runner.uptime().count());
+  r.console_log = runner.paths().console_log;
+  r.monitor_socket = runner.qemu_pid() ? runner.paths().monitor_socket : "";
+  r.last_error = runner.last_error();
+}
+
+void RateMeter::Add(uint64_t total_bytes) {
+  auto now = std::chrono::steady_clock::now();
+  samples_.emplace_back(now, total_bytes);
+  while (samples_.size() > 2 && now - samples_.front().first > std::chrono::seconds(5)) {
+    samples_.pop_front();
+  }
+}
+
+double RateMeter::PerSecond() const {
+  if (samples_.size() < 2) return 0;
+  auto span = std::chrono::duration<double>(samples_.back().first - samples_.front().first).count();
+  if (span <= 0) return 0;
+  return static_cast<double>(samples_.back().second - samples_.front().second) / span;
+}
+
+}  // namespace ft::daemon

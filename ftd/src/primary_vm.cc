@@ -1,0 +1,451 @@
+// The primary of a protected VM: QEMU records; the tap reads its log as it is written and
+// the logging channel carries it to the backup. The primary holds every log byte until the
+// backup acks it, and is paced (its log read more slowly, so QEMU blocks) while the backup's
+// replay lags more than max_lag_ms behind. When the backup is gone it runs on, unprotected.
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <filesystem>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "ft/log.h"
+#include "ft/replay/qmp_client.h"
+#include "ft/replay/rr_log_tap.h"
+#include "ft/replay/rr_stream.h"
+#include "roles.h"
+
+namespace ft::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kReconnectInterval = 500ms;
+constexpr auto kTickInterval = 20ms;
+// At shutdown: how long to wait for the backup to ack the log's last bytes.
+constexpr auto kFinalAckWait = 5s;
+
+enum class PrimaryState { kWaitingForBackup, kProtected, kUnprotected };
+const char* PrimaryStateName(PrimaryState s) {
+  switch (s) {
+    case PrimaryState::kWaitingForBackup:
+      return "waiting-for-backup";
+    case PrimaryState::kProtected:
+      return "protected";
+    case PrimaryState::kUnprotected:
+      return "unprotected";
+  }
+  return "?";
+}
+
+// The rr flush shim: next to the ftd binary (build tree and packages), or FTD_RR_SHIM.
+Result<std::string> FindRrShim() {
+  if (const char* env = getenv("FTD_RR_SHIM"); env && *env) {
+    if (access(env, R_OK) == 0) return std::string(env);
+    return NotFound(fmt::format("FTD_RR_SHIM names '{}', which does not exist", env));
+  }
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<fs::path> candidates = {exe.parent_path() / "libftd-rrshim.so",
+                                      "/usr/lib/ftd/libftd-rrshim.so"};
+  for (const auto& c : candidates) {
+    if (access(c.c_str(), R_OK) == 0) return c.string();
+  }
+  return NotFound(
+      fmt::format("the record log flush shim libftd-rrshim.so is not in '{}' nor /usr/lib/ftd; "
+                  "reinstall ftd",
+                  exe.parent_path().string()));
+}
+
+class PrimaryVm : public ManagedVm {
+ public:
+  PrimaryVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
+      : impl_(std::make_shared<Impl>(io, node, spec)) {}
+  ~PrimaryVm() override { impl_->Shutdown(); }
+
+  const std::string& name() const override { return impl_->spec.name; }
+  FtRole role() const override { return FtRole::kPrimary; }
+  Status Start() override { return impl_->Start(); }
+  void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
+  void OnChildSignal() override { impl_->runner.OnChildSignal(); }
+  VmReport Report() const override { return impl_->Report(); }
+
+ private:
+  struct Impl : std::enable_shared_from_this<Impl> {
+    Impl(asio::io_context& io_context, const NodeConfig& node_config, const replay::VmSpec& s)
+        : io(io_context),
+          node(node_config),
+          spec(s),
+          runner(io_context, node_config, s),
+          log(Logger("lockstep")),
+          reconnect_timer(io_context),
+          tick_timer(io_context),
+          stop_timer(io_context) {}
+
+    asio::io_context& io;
+    NodeConfig node;
+    replay::VmSpec spec;
+    VmRunner runner;
+    std::shared_ptr<spdlog::logger> log;
+    asio::steady_timer reconnect_timer, tick_timer, stop_timer;
+    channel::Identity identity;
+    std::string fifo_path, counters_path;
+    std::shared_ptr<replay::RrLogTap> tap;
+    std::shared_ptr<channel::Session> session;
+    PrimaryState state = PrimaryState::kWaitingForBackup;
+    std::string note;
+    // Log bytes [unacked_base, tap->offset()) not yet acked by the backup.
+    std::string unacked;
+    uint64_t unacked_base = 0;
+    uint64_t acked = 0, replayed_icount = 0;
+    Clock::time_point last_ack{};
+    RateMeter rate;
+    bool connecting = false, stopping = false, log_closed = false;
+    Status last_connect_error;
+    std::function<void()> on_stopped;
+
+    uint64_t max_unacked() const { return uint64_t(node.channel.max_unacked_mib) << 20; }
+    uint64_t lag_instructions() const {
+      uint64_t at = tap ? tap->icount() : 0;
+      return at > replayed_icount ? at - replayed_icount : 0;
+    }
+
+    Status Start() {
+      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec));
+      FT_ASSIGN_OR_RETURN(std::string shim, FindRrShim());
+      const auto& paths = runner.paths();
+      std::error_code ec;
+      fs::create_directories(paths.run_dir, ec);
+      fifo_path = paths.run_dir + "/rr.fifo";
+      counters_path = paths.run_dir + "/rr-counters";
+      fs::remove(counters_path, ec);  // a stale one would be mapped before QEMU makes its own
+      FT_ASSIGN_OR_RETURN(tap, replay::RrLogTap::Create(io, spec.name, fifo_path));
+      std::weak_ptr<Impl> weak = shared_from_this();
+      tap->OnData([weak](uint64_t offset, std::string_view bytes) {
+        if (auto self = weak.lock()) self->OnLog(offset, bytes);
+      });
+      tap->OnEnd([weak](Status s) {
+        if (auto self = weak.lock()) self->OnLogEnd(s);
+      });
+
+      RunOptions run;
+      run.mode = replay::RunMode::kRecord;
+      run.rr_file = fifo_path;
+      run.extra_env = replay::RrShimEnv({shim, fifo_path, counters_path, 500, 1 << 20});
+      runner.OnFailed([weak](const std::string& why) {
+        if (auto self = weak.lock()) self->OnQemuFailed(why);
+      });
+      if (Status s = runner.Start(run); !s.ok()) {
+        RemoveFiles();
+        return s;
+      }
+      tap->Start();
+      log->info("vm '{}': primary, epoch {}, config {}, rr log version {:#010x}; backup at {}:{}",
+                spec.name, identity.epoch, identity.config_digest.substr(0, 12),
+                identity.rr_version, node.channel.peer_host, node.channel.peer_port);
+      Connect();
+      Tick();
+      return Status::Ok();
+    }
+
+    // ---- the log: tap -> unacked buffer -> channel
+    void OnLog(uint64_t offset, std::string_view bytes) {
+      rate.Add(offset + bytes.size());
+      if (state == PrimaryState::kUnprotected) return;  // nobody to hold it for
+      unacked.append(bytes);
+      if (session) session->SendLog(offset, bytes);
+      if (state == PrimaryState::kWaitingForBackup && unacked.size() > max_unacked()) {
+        GoUnprotected(fmt::format(
+            "the backup did not connect before {} MiB of log accumulated (max_unacked_mib)",
+            node.channel.max_unacked_mib));
+        return;
+      }
+      Pace();
+    }
+
+    void OnLogEnd(Status s) {
+      log_closed = true;
+      if (!s.ok()) log->error("vm '{}': {}", spec.name, s.ToString());
+      log->info("vm '{}': record log closed at {} bytes, icount {}", spec.name, tap->offset(),
+                tap->icount());
+      MaybeFinishStop();
+    }
+
+    // ---- acks and pacing
+    void OnAck(uint64_t received, uint64_t icount) {
+      last_ack = Clock::now();
+      replayed_icount = icount;
+      if (received > acked) {
+        uint64_t drop = std::min<uint64_t>(received - unacked_base, unacked.size());
+        unacked.erase(0, drop);
+        unacked_base += drop;
+        acked = received;
+      }
+      Pace();
+      MaybeFinishStop();
+    }
+
+    // Pacing. Lag: the VM is paused (QMP stop) while the backup's replay is more than
+    // max_lag_ms of guest time behind, and continued at half of it (hysteresis). Holding the
+    // log back instead cannot bound lag: on CPU-bound work one log byte covers ~1000
+    // instructions, so the FIFO and the shim's buffer (2 MiB) hold about a minute of guest
+    // time that QEMU runs ahead before it blocks (docs/design.md). Memory: the log is not
+    // read while more than max_unacked_mib is unacked, so QEMU blocks in its writes.
+    void Pace() {
+      if (!tap) return;
+      bool pace = state == PrimaryState::kProtected && !stopping;
+      double lag = GuestMs(lag_instructions(), spec.icount_shift);
+      double bound = node.channel.max_lag_ms;
+      if (!pace || lag < bound / 2) {
+        SetVmPaused(false);
+      } else if (lag > bound) {
+        SetVmPaused(true);
+      }
+      if (!pace || unacked.size() < max_unacked() / 2) {
+        tap->Resume();
+      } else if (unacked.size() > max_unacked()) {
+        tap->Pause();
+      }
+    }
+
+    // Pacing holds QEMU in its next log write through the shim's `hold` word (the log
+    // already written keeps flowing, so the lag the backup sees is exact). QMP `stop` of a
+    // recording VM was tried first: its replay hung where the primary had been stopped.
+    std::optional<replay::RrShimCounters> counters;
+    bool vm_paused = false;
+    Clock::time_point vm_paused_at{};
+    Clock::duration vm_paused_total{};
+
+    void SetVmPaused(bool paused) {
+      if (paused == vm_paused) return;
+      if (!counters) {
+        auto c = replay::RrShimCounters::Open(counters_path, /*writable=*/true);
+        if (!c.ok()) return;  // QEMU has not opened its log yet
+        counters.emplace(std::move(c).value());
+      }
+      counters->SetHold(paused);
+      vm_paused = paused;
+      log->debug("vm '{}': pacing: {} (backup {:.0f} ms behind)", spec.name,
+                 paused ? "holding the VM" : "releasing the VM",
+                 GuestMs(lag_instructions(), spec.icount_shift));
+      if (paused) {
+        vm_paused_at = Clock::now();
+      } else {
+        vm_paused_total += Clock::now() - vm_paused_at;
+      }
+    }
+
+    std::chrono::milliseconds paced_time() const {
+      auto total = vm_paused_total;
+      if (vm_paused) total += Clock::now() - vm_paused_at;
+      if (tap) total += tap->paused_time();
+      return std::chrono::duration_cast<std::chrono::milliseconds>(total);
+    }
+
+    // ---- the channel
+    void Connect() {
+      if (connecting || session || state != PrimaryState::kWaitingForBackup || stopping) return;
+      connecting = true;
+      std::weak_ptr<Impl> weak = shared_from_this();
+      channel::Connect(io, node.channel.peer_host, node.channel.peer_port, identity,
+                       ChannelOptionsFrom(node.channel),
+                       [weak](Result<std::shared_ptr<channel::Session>> r) {
+                         if (auto self = weak.lock()) self->OnConnected(std::move(r));
+                       });
+    }
+
+    void OnConnected(Result<std::shared_ptr<channel::Session>> r) {
+      connecting = false;
+      if (!r.ok()) {
+        if (r.status().ToString() != last_connect_error.ToString()) {
+          log->warn("vm '{}': backup at {}:{} not reachable: {}; retrying", spec.name,
+                    node.channel.peer_host, node.channel.peer_port, r.status().ToString());
+          last_connect_error = r.status();
+          note = "backup not connected: " + r.status().message();
+        }
+        if (state != PrimaryState::kWaitingForBackup || stopping) return;
+        reconnect_timer.expires_after(kReconnectInterval);
+        reconnect_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+          if (auto self = weak.lock(); self && !ec) self->Connect();
+        });
+        return;
+      }
+      auto s = std::move(r).value();
+      if (state != PrimaryState::kWaitingForBackup || stopping) return s->Close();
+      session = s;
+      std::weak_ptr<Impl> weak = shared_from_this();
+      session->OnAck([weak](uint64_t received, uint64_t icount) {
+        if (auto self = weak.lock()) self->OnAck(received, icount);
+      });
+      session->OnClosed([weak](Status why) {
+        if (auto self = weak.lock()) self->OnSessionClosed(why);
+      });
+      session->OnLog([weak](uint64_t, std::string_view) {
+        if (auto self = weak.lock()) self->LoseBackup(ProtocolError("the backup sent log data"));
+      });
+      state = PrimaryState::kProtected;
+      note.clear();
+      last_ack = Clock::now();
+      // Everything since offset 0 is still held: the backup starts from the beginning.
+      if (!unacked.empty()) session->SendLog(unacked_base, unacked);
+      log->info("vm '{}': PROTECTED: backup '{}' connected; sent {} bytes of log held since start",
+                spec.name, session->peer().node, unacked.size());
+    }
+
+    void OnSessionClosed(Status why) {
+      session.reset();
+      LoseBackup(why);
+    }
+
+    void LoseBackup(Status why) {
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      if (stopping && log_closed) return MaybeFinishStop();
+      GoUnprotected(fmt::format("backup lost: {}", why.ToString()));
+    }
+
+    void GoUnprotected(const std::string& why) {
+      if (state == PrimaryState::kUnprotected) return;
+      state = PrimaryState::kUnprotected;
+      note = why;
+      unacked.clear();
+      unacked.shrink_to_fit();
+      reconnect_timer.cancel();
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      Pace();  // unprotected: the VM and its log run free
+      log->warn("vm '{}': running UNPROTECTED: {}", spec.name, why);
+      MaybeFinishStop();
+    }
+
+    void OnQemuFailed(const std::string& why) {
+      note = "QEMU failed: " + why;
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      state = PrimaryState::kUnprotected;
+    }
+
+    void Tick() {
+      tick_timer.expires_after(kTickInterval);
+      tick_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec) return;
+        if (self->tap) self->rate.Add(self->tap->offset());
+        self->Pace();
+        self->Tick();
+      });
+    }
+
+    // ---- orderly stop: QEMU quits (END goes into the log), the tap reads to EOF, the
+    // backup acks the last byte (bounded), then the channel closes.
+    void Stop(std::function<void()> done) {
+      on_stopped = std::move(done);
+      stopping = true;
+      reconnect_timer.cancel();
+      Pace();  // stopping: no pacing; QEMU's last log writes must not block its exit
+      std::weak_ptr<Impl> weak = shared_from_this();
+      runner.Stop([weak] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->qemu_gone = true;
+        if (!self->log_closed && self->tap && self->tap->offset() == 0) self->log_closed = true;
+        self->stop_timer.expires_after(kFinalAckWait);
+        self->stop_timer.async_wait([weak](const std::error_code& ec) {
+          auto me = weak.lock();
+          if (!me || ec) return;
+          me->log->warn("vm '{}': backup did not ack the end of the log within {} s", me->spec.name,
+                        std::chrono::duration_cast<std::chrono::seconds>(kFinalAckWait).count());
+          me->FinishStop();
+        });
+        self->MaybeFinishStop();
+      });
+    }
+    bool qemu_gone = false;
+
+    void MaybeFinishStop() {
+      if (!stopping || !qemu_gone) return;
+      // Without the log's end the backup cannot finish; wait for EOF (bounded by the timer).
+      if (!log_closed) return;
+      if (session && acked < tap->offset()) return;
+      FinishStop();
+    }
+
+    void FinishStop() {
+      if (!on_stopped) return;
+      if (session) {
+        log->info("vm '{}': backup acked the whole log ({} bytes)", spec.name, acked);
+        session->Close();
+        session.reset();
+      }
+      Shutdown();
+      auto done = std::move(on_stopped);
+      on_stopped = nullptr;
+      done();
+    }
+
+    void Shutdown() {
+      reconnect_timer.cancel();
+      tick_timer.cancel();
+      stop_timer.cancel();
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      if (tap) tap->Close();
+      RemoveFiles();
+    }
+
+    void RemoveFiles() {
+      std::error_code ec;
+      if (!fifo_path.empty()) fs::remove(fifo_path, ec);
+      if (!counters_path.empty()) fs::remove(counters_path, ec);
+      fs::remove(runner.paths().run_dir, ec);  // only if empty
+    }
+
+    VmReport Report() const {
+      VmReport r;
+      FillRunnerReport(runner, "record", r);
+      r.role = "primary";
+      r.ft_state = PrimaryStateName(state);
+      r.ft_note = note;
+      r.epoch = identity.epoch;
+      r.peer = session ? session->peer().node
+                       : fmt::format("{}:{}", node.channel.peer_host, node.channel.peer_port);
+      r.log_bytes = tap ? tap->offset() : 0;
+      r.acked_bytes = acked;
+      r.log_bytes_per_sec = rate.PerSecond();
+      r.log_icount = tap ? tap->icount() : 0;
+      r.replayed_icount = replayed_icount;
+      r.lag_instructions = state == PrimaryState::kProtected ? lag_instructions() : 0;
+      r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);
+      r.last_ack_ms_ago =
+          last_ack == Clock::time_point{}
+              ? -1
+              : std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_ack)
+                    .count();
+      r.paced_ms = static_cast<uint64_t>(paced_time().count());
+      r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
+      return r;
+    }
+  };
+
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace
+
+std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
+                                         const replay::VmSpec& spec) {
+  return std::make_unique<PrimaryVm>(io, node, spec);
+}
+
+}  // namespace ft::daemon

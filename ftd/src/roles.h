@@ -1,0 +1,45 @@
+// Internal to ftd: the three ManagedVm roles and what they share.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+
+#include "ft/channel/session.h"
+#include "ft/daemon/managed_vm.h"
+#include "ft/daemon/vm_runner.h"
+
+namespace ft::daemon {
+
+std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& node,
+                                       const replay::VmSpec& spec);
+std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
+                                         const replay::VmSpec& spec);
+std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
+                                        const replay::VmSpec& spec);
+
+// This node's handshake identity for `spec`: config digest, this QEMU's rr log version
+// (probed once per binary), the pair's epoch (state_dir/vms/NAME/epoch; 1 when new).
+Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec);
+
+channel::Options ChannelOptionsFrom(const ChannelConfig& config);
+
+// Runner fields of a report (name, state, mode, pid, uptime, files, last error).
+void FillRunnerReport(const VmRunner& runner, const char* mode, VmReport& report);
+
+// Log bytes per second over a sliding window.
+class RateMeter {
+ public:
+  void Add(uint64_t total_bytes);
+  double PerSecond() const;
+
+ private:
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> samples_;
+};
+
+// Instructions -> milliseconds of guest time under -icount shift=N (2^N ns each).
+inline double GuestMs(uint64_t instructions, int icount_shift) {
+  return static_cast<double>(instructions) * static_cast<double>(uint64_t{1} << icount_shift) / 1e6;
+}
+
+}  // namespace ft::daemon
