@@ -122,11 +122,13 @@ Status FtdInstance::WriteConfig(const std::string& text) {
   return out ? Status::Ok() : Internal("cannot write " + config_path());
 }
 
-Status FtdInstance::Start(const std::vector<std::string>& extra_args) {
+Status FtdInstance::Start(const std::vector<std::string>& extra_args,
+                          const std::vector<std::string>& extra_env) {
   std::vector<std::string> argv = {FtdBinary(), "--config", config_path()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   replay::SpawnOptions options;
   options.output_path = ftd_log();
+  options.extra_env = extra_env;
   FT_ASSIGN_OR_RETURN(ftd_, replay::ChildProcess::Spawn(argv, options));
   return Status::Ok();
 }

@@ -48,7 +48,8 @@ class FtdInstance {
   // The config text for one guest VM under this instance's dirs.
   std::string GuestVmConfig(const GuestVmOptions& vm);
   Status WriteConfig(const std::string& text);
-  Status Start(const std::vector<std::string>& extra_args = {});
+  Status Start(const std::vector<std::string>& extra_args = {},
+               const std::vector<std::string>& extra_env = {});
   // SIGTERM and wait; returns how ftd ended.
   Result<replay::ExitStatus> Stop(std::chrono::milliseconds timeout);
 

@@ -1,0 +1,142 @@
+#include "lockstep_pair.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "guest_client.h"
+
+namespace ft::testing {
+namespace {
+
+constexpr const char* kChannelKey = "ftd-test-channel-key-0123456789abcdef";
+
+ft::Status WriteKey(const std::string& path) {
+  std::ofstream out(path);
+  out << kChannelKey << "\n";
+  out.close();
+  if (!out) return Internal("cannot write " + path);
+  chmod(path.c_str(), 0600);
+  return ft::Status::Ok();
+}
+
+// The guest VM's config with the node's channel settings and the VM's role added.
+std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::string& role,
+                       const std::string& channel_line) {
+  std::string text = side.GuestVmConfig(o.vm);
+  std::string node_extra = fmt::format(
+      "channel_key_file = {}/channel.key\nheartbeat_interval_ms = {}\nheartbeat_timeout_ms = "
+      "{}\nmax_lag_ms = {}\n{}\n",
+      side.dir(), o.heartbeat_interval_ms, o.heartbeat_timeout_ms, o.max_lag_ms, channel_line);
+  auto vm_section = text.find("\n[vm ");
+  text.insert(vm_section, "\n" + node_extra);
+  text += "ft = " + role + "\n";
+  return text;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions& options) {
+  std::unique_ptr<LockstepPair> pair(new LockstepPair(options));
+  FT_ASSIGN_OR_RETURN(pair->backup_, FtdInstance::Create("backup"));
+  FT_ASSIGN_OR_RETURN(pair->primary_, FtdInstance::Create("primary"));
+  uint16_t listen_port = FreeLoopbackPort();
+  uint16_t peer_port = listen_port;
+  if (options.channel_delay.count() > 0) {
+    FT_ASSIGN_OR_RETURN(pair->proxy_, DelayProxy::Start(listen_port, options.channel_delay));
+    peer_port = pair->proxy_->port();
+  }
+  for (FtdInstance* side : {pair->backup_.get(), pair->primary_.get()}) {
+    FT_RETURN_IF_ERROR(WriteKey(side->dir() + "/channel.key"));
+  }
+  LockstepOptions backup_options = options;
+  backup_options.vm.stream_port = 0;  // a replayer binds no forwarded ports anyway
+  backup_options.vm.records_port = 0;
+  FT_RETURN_IF_ERROR(
+      pair->backup_->WriteConfig(PairConfig(*pair->backup_, backup_options, "backup",
+                                            fmt::format("listen = 127.0.0.1:{}", listen_port))));
+  FT_RETURN_IF_ERROR(pair->primary_->WriteConfig(PairConfig(
+      *pair->primary_, options, "primary", fmt::format("peer = 127.0.0.1:{}", peer_port))));
+  FT_RETURN_IF_ERROR(pair->backup_->Start({}, options.backup_env));
+  if (!WaitForFileContaining(pair->backup_->ftd_log(), "logging channel: listening",
+                             std::chrono::seconds(30))) {
+    return Unavailable("backup ftd did not start listening:\n" +
+                       ReadFile(pair->backup_->ftd_log()));
+  }
+  FT_RETURN_IF_ERROR(pair->primary_->Start());
+  return pair;
+}
+
+LockstepPair::~LockstepPair() {
+  // Primary first: a backup that outlives it only logs "primary lost".
+  primary_.reset();
+  backup_.reset();
+  proxy_.reset();
+}
+
+Result<nlohmann::json> LockstepPair::Status(FtdInstance& side) {
+  auto out = side.Ftctl({"status", vm(), "--json"});
+  if (out.exit_code != 0) {
+    return Unavailable(fmt::format("ftctl status exited {}: {}", out.exit_code, out.output));
+  }
+  auto parsed = nlohmann::json::parse(out.output, nullptr, false);
+  if (parsed.is_discarded()) return ProtocolError("ftctl --json printed no JSON: " + out.output);
+  return parsed;
+}
+
+ft::Status LockstepPair::WaitForFtState(FtdInstance& side, const std::string& state,
+                                        std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string last;
+  while (Clock::now() < deadline) {
+    auto st = Status(side);
+    if (st.ok()) {
+      last = st->value("ft_state", "");
+      if (last == state) return ft::Status::Ok();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Timeout(
+      fmt::format("ft_state is '{}' after {} ms, expected '{}'", last, timeout.count(), state));
+}
+
+ft::Status LockstepPair::StopPrimaryAndDrain(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  auto exit = primary_->Stop(timeout);
+  if (!exit.ok()) return exit.status();
+  if (!exit->clean()) return Internal("primary ftd ended " + exit->Describe());
+  // The backup's replayer exits by itself once it has replayed the log's END.
+  while (Clock::now() < deadline) {
+    auto st = Status(*backup_);
+    if (st.ok() && st->value("ft_state", "") == "finished" && st->value("qemu_pid", 0) == 0) {
+      return ft::Status::Ok();
+    }
+    if (st.ok() && st->value("ft_state", "") == "failed") {
+      return Internal("backup failed: " + st->value("ft_note", ""));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto st = Status(*backup_);
+  return Timeout("backup replay did not finish; status: " + (st.ok() ? st->dump() : ""));
+}
+
+std::string LockstepPair::primary_console() const { return ReadFile(primary_->console_log(vm())); }
+std::string LockstepPair::backup_console() const { return ReadFile(backup_->console_log(vm())); }
+
+std::string FirstDifference(const std::string& a, const std::string& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  if (i == a.size() && i == b.size()) return "identical";
+  size_t line_start = a.rfind('\n', i == 0 ? 0 : i - 1);
+  line_start = line_start == std::string::npos ? 0 : line_start + 1;
+  auto excerpt = [&](const std::string& s) {
+    return s.substr(line_start, std::min<size_t>(160, s.size() - std::min(s.size(), line_start)));
+  };
+  return fmt::format("first difference at byte {} (sizes {} and {}):\n  A: {}\n  B: {}", i,
+                     a.size(), b.size(), excerpt(a), excerpt(b));
+}
+
+}  // namespace ft::testing

@@ -1,0 +1,59 @@
+// Two real ftd processes protecting one guest VM on this machine: a backup (replays) and a
+// primary (records), each with its own state and run dirs and config, sharing a channel
+// key; optionally a DelayProxy between them. For integration tests and benchmarks.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "delay_proxy.h"
+#include "ftd_instance.h"
+
+namespace ft::testing {
+
+struct LockstepOptions {
+  GuestVmOptions vm;  // the same VM definition on both hosts
+  int max_lag_ms = 2000;
+  int heartbeat_interval_ms = 100;
+  int heartbeat_timeout_ms = 1000;
+  std::chrono::milliseconds channel_delay{0};  // > 0: relay the channel through a DelayProxy
+  std::vector<std::string> backup_env;         // e.g. FTD_TRACE_LOG_RECEIPTS=...
+};
+
+class LockstepPair {
+ public:
+  // Starts the backup's ftd, then the primary's.
+  static Result<std::unique_ptr<LockstepPair>> Start(const LockstepOptions& options);
+  ~LockstepPair();
+
+  FtdInstance& primary() { return *primary_; }
+  FtdInstance& backup() { return *backup_; }
+  const std::string& vm() const { return options_.vm.name; }
+  DelayProxy* proxy() { return proxy_.get(); }
+
+  // `ftctl status VM --json` on one side.
+  Result<nlohmann::json> Status(FtdInstance& side);
+  // Polls until the side's ft_state is `state`.
+  ft::Status WaitForFtState(FtdInstance& side, const std::string& state,
+                            std::chrono::milliseconds timeout);
+  // Stops the primary's ftd cleanly (its QEMU quits, the log's end reaches the backup) and
+  // waits until the backup's replay has run to the end of the log.
+  ft::Status StopPrimaryAndDrain(std::chrono::milliseconds timeout);
+
+  std::string primary_console() const;
+  std::string backup_console() const;
+
+ private:
+  explicit LockstepPair(LockstepOptions o) : options_(std::move(o)) {}
+  LockstepOptions options_;
+  std::unique_ptr<FtdInstance> backup_, primary_;
+  std::unique_ptr<DelayProxy> proxy_;
+};
+
+// A line-by-line comparison for failure messages: where two consoles first differ.
+std::string FirstDifference(const std::string& a, const std::string& b);
+
+}  // namespace ft::testing
