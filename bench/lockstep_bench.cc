@@ -1,0 +1,214 @@
+// ftd-bench-lockstep: the cost of virtual lockstep, measured side by side in one run.
+//
+//   1. without FT: the guest's CPU-bound workload (N rounds) on plain QEMU with the same
+//      -icount shift, no record/replay;
+//   2. with FT: the same guest protected by two real ftd processes (record -> logging
+//      channel on loopback -> live replay).
+//
+// Prints the time ratio, log bandwidth, the backup's lag (p50/p99, sampled from the
+// primary's ftctl status), and the delay from a log byte being written by QEMU (the flush
+// shim's `produced` counter, polled every 100 us) to the backup's ftd receiving it (the
+// backup's FTD_TRACE_LOG_RECEIPTS trace).
+#include <time.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "ft/replay/process.h"
+#include "ft/replay/qemu_command.h"
+#include "ft/replay/rr_stream.h"
+#include "guest_client.h"
+#include "lockstep_pair.h"
+
+namespace ft::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+int64_t NowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Seconds between the console lines `from` and `to` appearing (polled every 5 ms).
+Result<double> TimeBetween(const std::string& console, const std::string& from,
+                           const std::string& to, std::chrono::seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::optional<Clock::time_point> start;
+  while (Clock::now() < deadline) {
+    std::string text = ReadFile(console);
+    if (!start && text.find(from) != std::string::npos) start = Clock::now();
+    if (start && text.find(to) != std::string::npos) {
+      return std::chrono::duration<double>(Clock::now() - *start).count();
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return Timeout(fmt::format("'{}' did not appear in {} within {} s", start ? to : from, console,
+                             timeout.count()));
+}
+
+std::string Workload(int rounds) { return fmt::format("cpu ftguest.cpu_rounds={}", rounds); }
+
+// 1. The same guest on plain QEMU with the same icount shift.
+Result<double> RunWithoutFt(int rounds) {
+  char templ[] = "/tmp/ftd-bench-plain-XXXXXX";
+  if (!mkdtemp(templ)) return ErrnoStatus("mkdtemp", errno);
+  std::string dir = templ;
+  replay::VmSpec spec;
+  spec.name = "bench";
+  spec.kernel = GuestKernel();
+  spec.initrd = GuestDir() + "/initrd.img";
+  spec.cmdline = "console=ttyS0 ftguest.workload=" + Workload(rounds);
+  replay::LaunchPaths paths{dir + "/qmp.sock", dir + "/console.log", "", ""};
+  replay::LaunchOptions launch;
+  launch.plain_with_icount = true;
+  replay::SpawnOptions options;
+  options.output_path = dir + "/qemu.log";
+  auto qemu = replay::ChildProcess::Spawn(replay::BuildQemuCommand(spec, launch, paths), options);
+  if (!qemu.ok()) return qemu.status();
+  auto t = TimeBetween(paths.console_log, "cpu: round 1 ", "cpu: done", 900s);
+  (*qemu)->Terminate(1s);
+  fs::remove_all(dir);
+  return t;
+}
+
+struct FtResult {
+  double seconds = 0;
+  uint64_t log_bytes = 0;
+  std::vector<double> lag_ms, delay_ms;
+  uint64_t paced_ms = 0;
+  bool identical = false;
+};
+
+// 2. The same guest under two ftds.
+Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
+  FtResult result;
+  LockstepOptions options;
+  options.vm.name = "bench";
+  options.vm.workload = Workload(rounds);
+  options.vm.data_disk = false;
+  options.max_lag_ms = max_lag_ms;
+  char trace_templ[] = "/tmp/ftd-bench-receipts-XXXXXX";
+  int trace_fd = mkstemp(trace_templ);
+  if (trace_fd < 0) return ErrnoStatus("mkstemp", errno);
+  close(trace_fd);
+  std::string trace = trace_templ;
+  options.backup_env = {"FTD_TRACE_LOG_RECEIPTS=" + trace};
+  FT_ASSIGN_OR_RETURN(auto pair, LockstepPair::Start(options));
+
+  // Produced-offset samples from the primary's shim counters, every 100 us.
+  std::atomic<bool> stop{false};
+  std::vector<std::pair<uint64_t, int64_t>> produced;  // offset, first seen at
+  std::thread poller([&] {
+    std::string path = pair->primary().run_dir() + "/bench/rr-counters";
+    std::optional<replay::RrShimCounters> counters;
+    uint64_t last = 0;
+    while (!stop) {
+      if (!counters) {
+        auto c = replay::RrShimCounters::Open(path);
+        if (c.ok()) counters.emplace(std::move(c).value());
+      } else if (uint64_t p = counters->produced(); p > last) {
+        produced.emplace_back(p, NowNs());
+        last = p;
+      }
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  std::thread lag_sampler([&] {
+    while (!stop) {
+      auto st = pair->Status(pair->primary());
+      if (st.ok() && st->value("ft_state", "") == "protected") {
+        result.lag_ms.push_back(st->value("lag_ms", 0.0));
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  auto t = TimeBetween(pair->primary().console_log("bench"), "cpu: round 1 ", "cpu: done", 900s);
+  auto st = pair->Status(pair->primary());
+  stop = true;
+  poller.join();
+  lag_sampler.join();
+  if (!t.ok()) return t.status();
+  result.seconds = *t;
+  if (st.ok()) {
+    result.log_bytes = st->value("log_bytes", uint64_t{0});
+    result.paced_ms = st->value("paced_ms", uint64_t{0});
+  }
+  FT_RETURN_IF_ERROR(pair->StopPrimaryAndDrain(300s));
+  result.identical = pair->primary_console() == pair->backup_console();
+
+  // Join: each produced sample's delay = first receipt covering its offset - when produced.
+  std::ifstream in(trace);
+  std::vector<std::pair<uint64_t, int64_t>> receipts;
+  uint64_t end;
+  int64_t at;
+  while (in >> end >> at) receipts.emplace_back(end, at);
+  size_t r = 0;
+  for (const auto& [offset, when] : produced) {
+    while (r < receipts.size() && receipts[r].first < offset) ++r;
+    if (r == receipts.size()) break;
+    result.delay_ms.push_back(static_cast<double>(receipts[r].second - when) / 1e6);
+  }
+  fs::remove(trace);
+  return result;
+}
+
+}  // namespace
+}  // namespace ft::testing
+
+int main(int argc, char** argv) {
+  using namespace ft::testing;
+  CLI::App app{"ftd-bench-lockstep - virtual lockstep vs the same VM without FT"};
+  int rounds = 20;
+  int max_lag_ms = 2000;
+  app.add_option("--rounds", rounds, "CPU workload rounds")->check(CLI::Range(1, 10000));
+  app.add_option("--max-lag-ms", max_lag_ms, "the pair's lag bound (guest ms)");
+  CLI11_PARSE(app, argc, argv);
+  if (GuestDir().empty()) {
+    std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");
+    return 1;
+  }
+  std::printf("workload: guest cpu, %d rounds, -icount shift=5; %u CPUs\n", rounds,
+              std::thread::hardware_concurrency());
+  auto plain = RunWithoutFt(rounds);
+  if (!plain.ok()) {
+    std::fprintf(stderr, "without FT: %s\n", plain.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("without FT: %.2f s\n", *plain);
+  auto ft = RunWithFt(rounds, max_lag_ms);
+  if (!ft.ok()) {
+    std::fprintf(stderr, "with FT: %s\n", ft.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("with FT:    %.2f s (primary paced %.2f s)\n", ft->seconds,
+              static_cast<double>(ft->paced_ms) / 1000);
+  std::printf("time ratio FT/no-FT:        %.3f\n", ft->seconds / *plain);
+  std::printf("log bandwidth:              %.1f KiB/s (%llu bytes)\n",
+              static_cast<double>(ft->log_bytes) / 1024 / ft->seconds,
+              static_cast<unsigned long long>(ft->log_bytes));
+  std::printf("lag (guest ms):             p50 %.1f  p99 %.1f  (%zu samples, bound %d)\n",
+              Percentile(ft->lag_ms, 0.5), Percentile(ft->lag_ms, 0.99), ft->lag_ms.size(),
+              max_lag_ms);
+  std::printf("log write -> backup (ms):   p50 %.3f  p99 %.3f  max %.3f  (%zu samples)\n",
+              Percentile(ft->delay_ms, 0.5), Percentile(ft->delay_ms, 0.99),
+              Percentile(ft->delay_ms, 1.0), ft->delay_ms.size());
+  std::printf("backup console identical:   %s\n", ft->identical ? "yes" : "NO");
+  return ft->identical ? 0 : 1;
+}
