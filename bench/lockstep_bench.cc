@@ -46,14 +46,19 @@ int64_t NowNs() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-// Seconds between the console lines `from` and `to` appearing (polled every 5 ms).
+// Seconds between the console lines `from` and `to` appearing (polled every 5 ms);
+// `started` (optional) gets the moment `from` was seen.
 Result<double> TimeBetween(const std::string& console, const std::string& from,
-                           const std::string& to, std::chrono::seconds timeout) {
+                           const std::string& to, std::chrono::seconds timeout,
+                           std::atomic<int64_t>* started = nullptr) {
   auto deadline = Clock::now() + timeout;
   std::optional<Clock::time_point> start;
   while (Clock::now() < deadline) {
     std::string text = ReadFile(console);
-    if (!start && text.find(from) != std::string::npos) start = Clock::now();
+    if (!start && text.find(from) != std::string::npos) {
+      start = Clock::now();
+      if (started) *started = NowNs();
+    }
     if (start && text.find(to) != std::string::npos) {
       return std::chrono::duration<double>(Clock::now() - *start).count();
     }
@@ -130,16 +135,20 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
       std::this_thread::sleep_for(100us);
     }
   });
+  std::atomic<int64_t> measuring_since{0};
+  uint64_t bytes_at_start = 0;
   std::thread lag_sampler([&] {
     while (!stop) {
       auto st = pair->Status(pair->primary());
       if (st.ok() && st->value("ft_state", "") == "protected") {
-        result.lag_ms.push_back(st->value("lag_ms", 0.0));
+        if (measuring_since.load() == 0) bytes_at_start = st->value("log_bytes", uint64_t{0});
+        if (measuring_since.load() != 0) result.lag_ms.push_back(st->value("lag_ms", 0.0));
       }
       std::this_thread::sleep_for(100ms);
     }
   });
-  auto t = TimeBetween(pair->primary().console_log("bench"), "cpu: round 1 ", "cpu: done", 900s);
+  auto t = TimeBetween(pair->primary().console_log("bench"), "cpu: round 1 ", "cpu: done", 900s,
+                       &measuring_since);
   auto st = pair->Status(pair->primary());
   stop = true;
   poller.join();
@@ -147,7 +156,7 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
   if (!t.ok()) return t.status();
   result.seconds = *t;
   if (st.ok()) {
-    result.log_bytes = st->value("log_bytes", uint64_t{0});
+    result.log_bytes = st->value("log_bytes", uint64_t{0}) - bytes_at_start;  // the workload's
     result.paced_ms = st->value("paced_ms", uint64_t{0});
   }
   FT_RETURN_IF_ERROR(pair->StopPrimaryAndDrain(300s));
@@ -161,6 +170,7 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
   while (in >> end >> at) receipts.emplace_back(end, at);
   size_t r = 0;
   for (const auto& [offset, when] : produced) {
+    if (when < measuring_since.load()) continue;  // boot: not the workload
     while (r < receipts.size() && receipts[r].first < offset) ++r;
     if (r == receipts.size()) break;
     result.delay_ms.push_back(static_cast<double>(receipts[r].second - when) / 1e6);
@@ -180,6 +190,7 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "CPU workload rounds")->check(CLI::Range(1, 10000));
   app.add_option("--max-lag-ms", max_lag_ms, "the pair's lag bound (guest ms)");
   CLI11_PARSE(app, argc, argv);
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
   if (GuestDir().empty()) {
     std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");
     return 1;

@@ -2,15 +2,17 @@
 # The main job (README command one): installs what is missing, builds ftd and the guest,
 # then runs a VM under ftd and shows it serving.
 #
-# Today (foundation): ftd boots the guest from its config, the guest's TCP services answer
-# from the host, and SIGTERM stops everything cleanly. It grows into the two-host protected
-# VM with a failover as the lockstep, output-commit and failover work lands.
+# Today (lockstep): two ftds on this machine, hostA (primary) and hostB (backup), protect
+# one guest: hostA records it and streams the log, hostB replays it live; the guest's TCP
+# services answer through hostA; after a clean stop the backup's console is byte-identical.
+# It grows into the network lab with a failover as output commit and failover land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD_DIR=${BUILD_DIR:-build}
 STREAM_PORT=${STREAM_PORT:-17080}
 RECORDS_PORT=${RECORDS_PORT:-17081}
+CHANNEL_PORT=${CHANNEL_PORT:-17400}
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -20,13 +22,15 @@ step "building ftd and the guest"
 scripts/build.sh "$BUILD_DIR"
 
 DEMO=$(mktemp -d /tmp/ftd-demo.XXXXXX)
-FTD_PID=""
+PIDS=()
 cleanup() {
-  if [ -n "$FTD_PID" ] && kill -0 "$FTD_PID" 2>/dev/null; then
-    kill -TERM "$FTD_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$FTD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$FTD_PID" 2>/dev/null || true
-  fi
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$DEMO"
 }
 trap cleanup EXIT
@@ -35,53 +39,85 @@ GUEST="$ROOT/$BUILD_DIR/guest"
 # The guest build also leaves Debian's kernel decompressed (vmlinux): ~5 s faster under TCG.
 KERNEL="$GUEST/vmlinuz"
 [ -f "$GUEST/vmlinux" ] && KERNEL="$GUEST/vmlinux"
-cp "$GUEST/data.qcow2" "$DEMO/web1-data.qcow2"
-cat > "$DEMO/ftd.conf" <<CONF
+FTCTL="$BUILD_DIR/ftd/ftctl"
+
+# Two "hypervisors" on this machine: hostA runs the primary, hostB the backup. Each has its
+# own state, runtime dir and disk replica; they share only the channel key.
+openssl rand -hex 32 > "$DEMO/channel.key"
+chmod 600 "$DEMO/channel.key"
+for host in hostA hostB; do
+  mkdir -p "$DEMO/$host"
+  cp "$GUEST/data.qcow2" "$DEMO/$host/web1-data.qcow2"
+  if [ "$host" = hostA ]; then role=primary; chan="peer = 127.0.0.1:$CHANNEL_PORT"
+  else role=backup; chan="listen = 127.0.0.1:$CHANNEL_PORT"; fi
+  cat > "$DEMO/$host/ftd.conf" <<CONF
 [node]
-name = hostA
-state_dir = $DEMO/state
-run_dir = $DEMO/run
+name = $host
+state_dir = $DEMO/$host/state
+run_dir = $DEMO/$host/run
+$chan
+channel_key_file = $DEMO/channel.key
 
 [vm web1]
 memory_mib = 256
 kernel = $KERNEL
 initrd = $GUEST/initrd.img
-cmdline = console=ttyS0 ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2 ftguest.workload=chaos
-disk.vda = $DEMO/web1-data.qcow2
+cmdline = console=ttyS0 ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2 ftguest.workload=timer,chaos
+disk.vda = $DEMO/$host/web1-data.qcow2
 nic = user
 forward = 127.0.0.1:$STREAM_PORT -> 7000
 forward = 127.0.0.1:$RECORDS_PORT -> 7001
+ft = $role
 CONF
+done
 
-step "starting ftd (config $DEMO/ftd.conf)"
-"$BUILD_DIR/ftd/ftd" --config "$DEMO/ftd.conf" > "$DEMO/ftd.log" 2>&1 &
-FTD_PID=$!
-CONSOLE="$DEMO/state/vms/web1/console.log"
-for _ in $(seq 1 1200); do
-  grep -q "ftguest: ready" "$CONSOLE" 2>/dev/null && break
-  kill -0 "$FTD_PID" 2>/dev/null || { cat "$DEMO/ftd.log"; echo "ftd exited" >&2; exit 1; }
+step "starting ftd on hostB (backup) and hostA (primary)"
+"$BUILD_DIR/ftd/ftd" --config "$DEMO/hostB/ftd.conf" > "$DEMO/hostB/ftd.log" 2>&1 &
+B_PID=$!; PIDS+=("$B_PID")
+for _ in $(seq 1 300); do grep -q "logging channel: listening" "$DEMO/hostB/ftd.log" && break; sleep 0.1; done
+"$BUILD_DIR/ftd/ftd" --config "$DEMO/hostA/ftd.conf" > "$DEMO/hostA/ftd.log" 2>&1 &
+A_PID=$!; PIDS=("$A_PID" "$B_PID")  # stop the primary first
+CONSOLE_A="$DEMO/hostA/state/vms/web1/console.log"
+CONSOLE_B="$DEMO/hostB/state/vms/web1/console.log"
+for _ in $(seq 1 1800); do
+  grep -q "ftguest: ready" "$CONSOLE_B" 2>/dev/null && break
+  kill -0 "$A_PID" 2>/dev/null || { cat "$DEMO/hostA/ftd.log"; echo "ftd on hostA exited" >&2; exit 1; }
+  kill -0 "$B_PID" 2>/dev/null || { cat "$DEMO/hostB/ftd.log"; echo "ftd on hostB exited" >&2; exit 1; }
   sleep 0.1
 done
-grep -q "ftguest: ready" "$CONSOLE" || { echo "guest did not boot in 120 s" >&2; cat "$DEMO/ftd.log"; exit 1; }
-sed 's/^/  ftd | /' "$DEMO/ftd.log"
-echo "  console | $(grep 'ftguest: ready' "$CONSOLE")"
+grep -q "ftguest: ready" "$CONSOLE_B" || { echo "the backup did not replay the guest's boot in 180 s" >&2; tail -20 "$DEMO/hostB/ftd.log"; exit 1; }
+grep -E "PROTECTED|UNPROTECTED|primary, epoch|backup, epoch|connected" "$DEMO"/host?/ftd.log | sed "s|$DEMO/||; s/^/  /"
+echo "  hostA console | $(grep 'ftguest: ready' "$CONSOLE_A")"
+echo "  hostB console | $(grep 'ftguest: ready' "$CONSOLE_B")   (replayed from hostA's log)"
 
-step "talking to the guest's services from the host"
+step "talking to the protected guest's services from the host"
 "$BUILD_DIR/tests/support/ftguest-probe" stream --port "$STREAM_PORT" --lines 200 --echoes 5
 "$BUILD_DIR/tests/support/ftguest-probe" records --port "$RECORDS_PORT" --count 20
-echo "  console (last lines):"
-tail -n 3 "$CONSOLE" | sed 's/^/  console | /'
 
-step "ftctl list (the operator's view)"
-"$BUILD_DIR/ftd/ftctl" --socket "$DEMO/run/ftd.sock" list | sed 's/^/  /'
+step "ftctl on both hosts (the operator's view)"
+"$FTCTL" --socket "$DEMO/hostA/run/ftd.sock" list | sed 's/^/  hostA | /'
+"$FTCTL" --socket "$DEMO/hostB/run/ftd.sock" list | sed 's/^/  hostB | /'
+"$FTCTL" --socket "$DEMO/hostA/run/ftd.sock" status web1 | sed 's/^/  hostA | /'
 
-step "stopping ftd with SIGTERM"
-QEMU_PID=$(cat "$DEMO/run/web1/qemu.pid")
-kill -TERM "$FTD_PID"
-wait "$FTD_PID" && rc=0 || rc=$?
-FTD_PID=""
-tail -n 3 "$DEMO/ftd.log" | sed 's/^/  ftd | /'
-if kill -0 "$QEMU_PID" 2>/dev/null; then echo "QEMU pid $QEMU_PID still running" >&2; exit 1; fi
-if [ -e "$DEMO/run" ]; then echo "runtime dir left behind" >&2; exit 1; fi
-[ "$rc" -eq 0 ] || { echo "ftd exited with $rc" >&2; exit 1; }
-step "main job OK: guest booted under ftd, served TCP from the host, stopped cleanly (QEMU pid $QEMU_PID gone)"
+step "stopping the primary cleanly: the backup replays to the end of its log"
+QEMU_A=$(cat "$DEMO/hostA/run/web1/qemu.pid")
+kill -TERM "$A_PID"
+wait "$A_PID" && rc=0 || rc=$?
+[ "$rc" -eq 0 ] || { echo "ftd on hostA exited with $rc" >&2; tail "$DEMO/hostA/ftd.log"; exit 1; }
+for _ in $(seq 1 600); do
+  "$FTCTL" --socket "$DEMO/hostB/run/ftd.sock" status web1 --json 2>/dev/null \
+    | grep -q '"ft_state":"finished".*"qemu_pid":0\|"qemu_pid":0.*"ft_state":"finished"' && break
+  sleep 0.1
+done
+"$FTCTL" --socket "$DEMO/hostB/run/ftd.sock" status web1 | grep -E "FT state|Log|Replayed" | sed 's/^/  hostB | /'
+if cmp -s "$CONSOLE_A" "$CONSOLE_B"; then
+  echo "  consoles: byte-identical ($(wc -c < "$CONSOLE_A") bytes, $(grep -c 'chaos:' "$CONSOLE_A") nondeterministic chaos lines)"
+else
+  echo "the backup's console differs from the primary's:" >&2; cmp "$CONSOLE_A" "$CONSOLE_B" >&2; exit 1
+fi
+kill -TERM "$B_PID"; wait "$B_PID" || true
+if kill -0 "$QEMU_A" 2>/dev/null; then echo "QEMU pid $QEMU_A still running" >&2; exit 1; fi
+for host in hostA hostB; do
+  if [ -e "$DEMO/$host/run" ]; then echo "runtime dir of $host left behind" >&2; exit 1; fi
+done
+step "main job OK: a protected guest served TCP from hostA while hostB replayed it in lockstep; the backup's console is byte-identical; both stopped cleanly"
