@@ -306,11 +306,7 @@ class BackupVm : public ManagedVm {
         r.lag_instructions = st.lag_instructions();
         r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);
       }
-      r.last_ack_ms_ago =
-          last_ack_sent == Clock::time_point{}
-              ? -1
-              : std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_ack_sent)
-                    .count();
+      r.last_ack_ms_ago = MsSince(last_ack_sent);
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
       return r;
     }

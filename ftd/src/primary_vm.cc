@@ -427,11 +427,7 @@ class PrimaryVm : public ManagedVm {
       r.replayed_icount = replayed_icount;
       r.lag_instructions = state == PrimaryState::kProtected ? lag_instructions() : 0;
       r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);
-      r.last_ack_ms_ago =
-          last_ack == Clock::time_point{}
-              ? -1
-              : std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_ack)
-                    .count();
+      r.last_ack_ms_ago = MsSince(last_ack);
       r.paced_ms = static_cast<uint64_t>(paced_time().count());
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
       return r;

@@ -37,6 +37,13 @@ class RateMeter {
   std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> samples_;
 };
 
+// Milliseconds since `t`, or -1 if it never happened (a default time point).
+inline int64_t MsSince(std::chrono::steady_clock::time_point t) {
+  if (t == std::chrono::steady_clock::time_point{}) return -1;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
+      .count();
+}
+
 // Instructions -> milliseconds of guest time under -icount shift=N (2^N ns each).
 inline double GuestMs(uint64_t instructions, int icount_shift) {
   return static_cast<double>(instructions) * static_cast<double>(uint64_t{1} << icount_shift) / 1e6;

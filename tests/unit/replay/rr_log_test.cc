@@ -2,19 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "rr_bytes.h"
+
 namespace ft::replay {
 namespace {
 
-std::string U32(uint32_t v) {
-  std::string s(4, '\0');
-  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
-  return s;
-}
-std::string U64(uint64_t v) {
-  return U32(static_cast<uint32_t>(v >> 32)) + U32(static_cast<uint32_t>(v));
-}
-std::string Z() { return std::string(1, 0); }
-std::string K(uint8_t kind) { return std::string(1, static_cast<char>(kind)); }
+using namespace ::ft::replay::testing;  // U32, U64, Z, K
 
 // One event of every kind QEMU 7.2 writes, with payloads.
 std::vector<std::string> EveryKind() {
