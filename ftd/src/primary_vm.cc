@@ -27,6 +27,7 @@ constexpr auto kReconnectInterval = 500ms;
 constexpr auto kTickInterval = 20ms;
 // At shutdown: how long to wait for the backup to ack the log's last bytes.
 constexpr auto kFinalAckWait = 5s;
+constexpr double kHoldAt = 0.9;  // of max_lag_ms
 
 enum class PrimaryState { kWaitingForBackup, kProtected, kUnprotected };
 const char* PrimaryStateName(PrimaryState s) {
@@ -188,8 +189,8 @@ class PrimaryVm : public ManagedVm {
       MaybeFinishStop();
     }
 
-    // Pacing. Lag: the VM is paused (QMP stop) while the backup's replay is more than
-    // max_lag_ms of guest time behind, and continued at half of it (hysteresis). Holding the
+    // Pacing. Lag: the VM is held while the backup's replay is more than 90% of max_lag_ms
+    // of guest time behind, and released at half of it (hysteresis). Holding the
     // log back instead cannot bound lag: on CPU-bound work one log byte covers ~1000
     // instructions, so the FIFO and the shim's buffer (2 MiB) hold about a minute of guest
     // time that QEMU runs ahead before it blocks (docs/design.md). Memory: the log is not
@@ -199,9 +200,11 @@ class PrimaryVm : public ManagedVm {
       bool pace = state == PrimaryState::kProtected && !stopping;
       double lag = GuestMs(lag_instructions(), spec.icount_shift);
       double bound = node.channel.max_lag_ms;
+      // Hold at 90% of the bound: QEMU stops only at its next log write and the replay
+      // position in acks is a little old, so holding at the bound itself overshoots it.
       if (!pace || lag < bound / 2) {
         SetVmPaused(false);
-      } else if (lag > bound) {
+      } else if (lag > bound * kHoldAt) {
         SetVmPaused(true);
       }
       if (!pace || unacked.size() < max_unacked() / 2) {

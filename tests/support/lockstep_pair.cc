@@ -53,6 +53,7 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
     FT_RETURN_IF_ERROR(WriteKey(side->dir() + "/channel.key"));
   }
   LockstepOptions backup_options = options;
+  if (options.backup_vm) backup_options.vm = *options.backup_vm;
   backup_options.vm.stream_port = 0;  // a replayer binds no forwarded ports anyway
   backup_options.vm.records_port = 0;
   FT_RETURN_IF_ERROR(

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,8 @@ struct LockstepOptions {
   int heartbeat_timeout_ms = 1000;
   std::chrono::milliseconds channel_delay{0};  // > 0: relay the channel through a DelayProxy
   std::vector<std::string> backup_env;         // e.g. FTD_TRACE_LOG_RECEIPTS=...
+  // The backup's VM definition when it must differ (tests of the handshake's refusals).
+  std::optional<GuestVmOptions> backup_vm;
 };
 
 class LockstepPair {
