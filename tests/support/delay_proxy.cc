@@ -74,7 +74,6 @@ void DelayProxy::AcceptLoop() {
 
 // Reads from `from` as bytes come, writes each piece to `to` once it is `delay_` old.
 void DelayProxy::Relay(int from, int to) {
-  using Clock = std::chrono::steady_clock;
   std::deque<std::pair<Clock::time_point, std::string>> queue;
   char buf[65536];
   bool eof = false;
