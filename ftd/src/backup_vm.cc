@@ -27,6 +27,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kAckInterval = 20ms;  // acks also carry the replay position: refresh it
+constexpr auto kReplayStallWarning = 3s;
 
 enum class BackupState { kWaitingForPrimary, kReplaying, kPrimaryLost, kFinished, kFailed };
 const char* BackupStateName(BackupState s) {
@@ -214,8 +215,34 @@ class BackupVm : public ManagedVm {
         auto self = weak.lock();
         if (!self || ec || !self->session) return;
         self->SendAck();
+        self->WatchReplay();
         self->AckTick();
       });
+    }
+
+    // Says once when the replayer stands still although the log goes further (a replay
+    // that hangs); the primary drops a backup whose replay holds it up for too long.
+    uint64_t watched_icount = 0;
+    Clock::time_point watched_since{};
+    bool stall_reported = false;
+    void WatchReplay() {
+      if (!feeder) return;
+      const auto& st = feeder->stats();
+      auto now = Clock::now();
+      if (st.replayed_icount != watched_icount || st.received_icount <= st.replayed_icount + 1) {
+        watched_icount = st.replayed_icount;
+        watched_since = now;
+        stall_reported = false;
+        return;
+      }
+      if (stall_reported || now - watched_since < kReplayStallWarning) return;
+      stall_reported = true;
+      log->warn("vm '{}': replay stands still at icount {} for {} s although the log reaches "
+                "icount {} (break at {}, {} breaks, {} stops, {} of {} bytes fed)",
+                spec.name, st.replayed_icount,
+                std::chrono::duration_cast<std::chrono::seconds>(kReplayStallWarning).count(),
+                st.received_icount, st.break_icount, st.breaks_set, st.stops, st.fed_bytes,
+                st.received_bytes);
     }
 
     void OnSessionClosed(Status why) {

@@ -28,6 +28,9 @@ constexpr auto kTickInterval = 20ms;
 // At shutdown: how long to wait for the backup to ack the log's last bytes.
 constexpr auto kFinalAckWait = 5s;
 constexpr double kHoldAt = 0.9;  // of max_lag_ms
+// A backup whose replay stands still this long while the primary is held for it is treated
+// as failed: pacing must never turn into a stalled primary.
+constexpr auto kReplayStallTimeout = 5s;
 
 enum class PrimaryState { kWaitingForBackup, kProtected, kUnprotected };
 const char* PrimaryStateName(PrimaryState s) {
@@ -102,7 +105,7 @@ class PrimaryVm : public ManagedVm {
     std::string unacked;
     uint64_t unacked_base = 0;
     uint64_t acked = 0, replayed_icount = 0;
-    Clock::time_point last_ack{};
+    Clock::time_point last_ack{}, last_replay_progress{};
     RateMeter rate;
     bool connecting = false, stopping = false, log_closed = false;
     Status last_connect_error;
@@ -178,6 +181,7 @@ class PrimaryVm : public ManagedVm {
     // ---- acks and pacing
     void OnAck(uint64_t received, uint64_t icount) {
       last_ack = Clock::now();
+      if (icount != replayed_icount) last_replay_progress = last_ack;
       replayed_icount = icount;
       if (received > acked) {
         uint64_t drop = std::min<uint64_t>(received - unacked_base, unacked.size());
@@ -200,11 +204,14 @@ class PrimaryVm : public ManagedVm {
       bool pace = state == PrimaryState::kProtected && !stopping;
       double lag = GuestMs(lag_instructions(), spec.icount_shift);
       double bound = node.channel.max_lag_ms;
-      // Hold at 90% of the bound: QEMU stops only at its next log write and the replay
-      // position in acks is a little old, so holding at the bound itself overshoots it.
-      if (!pace || lag < bound / 2) {
+      // Hold early enough that the run to the vCPU's next log write fits under the bound:
+      // that run can be as long as the longest recent instruction span (QEMU writes a span's
+      // count only when the next event comes), plus 10% for acks that are a little old.
+      double span = GuestMs(tap->recent_max_span(), spec.icount_shift);
+      double hold_at = std::max(bound / 2, bound * kHoldAt - span);
+      if (!pace || lag < hold_at / 2) {
         SetVmPaused(false);
-      } else if (lag > bound * kHoldAt) {
+      } else if (lag > hold_at) {
         SetVmPaused(true);
       }
       if (!pace || unacked.size() < max_unacked() / 2) {
@@ -214,9 +221,11 @@ class PrimaryVm : public ManagedVm {
       }
     }
 
-    // Pacing holds QEMU in its next log write through the shim's `hold` word (the log
-    // already written keeps flowing, so the lag the backup sees is exact). QMP `stop` of a
-    // recording VM was tried first: its replay hung where the primary had been stopped.
+    // Pacing holds QEMU's vCPU in its next log write through the shim's `hold` word (the
+    // shim never holds QEMU's main thread: a held main loop delivers no timer interrupts and
+    // a CPU-bound vCPU ran on for 300 ms of guest time without writing). What is already
+    // written keeps flowing, so the lag ftd sees is exact. QMP `stop` was measured too: it
+    // replays fine but takes effect 60-550 ms of guest time after it is sent.
     std::optional<replay::RrShimCounters> counters;
     bool vm_paused = false;
     Clock::time_point vm_paused_at{};
@@ -232,7 +241,7 @@ class PrimaryVm : public ManagedVm {
       counters->SetHold(paused);
       vm_paused = paused;
       log->debug("vm '{}': pacing: {} (backup {:.0f} ms behind)", spec.name,
-                 paused ? "holding the VM" : "releasing the VM",
+                 paused ? "holding the vCPU" : "releasing the vCPU",
                  GuestMs(lag_instructions(), spec.icount_shift));
       if (paused) {
         vm_paused_at = Clock::now();
@@ -343,9 +352,21 @@ class PrimaryVm : public ManagedVm {
         auto self = weak.lock();
         if (!self || ec) return;
         if (self->tap) self->rate.Add(self->tap->offset());
+        self->CheckReplayProgress();
         self->Pace();
         self->Tick();
       });
+    }
+
+    void CheckReplayProgress() {
+      if (state != PrimaryState::kProtected || !vm_paused) return;
+      auto since = std::max(last_replay_progress, vm_paused_at);
+      if (Clock::now() - since < kReplayStallTimeout) return;
+      LoseBackup(Unavailable(fmt::format(
+          "the backup's replay made no progress for {} s at icount {} ({:.0f} ms of guest time "
+          "behind) while this primary was held for it",
+          std::chrono::duration_cast<std::chrono::seconds>(kReplayStallTimeout).count(),
+          replayed_icount, GuestMs(lag_instructions(), spec.icount_shift))));
     }
 
     // ---- orderly stop: QEMU quits (END goes into the log), the tap reads to EOF, the

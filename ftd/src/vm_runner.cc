@@ -126,6 +126,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     replay::SpawnOptions options;
     options.output_path = paths.qemu_log;
     options.extra_env = run.extra_env;
+    options.nice = 0;  // ftd runs above its VMs (RunDaemon); QEMU at the normal priority
     auto child = replay::ChildProcess::Spawn(argv, options);
     if (!child.ok()) {
       RemoveRuntime();

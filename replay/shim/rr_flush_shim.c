@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +65,8 @@ static uint64_t now_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
+
+static int is_main_thread(void) { return (pid_t)syscall(SYS_gettid) == getpid(); }
 
 static void drain(struct shim* s) {
   /* Called with mu held; writes the buffer without holding it. */
@@ -119,9 +122,10 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
     pthread_mutex_unlock(&s->mu);
     return (ssize_t)size; /* QEMU must not see an error: it would only print and go on */
   }
-  if (atomic_load(&s->ctr->hold)) {
-    /* Pacing: the backup lags too far. QEMU waits in this write until ftd lets go; what is
-     * already buffered still flows. */
+  if (atomic_load(&s->ctr->hold) && !is_main_thread()) {
+    /* Pacing: the backup lags too far. The vCPU waits in this write until ftd lets go; what
+     * is already buffered still flows. The main thread is never held: its timers are what
+     * interrupt a busy vCPU, and a vCPU that is not interrupted runs on without writing. */
     uint64_t t0 = now_ns();
     pthread_cond_signal(&s->work);
     while (atomic_load(&s->ctr->hold) && !s->broken && !s->closing) {

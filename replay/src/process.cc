@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@ ExitStatus FromWaitStatus(int wstatus) {
 
 // Runs in the forked child: only async-signal-safe calls until exec.
 [[noreturn]] void ExecChild(char* const* argv, char* const* envp, int output_fd, int error_pipe,
-                            bool die_with_parent, pid_t parent) {
+                            bool die_with_parent, pid_t parent, const int* nice_value) {
+  if (nice_value) setpriority(PRIO_PROCESS, 0, *nice_value);
   if (die_with_parent) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     // The parent may have died between fork and prctl: then nobody would ever kill us.
@@ -104,7 +106,8 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(const std::vector<std:
     return ErrnoStatus("fork", err);
   }
   if (pid == 0) {
-    ExecChild(cargv.data(), cenv.data(), output_fd, pipe_fds[1], options.die_with_parent, parent);
+    ExecChild(cargv.data(), cenv.data(), output_fd, pipe_fds[1], options.die_with_parent, parent,
+              options.nice ? &*options.nice : nullptr);
   }
   close(pipe_fds[1]);
   if (output_fd >= 0) close(output_fd);

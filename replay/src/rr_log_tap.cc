@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <asio.hpp>
 
@@ -60,13 +61,30 @@ struct RrLogTap::Impl : std::enable_shared_from_this<RrLogTap::Impl> {
     offset += bytes.size();
     if (!parse_failed) {
       std::vector<RrEvent> events;
-      if (Status s = parser.Feed(bytes, &events); !s.ok()) {
+      Status s = parser.Feed(bytes, &events);
+      NoteSpans(events);
+      if (!s.ok()) {
         // Our parser disagrees with this QEMU: the backup will refuse the log too. Say so once.
         parse_failed = true;
         log->error("vm '{}': record log does not parse at the primary: {}", vm, s.ToString());
       }
     }
     if (on_data) on_data(at, bytes);
+  }
+
+  // Longest span per 10 s window, this one and the one before.
+  uint64_t span_max_now = 0, span_max_before = 0;
+  Clock::time_point span_window_start = Clock::now();
+  void NoteSpans(const std::vector<RrEvent>& events) {
+    auto now = Clock::now();
+    if (now - span_window_start > std::chrono::seconds(10)) {
+      span_max_before = span_max_now;
+      span_max_now = 0;
+      span_window_start = now;
+    }
+    for (const auto& e : events) {
+      if (e.kind == rr::kInstruction) span_max_now = std::max<uint64_t>(span_max_now, e.instructions);
+    }
   }
 
   void OnEof() {
@@ -134,6 +152,9 @@ bool RrLogTap::paused() const { return impl_->paused; }
 uint64_t RrLogTap::offset() const { return impl_->offset; }
 uint64_t RrLogTap::icount() const { return impl_->parser.icount(); }
 bool RrLogTap::ended() const { return impl_->parser.ended(); }
+uint64_t RrLogTap::recent_max_span() const {
+  return std::max(impl_->span_max_now, impl_->span_max_before);
+}
 std::chrono::nanoseconds RrLogTap::paused_time() const {
   auto total = impl_->paused_total;
   if (impl_->paused) total += Clock::now() - impl_->paused_at;

@@ -32,6 +32,9 @@ struct SpawnOptions {
   bool die_with_parent = true;
   // Extra environment entries "K=V" added to ftd's environment (e.g. LD_PRELOAD).
   std::vector<std::string> extra_env;
+  // The child's scheduling nice value (e.g. 0 for a QEMU spawned by an ftd that raised its
+  // own priority); nullopt = inherit.
+  std::optional<int> nice;
 };
 
 class ChildProcess {

@@ -43,6 +43,10 @@ class RrLogTap : public std::enable_shared_from_this<RrLogTap> {
   uint64_t offset() const;  // bytes read so far
   uint64_t icount() const;  // icount at the end of the last complete event read
   bool ended() const;       // END event seen
+  // The longest INSTRUCTION span read in the last 10-20 s: QEMU writes a span's count only
+  // when the next event comes, so this is how far the VM can run between two chances to
+  // pace it.
+  uint64_t recent_max_span() const;
   // Total time spent paused (pacing), for status and benchmarks.
   std::chrono::nanoseconds paused_time() const;
 
