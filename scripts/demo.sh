@@ -43,7 +43,7 @@ FTCTL="$BUILD_DIR/ftd/ftctl"
 
 # Two "hypervisors" on this machine: hostA runs the primary, hostB the backup. Each has its
 # own state, runtime dir and disk replica; they share only the channel key.
-openssl rand -hex 32 > "$DEMO/channel.key"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n" > "$DEMO/channel.key"
 chmod 600 "$DEMO/channel.key"
 for host in hostA hostB; do
   mkdir -p "$DEMO/$host"
