@@ -27,18 +27,13 @@
 #include "ft/replay/rr_stream.h"
 #include "guest_client.h"
 #include "lockstep_pair.h"
+#include "stats.h"
 
 namespace ft::testing {
 namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 int64_t NowNs() {
   timespec ts{};

@@ -171,7 +171,6 @@ class BackupVm : public ManagedVm {
         std::fprintf(receipts, "%llu %lld\n", static_cast<unsigned long long>(received),
                      static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec);
       }
-      rate.Add(received);
       if (Status s = feeder->Append(data); !s.ok()) {
         // A log this parser refuses is never fed to QEMU: stop here, loudly.
         log->error("vm '{}': refusing the primary's log at offset {}: {}", spec.name, offset,
@@ -215,6 +214,7 @@ class BackupVm : public ManagedVm {
         auto self = weak.lock();
         if (!self || ec || !self->session) return;
         self->SendAck();
+        self->rate.Add(self->received);  // sampled here, not per chunk
         self->WatchReplay();
         self->AckTick();
       });
@@ -237,12 +237,13 @@ class BackupVm : public ManagedVm {
       }
       if (stall_reported || now - watched_since < kReplayStallWarning) return;
       stall_reported = true;
-      log->warn("vm '{}': replay stands still at icount {} for {} s although the log reaches "
-                "icount {} (break at {}, {} breaks, {} stops, {} of {} bytes fed)",
-                spec.name, st.replayed_icount,
-                std::chrono::duration_cast<std::chrono::seconds>(kReplayStallWarning).count(),
-                st.received_icount, st.break_icount, st.breaks_set, st.stops, st.fed_bytes,
-                st.received_bytes);
+      log->warn(
+          "vm '{}': replay stands still at icount {} for {} s although the log reaches "
+          "icount {} (break at {}, {} breaks, {} stops, {} of {} bytes fed)",
+          spec.name, st.replayed_icount,
+          std::chrono::duration_cast<std::chrono::seconds>(kReplayStallWarning).count(),
+          st.received_icount, st.break_icount, st.breaks_set, st.stops, st.fed_bytes,
+          st.received_bytes);
     }
 
     void OnSessionClosed(Status why) {

@@ -157,7 +157,6 @@ class PrimaryVm : public ManagedVm {
 
     // ---- the log: tap -> unacked buffer -> channel
     void OnLog(uint64_t offset, std::string_view bytes) {
-      rate.Add(offset + bytes.size());
       if (state == PrimaryState::kUnprotected) return;  // nobody to hold it for
       unacked.append(bytes);
       if (session) session->SendLog(offset, bytes);
@@ -193,8 +192,8 @@ class PrimaryVm : public ManagedVm {
       MaybeFinishStop();
     }
 
-    // Pacing. Lag: the VM is held while the backup's replay is more than 90% of max_lag_ms
-    // of guest time behind, and released at half of it (hysteresis). Holding the
+    // Pacing. Lag: the vCPU is held while the backup's replay is more than the hold point
+    // (below) behind in guest time, and released at half of it (hysteresis). Holding the
     // log back instead cannot bound lag: on CPU-bound work one log byte covers ~1000
     // instructions, so the FIFO and the shim's buffer (2 MiB) hold about a minute of guest
     // time that QEMU runs ahead before it blocks (docs/design.md). Memory: the log is not

@@ -206,9 +206,7 @@ Result<std::shared_ptr<ReplayFeeder>> ReplayFeeder::Create(asio::io_context& io,
   int flags = fcntl(fifo_fd, F_GETFL);
   fcntl(fifo_fd, F_SETFL, flags | O_NONBLOCK);
   auto impl = std::make_shared<Impl>(io, std::move(vm_name), fifo_fd);
-  std::string version(4, '\0');
-  for (int i = 0; i < 4; ++i) version[i] = static_cast<char>((rr_version >> (24 - 8 * i)) & 0xff);
-  impl->Enqueue(std::move(version));
+  impl->Enqueue(EncodeVersion(rr_version));
   return std::shared_ptr<ReplayFeeder>(new ReplayFeeder(impl));
 }
 

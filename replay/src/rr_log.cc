@@ -88,11 +88,15 @@ std::string RrEventName(uint8_t kind) {
   return fmt::format("unknown-{}", kind);
 }
 
-std::string EncodeInstructionEvent(uint32_t count) {
-  std::string e(5, '\0');
-  e[0] = static_cast<char>(rr::kInstruction);
-  for (int i = 0; i < 4; ++i) e[1 + i] = static_cast<char>((count >> (24 - 8 * i)) & 0xff);
+std::string EncodeVersion(uint32_t version) {
+  std::string e(4, '\0');
+  for (int i = 0; i < 4; ++i) e[i] = static_cast<char>((version >> (24 - 8 * i)) & 0xff);
   return e;
+}
+
+std::string EncodeInstructionEvent(uint32_t count) {
+  // An INSTRUCTION event is its kind byte and a big-endian u32, like the version word.
+  return std::string(1, static_cast<char>(rr::kInstruction)) + EncodeVersion(count);
 }
 
 Result<size_t> RrLogParser::EventSize(std::string_view d) const {

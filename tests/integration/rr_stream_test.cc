@@ -26,6 +26,7 @@
 #include "ft/replay/rr_stream.h"
 #include "ftd_instance.h"
 #include "guest_client.h"
+#include "stats.h"
 
 namespace ft::testing {
 namespace {
@@ -53,12 +54,6 @@ replay::VmSpec GuestSpec() {
   spec.initrd = GuestDir() + "/initrd.img";
   spec.cmdline = "console=ttyS0 ftguest.workload=chaos,timer";
   return spec;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
@@ -174,10 +169,9 @@ TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
   std::string rr_file = dir.path + "/streamed.rr";
   {
     std::ofstream out(rr_file, std::ios::binary);
-    uint32_t v = *version;
-    char header[12] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                       static_cast<char>(v >> 8), static_cast<char>(v)};
-    out.write(header, sizeof header);
+    std::string header = replay::EncodeVersion(*version);
+    header.resize(replay::rr::kFileHeaderSize, '\0');
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
     out.write(log.data(), static_cast<std::streamsize>(log.size()));
   }
   replay::LaunchPaths rep_paths{dir.path + "/rep.qmp", dir.path + "/rep-console.log", rr_file, ""};

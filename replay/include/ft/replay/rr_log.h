@@ -61,6 +61,10 @@ struct RrEvent {
 // Bytes of a synthetic INSTRUCTION event (used to end a log at go-live).
 std::string EncodeInstructionEvent(uint32_t count);
 
+// The u32 log version (big-endian) a replayer reading a pipe wants before the events; a
+// regular log file has it followed by 8 zero bytes (kFileHeaderSize).
+std::string EncodeVersion(uint32_t version);
+
 class RrLogParser {
  public:
   // Consumes `bytes` (any split), appending every event completed by them to `out`.
