@@ -13,7 +13,7 @@ PACKAGES=(
   # QEMU and libvirt (libvirt defines VMs; ftd runs QEMU itself)
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   # the guest image (scripts/build-guest.sh) and the lab
-  busybox-static e2fsprogs cpio zstd kmod iproute2 socat procps
+  busybox-static e2fsprogs cpio zstd kmod iproute2 iputils-ping socat procps
 )
 
 if [ "$(id -u)" -ne 0 ]; then
