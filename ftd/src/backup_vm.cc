@@ -80,6 +80,7 @@ class BackupVm : public ManagedVm {
     channel::Identity identity;
     std::shared_ptr<channel::Session> session;
     std::shared_ptr<replay::ReplayFeeder> feeder;
+    std::shared_ptr<net::GuestNic> nic;  // nic = bridge: frames the replayed guest sends end here
     std::string fifo_path;
     BackupState state = BackupState::kWaitingForPrimary;
     std::string note, peer_node;
@@ -196,6 +197,13 @@ class BackupVm : public ManagedVm {
       runner.OnFailed([weak](const std::string& why) {
         if (auto self = weak.lock()) self->OnReplayerEnded(why);
       });
+      auto served = ServeNic(io, runner, spec, net::Outbound::kDrop);
+      if (!served.ok()) {
+        log->error("vm '{}': cannot serve the replayer's NIC: {}", spec.name,
+                   served.status().ToString());
+        return Fail(served.status().message());
+      }
+      nic = std::move(served).value();
       if (Status s = runner.Start(run); !s.ok()) {
         log->error("vm '{}': cannot start the replayer: {}", spec.name, s.ToString());
         Fail(s.message());
@@ -311,6 +319,8 @@ class BackupVm : public ManagedVm {
         session.reset();
       }
       feeder.reset();
+      if (nic) nic->Close();
+      nic.reset();
       std::error_code ec;
       if (!fifo_path.empty()) fs::remove(fifo_path, ec);
       fs::remove(runner.paths().run_dir, ec);  // only if empty
@@ -336,6 +346,7 @@ class BackupVm : public ManagedVm {
       }
       r.last_ack_ms_ago = MsSince(last_ack_sent);
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
+      if (nic) r.nic = nic->stats();
       return r;
     }
   };

@@ -257,10 +257,12 @@ class Parser {
         nic.backend = NicBackend::kStream;
       else if (value == "tap")
         nic.backend = NicBackend::kTap;
+      else if (value == "bridge")
+        nic.backend = NicBackend::kBridge;
       else if (value == "none")
         vm.nic.reset();
       else
-        return KeyError(key, fmt::format("'{}' is not one of user, stream, tap, none", value));
+        return KeyError(key, fmt::format("'{}' is not one of user, stream, tap, bridge, none", value));
     } else if (key == "nic_model") {
       // Only e1000 records and replays (virtio-net + filter-replay hangs in replay).
       if (value != "e1000") {
@@ -278,6 +280,8 @@ class Parser {
       Nic().socket_path = Resolve(base_dir_, value);
     } else if (key == "tap") {
       Nic().tap_name = value;
+    } else if (key == "bridge") {
+      Nic().bridge = value;
     } else if (key == "ft") {
       FtRole role;
       if (value == "off")
@@ -293,7 +297,7 @@ class Parser {
       return KeyError(key,
                       "unknown key; known keys: memory_mib, kernel, initrd, cmdline, qemu, "
                       "icount_shift, disk.ID, disk.ID.format, disk.ID.bus, nic, nic_model, mac, "
-                      "forward, nic_socket, tap, ft");
+                      "forward, nic_socket, tap, bridge, ft");
     }
     return Status::Ok();
   }

@@ -50,6 +50,31 @@ proto::VmStatus DescribeVm(const ManagedVm& vm) {
   s.set_last_ack_ms_ago(r.last_ack_ms_ago);
   s.set_paced_ms(r.paced_ms);
   s.set_channel_rtt_us(r.channel_rtt_us);
+  if (r.nic) {
+    const net::NicStats& n = *r.nic;
+    auto* nic = s.mutable_nic();
+    nic->set_tap(n.tap);
+    nic->set_guest_connected(n.guest_connected);
+    nic->set_outbound(net::OutboundName(n.outbound));
+    nic->set_frames_out(n.frames_out);
+    nic->set_bytes_out(n.bytes_out);
+    nic->set_frames_in(n.frames_in);
+    nic->set_bytes_in(n.bytes_in);
+    nic->set_gate_held(n.gate.held_frames);
+    nic->set_gate_released(n.gate.released);
+    nic->set_gate_released_open(n.gate.released_open);
+    nic->set_gate_delay_p50_us(n.gate.DelayPercentileUs(50));
+    nic->set_gate_delay_p99_us(n.gate.DelayPercentileUs(99));
+    nic->set_gate_delay_max_us(std::chrono::duration<double, std::micro>(n.gate.max_delay).count());
+    nic->set_dropped_gate_full(n.dropped_gate_full);
+    nic->set_dropped_malformed(n.dropped_malformed);
+    nic->set_dropped_host_runts(n.dropped_host_runts);
+    nic->set_dropped_no_guest(n.dropped_no_guest);
+    nic->set_dropped_queue_full(n.dropped_queue_full);
+    nic->set_dropped_no_log_position(n.dropped_no_log_position);
+    nic->set_dropped_backup(n.dropped_backup);
+    nic->set_dropped_tap_errors(n.dropped_tap_errors);
+  }
   return s;
 }
 

@@ -19,6 +19,65 @@ constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 constexpr int kExitUnknownVm = 4;
 
+std::string Bytes(double b) {
+  if (b < 1024) return fmt::format("{:.0f} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024);
+  return fmt::format("{:.1f} MiB", b / (1024 * 1024));
+}
+
+nlohmann::json NicJson(const ft::proto::VmStatus& vm) {
+  if (!vm.has_nic()) return nullptr;
+  const auto& n = vm.nic();
+  return {{"tap", n.tap()},
+          {"guest_connected", n.guest_connected()},
+          {"outbound", n.outbound()},
+          {"frames_out", n.frames_out()},
+          {"bytes_out", n.bytes_out()},
+          {"frames_in", n.frames_in()},
+          {"bytes_in", n.bytes_in()},
+          {"gate_held", n.gate_held()},
+          {"gate_released", n.gate_released()},
+          {"gate_released_open", n.gate_released_open()},
+          {"gate_delay_p50_us", n.gate_delay_p50_us()},
+          {"gate_delay_p99_us", n.gate_delay_p99_us()},
+          {"gate_delay_max_us", n.gate_delay_max_us()},
+          {"dropped_gate_full", n.dropped_gate_full()},
+          {"dropped_malformed", n.dropped_malformed()},
+          {"dropped_host_runts", n.dropped_host_runts()},
+          {"dropped_no_guest", n.dropped_no_guest()},
+          {"dropped_queue_full", n.dropped_queue_full()},
+          {"dropped_no_log_position", n.dropped_no_log_position()},
+          {"dropped_backup", n.dropped_backup()},
+          {"dropped_tap_errors", n.dropped_tap_errors()}};
+}
+
+uint64_t NicDrops(const ft::proto::NicStatus& n) {
+  return n.dropped_gate_full() + n.dropped_malformed() + n.dropped_host_runts() +
+         n.dropped_no_guest() + n.dropped_queue_full() + n.dropped_no_log_position() +
+         n.dropped_tap_errors();
+}
+
+void PrintNic(const ft::proto::VmStatus& vm) {
+  if (!vm.has_nic()) return;
+  const auto& n = vm.nic();
+  std::printf("NIC:         %s, outbound %s, QEMU %s\n",
+              n.tap().empty() ? "no TAP" : n.tap().c_str(), n.outbound().c_str(),
+              n.guest_connected() ? "connected" : "not connected");
+  std::printf("Frames:      %llu out (%s), %llu in (%s), %llu dropped\n",
+              static_cast<unsigned long long>(n.frames_out()), Bytes(double(n.bytes_out())).c_str(),
+              static_cast<unsigned long long>(n.frames_in()), Bytes(double(n.bytes_in())).c_str(),
+              static_cast<unsigned long long>(NicDrops(n)));
+  if (n.outbound() == "drop") {
+    std::printf("Not sent:    %llu frames of the replayed guest (a backup sends none)\n",
+                static_cast<unsigned long long>(n.dropped_backup()));
+  }
+  if (n.gate_released() > n.gate_released_open() || n.gate_held() > 0) {
+    std::printf("Output gate: %llu held now; delay p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                static_cast<unsigned long long>(n.gate_held()), n.gate_delay_p50_us() / 1000,
+                n.gate_delay_p99_us() / 1000, n.gate_delay_max_us() / 1000);
+  }
+}
+
 nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
   return {{"name", vm.name()},
           {"state", vm.state()},
@@ -42,13 +101,8 @@ nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
           {"lag_ms", vm.lag_ms()},
           {"last_ack_ms_ago", vm.last_ack_ms_ago()},
           {"paced_ms", vm.paced_ms()},
-          {"channel_rtt_us", vm.channel_rtt_us()}};
-}
-
-std::string Bytes(double b) {
-  if (b < 1024) return fmt::format("{:.0f} B", b);
-  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024);
-  return fmt::format("{:.1f} MiB", b / (1024 * 1024));
+          {"channel_rtt_us", vm.channel_rtt_us()},
+          {"nic", NicJson(vm)}};
 }
 
 std::string Uptime(uint64_t ms) {
@@ -79,6 +133,7 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   std::printf("Console:     %s\n", vm.console_log().c_str());
   if (!vm.monitor_socket().empty()) std::printf("Monitor:     %s\n", vm.monitor_socket().c_str());
   if (!vm.last_error().empty()) std::printf("Last error:  %s\n", vm.last_error().c_str());
+  PrintNic(vm);
   std::printf("Role:        %s\n", vm.role().c_str());
   if (vm.role() == "off" || vm.role().empty()) return;
   std::printf("FT state:    %s\n", vm.ft_state().c_str());

@@ -18,22 +18,45 @@ namespace fs = std::filesystem;
 class PlainVm : public ManagedVm {
  public:
   PlainVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
-      : runner_(io, node, spec) {}
+      : io_(io), spec_(spec), runner_(io, node, spec) {}
+  ~PlainVm() override { CloseNic(); }
   const std::string& name() const override { return runner_.name(); }
   FtRole role() const override { return FtRole::kOff; }
-  Status Start() override { return runner_.Start(); }
-  void Stop(std::function<void()> done) override { runner_.Stop(std::move(done)); }
+  Status Start() override {
+    FT_ASSIGN_OR_RETURN(nic_, ServeNic(io_, runner_, spec_, net::Outbound::kOpen));
+    Status s = runner_.Start();
+    if (!s.ok()) CloseNic();
+    return s;
+  }
+  void Stop(std::function<void()> done) override {
+    runner_.Stop([this, done = std::move(done)] {
+      CloseNic();
+      done();
+    });
+  }
   void OnChildSignal() override { runner_.OnChildSignal(); }
   VmReport Report() const override {
     VmReport r;
     FillRunnerReport(runner_, "plain", r);
     r.role = "off";
     r.ft_state = "off";
+    if (nic_) r.nic = nic_->stats();
     return r;
   }
 
  private:
+  void CloseNic() {
+    if (!nic_) return;
+    nic_->Close();
+    nic_.reset();
+    std::error_code ec;
+    fs::remove(runner_.paths().run_dir, ec);  // only if empty
+  }
+
+  asio::io_context& io_;
+  replay::VmSpec spec_;
   VmRunner runner_;
+  std::shared_ptr<net::GuestNic> nic_;
 };
 
 Result<uint64_t> LoadEpoch(const std::string& state_dir) {
@@ -105,6 +128,24 @@ channel::Options ChannelOptionsFrom(const ChannelConfig& config) {
   o.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
   o.heartbeat_timeout = std::chrono::milliseconds(config.heartbeat_timeout_ms);
   return o;
+}
+
+Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRunner& runner,
+                                                const replay::VmSpec& spec, net::Outbound outbound,
+                                                std::function<Result<uint64_t>()> log_position) {
+  if (!spec.nic || spec.nic->backend != replay::NicBackend::kBridge) {
+    return std::shared_ptr<net::GuestNic>();
+  }
+  std::error_code ec;
+  fs::create_directories(runner.paths().run_dir, ec);
+  net::GuestNicOptions o;
+  o.vm = spec.name;
+  o.socket_path = runner.paths().nic_socket;
+  if (outbound != net::Outbound::kDrop) o.bridge = spec.nic->bridge;
+  o.outbound = outbound;
+  o.log_position = std::move(log_position);
+  if (const char* trace = getenv("FTD_TRACE_GATE"); trace && *trace) o.trace_path = trace;
+  return net::GuestNic::Create(io, std::move(o));
 }
 
 void FillRunnerReport(const VmRunner& runner, const char* mode, VmReport& r) {

@@ -98,6 +98,7 @@ class PrimaryVm : public ManagedVm {
     channel::Identity identity;
     std::string fifo_path, counters_path;
     std::shared_ptr<replay::RrLogTap> tap;
+    std::shared_ptr<net::GuestNic> nic;  // output commit (nic = bridge)
     std::shared_ptr<channel::Session> session;
     PrimaryState state = PrimaryState::kWaitingForBackup;
     std::string note;
@@ -128,8 +129,9 @@ class PrimaryVm : public ManagedVm {
       fs::remove(counters_path, ec);  // a stale one would be mapped before QEMU makes its own
       FT_ASSIGN_OR_RETURN(tap, replay::RrLogTap::Create(io, spec.name, fifo_path));
       std::weak_ptr<Impl> weak = shared_from_this();
-      tap->OnData([weak](uint64_t offset, std::string_view bytes) {
-        if (auto self = weak.lock()) self->OnLog(offset, bytes);
+      tap->OnData([weak](uint64_t offset, std::string_view bytes,
+                         const std::vector<replay::RrEvent>& events) {
+        if (auto self = weak.lock()) self->OnLog(offset, bytes, events);
       });
       tap->OnEnd([weak](Status s) {
         if (auto self = weak.lock()) self->OnLogEnd(s);
@@ -142,7 +144,18 @@ class PrimaryVm : public ManagedVm {
       runner.OnFailed([weak](const std::string& why) {
         if (auto self = weak.lock()) self->OnQemuFailed(why);
       });
+      auto served = ServeNic(io, runner, spec, net::Outbound::kGated, [weak]() -> Result<uint64_t> {
+        auto self = weak.lock();
+        if (!self) return Aborted("the primary is gone");
+        return self->LogProduced();
+      });
+      if (!served.ok()) {
+        RemoveFiles();
+        return served.status();
+      }
+      nic = std::move(served).value();
       if (Status s = runner.Start(run); !s.ok()) {
+        CloseNic();
         RemoveFiles();
         return s;
       }
@@ -156,7 +169,9 @@ class PrimaryVm : public ManagedVm {
     }
 
     // ---- the log: tap -> unacked buffer -> channel
-    void OnLog(uint64_t offset, std::string_view bytes) {
+    void OnLog(uint64_t offset, std::string_view bytes,
+               const std::vector<replay::RrEvent>& events) {
+      if (nic) nic->OnLogEvents(events);
       if (state == PrimaryState::kUnprotected) return;  // nobody to hold it for
       unacked.append(bytes);
       if (session) session->SendLog(offset, bytes);
@@ -187,6 +202,7 @@ class PrimaryVm : public ManagedVm {
         unacked.erase(0, drop);
         unacked_base += drop;
         acked = received;
+        if (nic) nic->OnAcked(acked);
       }
       Pace();
       MaybeFinishStop();
@@ -230,14 +246,31 @@ class PrimaryVm : public ManagedVm {
     Clock::time_point vm_paused_at{};
     Clock::duration vm_paused_total{};
 
-    void SetVmPaused(bool paused) {
-      if (paused == vm_paused) return;
+    // The shim's counters, mapped once QEMU has opened its log.
+    replay::RrShimCounters* Counters() {
       if (!counters) {
         auto c = replay::RrShimCounters::Open(counters_path, /*writable=*/true);
-        if (!c.ok()) return;  // QEMU has not opened its log yet
+        if (!c.ok()) return nullptr;
         counters.emplace(std::move(c).value());
       }
-      counters->SetHold(paused);
+      return &*counters;
+    }
+
+    // Output commit: the log position when ftd reads an outbound frame (the gate's P).
+    Result<uint64_t> LogProduced() {
+      auto* c = Counters();
+      if (!c) {
+        return Unavailable(
+            fmt::format("the record log counters '{}' are not mapped yet", counters_path));
+      }
+      return c->produced();
+    }
+
+    void SetVmPaused(bool paused) {
+      if (paused == vm_paused) return;
+      auto* c = Counters();
+      if (!c) return;  // QEMU has not opened its log yet
+      c->SetHold(paused);
       vm_paused = paused;
       log->debug("vm '{}': pacing: {} (backup {:.0f} ms behind)", spec.name,
                  paused ? "holding the vCPU" : "releasing the vCPU",
@@ -326,6 +359,7 @@ class PrimaryVm : public ManagedVm {
       note = why;
       unacked.clear();
       unacked.shrink_to_fit();
+      if (nic) nic->OpenGate();  // unprotected: frames no longer wait for a backup
       reconnect_timer.cancel();
       if (session) {
         session->Close();
@@ -424,7 +458,13 @@ class PrimaryVm : public ManagedVm {
         session.reset();
       }
       if (tap) tap->Close();
+      CloseNic();
       RemoveFiles();
+    }
+
+    void CloseNic() {
+      if (nic) nic->Close();
+      nic.reset();
     }
 
     void RemoveFiles() {
@@ -453,6 +493,7 @@ class PrimaryVm : public ManagedVm {
       r.last_ack_ms_ago = MsSince(last_ack);
       r.paced_ms = static_cast<uint64_t>(paced_time().count());
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
+      if (nic) r.nic = nic->stats();
       return r;
     }
   };

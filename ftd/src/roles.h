@@ -8,6 +8,7 @@
 #include "ft/channel/session.h"
 #include "ft/daemon/managed_vm.h"
 #include "ft/daemon/vm_runner.h"
+#include "ft/net/guest_nic.h"
 
 namespace ft::daemon {
 
@@ -23,6 +24,13 @@ std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& 
 Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec);
 
 channel::Options ChannelOptionsFrom(const ChannelConfig& config);
+
+// The VM's NIC when ftd serves it (nic = bridge), listening before QEMU starts; null for
+// other NIC backends. `bridge` false: no TAP (a backup, whose guest's frames never leave).
+// FTD_TRACE_GATE=PATH writes one line per released frame (docs/benchmarks.md).
+Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRunner& runner,
+                                                const replay::VmSpec& spec, net::Outbound outbound,
+                                                std::function<Result<uint64_t>()> log_position = {});
 
 // Runner fields of a report (name, state, mode, pid, uptime, files, last error).
 void FillRunnerReport(const VmRunner& runner, const char* mode, VmReport& report);

@@ -70,6 +70,7 @@ VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name) {
   p.qmp_socket = p.run_dir + "/qmp.sock";
   p.monitor_socket = p.run_dir + "/monitor.sock";
   p.pid_file = p.run_dir + "/qemu.pid";
+  p.nic_socket = p.run_dir + "/nic.sock";
   return p;
 }
 
@@ -110,7 +111,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     FT_RETURN_IF_ERROR(ClearStaleRuntime());
 
     replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, run.rr_file,
-                               paths.monitor_socket};
+                               paths.monitor_socket, paths.nic_socket};
     replay::LaunchOptions launch_options;
     launch_options.mode = run.mode;
     launch_options.start_paused = run.start_paused;

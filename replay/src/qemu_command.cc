@@ -46,7 +46,8 @@ void AddDisks(const VmSpec& spec, RunMode mode, std::vector<std::string>& argv) 
   }
 }
 
-void AddNic(const NicSpec& nic, RunMode mode, std::vector<std::string>& argv) {
+void AddNic(const NicSpec& nic, RunMode mode, const LaunchPaths& paths,
+            std::vector<std::string>& argv) {
   const char* kNetdev = "net0";
   std::string netdev;
   switch (nic.backend) {
@@ -69,6 +70,11 @@ void AddNic(const NicSpec& nic, RunMode mode, std::vector<std::string>& argv) {
       break;
     case NicBackend::kTap:
       netdev = fmt::format("tap,id={},ifname={},script=no,downscript=no", kNetdev, nic.tap_name);
+      break;
+    case NicBackend::kBridge:
+      // ftd listens before QEMU starts (7.2 does not reconnect) and forwards to its TAP.
+      netdev = fmt::format("stream,id={},server=off,addr.type=unix,addr.path={}", kNetdev,
+                           QemuEscape(paths.nic_socket));
       break;
   }
   argv.push_back("-netdev");
@@ -159,7 +165,7 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
     argv.push_back("chardev=qmp1,mode=control");
   }
   AddDisks(spec, options.mode, argv);
-  if (spec.nic) AddNic(*spec.nic, options.mode, argv);
+  if (spec.nic) AddNic(*spec.nic, options.mode, paths, argv);
   return argv;
 }
 

@@ -59,18 +59,19 @@ struct RrLogTap::Impl : std::enable_shared_from_this<RrLogTap::Impl> {
   void Deliver(std::string_view bytes) {
     uint64_t at = offset;
     offset += bytes.size();
+    completed.clear();
     if (!parse_failed) {
-      std::vector<RrEvent> events;
-      Status s = parser.Feed(bytes, &events);
-      NoteSpans(events);
+      Status s = parser.Feed(bytes, &completed);
+      NoteSpans(completed);
       if (!s.ok()) {
         // Our parser disagrees with this QEMU: the backup will refuse the log too. Say so once.
         parse_failed = true;
         log->error("vm '{}': record log does not parse at the primary: {}", vm, s.ToString());
       }
     }
-    if (on_data) on_data(at, bytes);
+    if (on_data) on_data(at, bytes, completed);
   }
+  std::vector<RrEvent> completed;  // events completed by the last read; reused
 
   // Longest span per 10 s window, this one and the one before.
   uint64_t span_max_now = 0, span_max_before = 0;
@@ -83,7 +84,8 @@ struct RrLogTap::Impl : std::enable_shared_from_this<RrLogTap::Impl> {
       span_window_start = now;
     }
     for (const auto& e : events) {
-      if (e.kind == rr::kInstruction) span_max_now = std::max<uint64_t>(span_max_now, e.instructions);
+      if (e.kind == rr::kInstruction)
+        span_max_now = std::max<uint64_t>(span_max_now, e.instructions);
     }
   }
 

@@ -41,6 +41,8 @@ const char* NicBackendName(NicBackend backend) {
       return "stream";
     case NicBackend::kTap:
       return "tap";
+    case NicBackend::kBridge:
+      return "bridge";
   }
   return "?";
 }
@@ -90,6 +92,12 @@ Status ValidateVmSpec(const VmSpec& spec) {
       case NicBackend::kTap:
         if (nic.tap_name.empty() || nic.tap_name.size() > 15) {
           return InvalidArgument(vm + ": nic tap needs an interface name of 1-15 characters");
+        }
+        break;
+      case NicBackend::kBridge:
+        if (nic.bridge.empty() || nic.bridge.size() > 15) {
+          return InvalidArgument(vm + ": nic bridge needs 'bridge', a host bridge name of 1-15 "
+                                      "characters");
         }
         break;
     }

@@ -22,7 +22,8 @@ VmSpec Spec() {
 }
 
 LaunchPaths Paths() {
-  return {"/run/ftd/web1/qmp.sock", "/var/lib/ftd/web1/console.log", "/tmp/rr.log", ""};
+  return {"/run/ftd/web1/qmp.sock", "/var/lib/ftd/web1/console.log", "/tmp/rr.log", "",
+          "/run/ftd/web1/nic.sock"};
 }
 
 // Value following `flag`, in order of appearance.
@@ -111,6 +112,23 @@ TEST(QemuCommandTest, RecordAndReplayDifferOnlyInTheRrModeAndNetBackend) {
   EXPECT_EQ(Values(rec, "-netdev"),
             std::vector<std::string>{
                 "stream,id=net0,server=off,addr.type=unix,addr.path=/run/ftd/web1/net.sock"});
+}
+
+TEST(QemuCommandTest, BridgeNicConnectsToTheSocketFtdServes) {
+  auto spec = Spec();
+  spec.nic->backend = NicBackend::kBridge;
+  spec.nic->forwards.clear();
+  spec.nic->bridge = "br0";
+  for (RunMode mode : {RunMode::kPlain, RunMode::kRecord, RunMode::kReplay}) {
+    auto argv = BuildQemuCommand(spec, {mode, false}, Paths());
+    EXPECT_EQ(Values(argv, "-netdev"),
+              std::vector<std::string>{
+                  "stream,id=net0,server=off,addr.type=unix,addr.path=/run/ftd/web1/nic.sock"})
+        << RunModeName(mode);
+    EXPECT_TRUE(Has(Values(argv, "-device"), "e1000,netdev=net0,mac=52:54:00:12:34:56"));
+  }
+  spec.nic->bridge = "";
+  EXPECT_FALSE(ValidateVmSpec(spec).ok());
 }
 
 TEST(QemuCommandTest, IdeDisksGetBusAndUnit) {

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ft/daemon/config.h"
+#include "ft/net/guest_nic.h"
 #include "ft/status.h"
 
 namespace asio {
@@ -31,6 +33,7 @@ struct VmReport {
   uint64_t lag_instructions = 0, paced_ms = 0, channel_rtt_us = 0;
   double lag_ms = 0, log_bytes_per_sec = 0;
   int64_t last_ack_ms_ago = -1;
+  std::optional<net::NicStats> nic;  // when ftd serves the NIC
 };
 
 class ManagedVm {

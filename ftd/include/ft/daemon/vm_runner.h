@@ -37,6 +37,7 @@ struct VmPaths {
   std::string qmp_socket;      // run_dir/qmp.sock: ftd's own QMP connection
   std::string monitor_socket;  // run_dir/monitor.sock: a second QMP monitor for operators
   std::string pid_file;        // run_dir/qemu.pid
+  std::string nic_socket;      // run_dir/nic.sock: ftd serves the VM's NIC (nic = bridge)
 };
 VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name);
 

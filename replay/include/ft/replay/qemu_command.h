@@ -25,6 +25,8 @@ struct LaunchPaths {
   // A second QMP monitor for operators and tests (QEMU serves one client per monitor
   // socket, and ftd holds the first). Empty: none.
   std::string operator_qmp_socket;
+  // NicBackend::kBridge: the unix socket ftd serves the VM's NIC on.
+  std::string nic_socket;
 };
 
 struct LaunchOptions {

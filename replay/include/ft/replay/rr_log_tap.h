@@ -10,7 +10,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "ft/replay/rr_log.h"
 #include "ft/status.h"
 
 namespace asio {
@@ -27,9 +29,10 @@ class RrLogTap : public std::enable_shared_from_this<RrLogTap> {
                                                   const std::string& fifo_path);
   ~RrLogTap();
 
-  // `bytes` continue the stream at `offset`. `icount` is the instruction count at the end
-  // of the last complete event read so far (lag is measured against it).
-  using DataFn = std::function<void(uint64_t offset, std::string_view bytes)>;
+  // `bytes` continue the stream at `offset`; `events` are the events they completed (the
+  // output gate needs event boundaries).
+  using DataFn = std::function<void(uint64_t offset, std::string_view bytes,
+                                    const std::vector<RrEvent>& events)>;
   void OnData(DataFn fn);
   // QEMU closed the log (EOF after data) or reading failed. Called once.
   void OnEnd(std::function<void(Status)> fn);

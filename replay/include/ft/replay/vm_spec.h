@@ -17,6 +17,7 @@ enum class NicBackend {
   kUser,    // QEMU user networking with host forwards (foundation tests; no root needed)
   kStream,  // unix stream socket served by ftd (output commit goes through it)
   kTap,     // a host TAP device
+  kBridge,  // ftd serves the NIC (stream socket, output gate) on a TAP it adds to a bridge
 };
 
 struct DiskSpec {
@@ -38,6 +39,7 @@ struct NicSpec {
   std::vector<HostForward> forwards;  // kUser only
   std::string socket_path;            // kStream only
   std::string tap_name;               // kTap only
+  std::string bridge;                 // kBridge only: the host bridge ftd attaches its TAP to
 };
 
 struct VmSpec {
