@@ -171,6 +171,7 @@ class BackupVm : public ManagedVm {
         clock_gettime(CLOCK_MONOTONIC, &ts);
         std::fprintf(receipts, "%llu %lld\n", static_cast<unsigned long long>(received),
                      static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec);
+        std::fflush(receipts);  // read while ftd runs (tests, benchmarks)
       }
       if (Status s = feeder->Append(data); !s.ok()) {
         // A log this parser refuses is never fed to QEMU: stop here, loudly.

@@ -16,9 +16,11 @@
 namespace ft::testing {
 
 Result<std::unique_ptr<DelayProxy>> DelayProxy::Start(uint16_t target_port,
-                                                      std::chrono::milliseconds delay) {
+                                                      std::chrono::milliseconds delay,
+                                                      std::string target_host) {
   std::unique_ptr<DelayProxy> p(new DelayProxy());
   p->target_port_ = target_port;
+  p->target_host_ = std::move(target_host);
   p->delay_ = delay;
   p->listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -56,7 +58,7 @@ void DelayProxy::AcceptLoop() {
     if (poll(&p, 1, 100) <= 0) continue;
     int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) continue;
-    auto upstream = ConnectTcp("127.0.0.1", target_port_, std::chrono::seconds(2));
+    auto upstream = ConnectTcp(target_host_, target_port_, std::chrono::seconds(2));
     if (!upstream.ok()) {
       close(client);
       continue;

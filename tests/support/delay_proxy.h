@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,8 +18,11 @@ namespace ft::testing {
 
 class DelayProxy {
  public:
+  // Listens on 127.0.0.1 of the calling thread's network namespace; relays to
+  // target_host:target_port.
   static Result<std::unique_ptr<DelayProxy>> Start(uint16_t target_port,
-                                                   std::chrono::milliseconds delay);
+                                                   std::chrono::milliseconds delay,
+                                                   std::string target_host = "127.0.0.1");
   ~DelayProxy();
   uint16_t port() const { return port_; }
   uint64_t bytes_relayed() const { return bytes_; }
@@ -31,6 +35,7 @@ class DelayProxy {
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   uint16_t target_port_ = 0;
+  std::string target_host_;
   std::chrono::milliseconds delay_{0};
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> bytes_{0};

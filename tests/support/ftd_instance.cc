@@ -93,12 +93,16 @@ std::string FtdInstance::pid_file(const std::string& vm) const {
 
 std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
   std::string guest = FT_GUEST_DIR;
+  std::string net =
+      vm.bridge.empty() ? "ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2" : "ftguest.ip=" + vm.lab_ip;
   std::string text = fmt::format(
       "[node]\nname = test-{}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\n\n"
       "[vm {}]\nmemory_mib = {}\nkernel = {}\ninitrd = {}/initrd.img\n"
-      "cmdline = console=ttyS0 ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2 ftguest.workload={}\n"
-      "nic = user\n",
-      vm.name, state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, vm.workload);
+      "cmdline = console=ttyS0 {} ftguest.workload={}\n",
+      vm.name, state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, net,
+      vm.workload);
+  text +=
+      vm.bridge.empty() ? "nic = user\n" : fmt::format("nic = bridge\nbridge = {}\n", vm.bridge);
   if (vm.stream_port) text += fmt::format("forward = 127.0.0.1:{} -> 7000\n", vm.stream_port);
   if (vm.records_port) text += fmt::format("forward = 127.0.0.1:{} -> 7001\n", vm.records_port);
   if (vm.data_disk) {
@@ -123,8 +127,11 @@ Status FtdInstance::WriteConfig(const std::string& text) {
 }
 
 Status FtdInstance::Start(const std::vector<std::string>& extra_args,
-                          const std::vector<std::string>& extra_env) {
-  std::vector<std::string> argv = {FtdBinary(), "--config", config_path()};
+                          const std::vector<std::string>& extra_env, const std::string& netns) {
+  std::vector<std::string> argv;
+  // `ip netns exec` execs ftd in place: the child's PID is ftd's.
+  if (!netns.empty()) argv = {"ip", "netns", "exec", netns};
+  argv.insert(argv.end(), {FtdBinary(), "--config", config_path()});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   replay::SpawnOptions options;
   options.output_path = ftd_log();

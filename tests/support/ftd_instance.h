@@ -37,6 +37,10 @@ struct GuestVmOptions {
   uint16_t stream_port = 0;       // host port forwarded to the guest's 7000 (0: none)
   uint16_t records_port = 0;      // host port forwarded to the guest's 7001 (0: none)
   bool data_disk = true;
+  // Lab networking: the NIC is served by ftd on a TAP on this host bridge, and the guest
+  // takes `lab_ip` (e.g. br0, 10.77.0.10/24). Empty: QEMU user networking with forwards.
+  std::string bridge;
+  std::string lab_ip;
 };
 
 class FtdInstance {
@@ -48,8 +52,9 @@ class FtdInstance {
   // The config text for one guest VM under this instance's dirs.
   std::string GuestVmConfig(const GuestVmOptions& vm);
   Status WriteConfig(const std::string& text);
+  // `netns`: run ftd inside that network namespace (a lab host).
   Status Start(const std::vector<std::string>& extra_args = {},
-               const std::vector<std::string>& extra_env = {});
+               const std::vector<std::string>& extra_env = {}, const std::string& netns = "");
   // SIGTERM and wait; returns how ftd ended.
   Result<replay::ExitStatus> Stop(std::chrono::milliseconds timeout);
 

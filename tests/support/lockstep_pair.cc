@@ -43,31 +43,54 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
   std::unique_ptr<LockstepPair> pair(new LockstepPair(options));
   FT_ASSIGN_OR_RETURN(pair->backup_, FtdInstance::Create("backup"));
   FT_ASSIGN_OR_RETURN(pair->primary_, FtdInstance::Create("primary"));
-  uint16_t listen_port = FreeLoopbackPort();
+  Lab* lab = options.lab;
+  // In the lab the backup listens on host B's channel address; each host is a fresh
+  // namespace, so a fixed port is free.
+  std::string listen_host = lab ? lab->b_channel_ip() : "127.0.0.1";
+  uint16_t listen_port = lab ? 7400 : FreeLoopbackPort();
+  std::string peer_host = listen_host;
   uint16_t peer_port = listen_port;
   if (options.channel_delay.count() > 0) {
-    FT_ASSIGN_OR_RETURN(pair->proxy_, DelayProxy::Start(listen_port, options.channel_delay));
+    auto start_proxy = [&] {
+      auto proxy = DelayProxy::Start(listen_port, options.channel_delay, listen_host);
+      if (proxy.ok()) pair->proxy_ = std::move(proxy).value();
+    };
+    if (lab) {
+      FT_RETURN_IF_ERROR(RunInNetns(lab->ns_a(), start_proxy));
+    } else {
+      start_proxy();
+    }
+    if (!pair->proxy_) return Unavailable("the channel's delay proxy did not start");
+    peer_host = "127.0.0.1";
     peer_port = pair->proxy_->port();
   }
   for (FtdInstance* side : {pair->backup_.get(), pair->primary_.get()}) {
     FT_RETURN_IF_ERROR(WriteKey(side->dir() + "/channel.key"));
   }
-  LockstepOptions backup_options = options;
+  LockstepOptions primary_options = options;
+  if (lab && primary_options.vm.bridge.empty()) {
+    primary_options.vm.bridge = lab->bridge();
+    primary_options.vm.lab_ip = lab->vm_ip() + "/24";
+    primary_options.vm.stream_port = 0;
+    primary_options.vm.records_port = 0;
+  }
+  LockstepOptions backup_options = primary_options;
   if (options.backup_vm) backup_options.vm = *options.backup_vm;
   backup_options.vm.stream_port = 0;  // a replayer binds no forwarded ports anyway
   backup_options.vm.records_port = 0;
+  FT_RETURN_IF_ERROR(pair->backup_->WriteConfig(
+      PairConfig(*pair->backup_, backup_options, "backup",
+                 fmt::format("listen = {}:{}", listen_host, listen_port))));
   FT_RETURN_IF_ERROR(
-      pair->backup_->WriteConfig(PairConfig(*pair->backup_, backup_options, "backup",
-                                            fmt::format("listen = 127.0.0.1:{}", listen_port))));
-  FT_RETURN_IF_ERROR(pair->primary_->WriteConfig(PairConfig(
-      *pair->primary_, options, "primary", fmt::format("peer = 127.0.0.1:{}", peer_port))));
-  FT_RETURN_IF_ERROR(pair->backup_->Start({}, options.backup_env));
+      pair->primary_->WriteConfig(PairConfig(*pair->primary_, primary_options, "primary",
+                                             fmt::format("peer = {}:{}", peer_host, peer_port))));
+  FT_RETURN_IF_ERROR(pair->backup_->Start({}, options.backup_env, lab ? lab->ns_b() : ""));
   if (!WaitForFileContaining(pair->backup_->ftd_log(), "logging channel: listening",
                              std::chrono::seconds(30))) {
     return Unavailable("backup ftd did not start listening:\n" +
                        ReadFile(pair->backup_->ftd_log()));
   }
-  FT_RETURN_IF_ERROR(pair->primary_->Start());
+  FT_RETURN_IF_ERROR(pair->primary_->Start({}, options.primary_env, lab ? lab->ns_a() : ""));
   return pair;
 }
 

@@ -12,6 +12,7 @@
 
 #include "delay_proxy.h"
 #include "ftd_instance.h"
+#include "lab.h"
 
 namespace ft::testing {
 
@@ -22,6 +23,11 @@ struct LockstepOptions {
   int heartbeat_timeout_ms = 1000;
   std::chrono::milliseconds channel_delay{0};  // > 0: relay the channel through a DelayProxy
   std::vector<std::string> backup_env;         // e.g. FTD_TRACE_LOG_RECEIPTS=...
+  std::vector<std::string> primary_env;        // e.g. FTD_TRACE_GATE=...
+  // Run the pair in the network lab: the primary's ftd on host A, the backup's on host B,
+  // the channel over the lab's channel network, the VM's NIC served by ftd on br0 (the
+  // DelayProxy, if any, runs inside host A). Null: both on loopback, QEMU user networking.
+  Lab* lab = nullptr;
   // The backup's VM definition when it must differ (tests of the handshake's refusals).
   std::optional<GuestVmOptions> backup_vm;
 };
