@@ -98,9 +98,9 @@ std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
   std::string text = fmt::format(
       "[node]\nname = test-{}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\n\n"
       "[vm {}]\nmemory_mib = {}\nkernel = {}\ninitrd = {}/initrd.img\n"
-      "cmdline = console=ttyS0 {} ftguest.workload={}\n",
+      "cmdline = console=ttyS0 {} ftguest.workload={}{}{}\n",
       vm.name, state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, net,
-      vm.workload);
+      vm.workload, vm.extra_cmdline.empty() ? "" : " ", vm.extra_cmdline);
   text +=
       vm.bridge.empty() ? "nic = user\n" : fmt::format("nic = bridge\nbridge = {}\n", vm.bridge);
   if (vm.stream_port) text += fmt::format("forward = 127.0.0.1:{} -> 7000\n", vm.stream_port);

@@ -41,6 +41,7 @@ struct GuestVmOptions {
   // takes `lab_ip` (e.g. br0, 10.77.0.10/24). Empty: QEMU user networking with forwards.
   std::string bridge;
   std::string lab_ip;
+  std::string extra_cmdline;  // appended to the guest kernel's command line
 };
 
 class FtdInstance {

@@ -1,0 +1,208 @@
+// ftd-bench-output-commit: what output commit costs the VM's network, side by side in one
+// run in the network lab (scripts/lab.sh):
+//
+//   1. without FT: the guest on plain QEMU under one ftd in host A; ftd serves its NIC on
+//      the same TAP path, with the gate open (what an operator gets with `ft = off`);
+//   2. with FT: the same guest protected by two ftds (A records, B replays), every
+//      outbound frame held until the backup acked the log covering it.
+//
+// From the client namespace: ping RTT, TCP request/response RTT (an echo line on the
+// guest's stream service, its periodic stream paused), and TCP throughput (the stream
+// service at full rate, every line's sequence and CRC checked). Prints p50/p99, the added
+// RTT and the throughput ratio.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <regex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "guest_client.h"
+#include "lab.h"
+#include "lockstep_pair.h"
+#include "stats.h"
+
+namespace ft::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct NetFigures {
+  std::vector<double> ping_ms, tcp_rr_ms;
+  double throughput_bytes_per_s = 0;
+  uint64_t lines = 0;
+};
+
+Result<std::vector<double>> PingRtts(Lab& lab, int count) {
+  auto out = RunCommand({"ip", "netns", "exec", lab.ns_client(), "ping", "-c",
+                         std::to_string(count), "-i", "0.02", "-W", "1", lab.vm_ip()},
+                        120s);
+  std::vector<double> rtts;
+  static const std::regex kTime("time=([0-9.]+) ms");
+  for (std::sregex_iterator it(out.output.begin(), out.output.end(), kTime), end; it != end; ++it) {
+    rtts.push_back(std::stod((*it)[1]));
+  }
+  if (rtts.size() < static_cast<size_t>(count) * 9 / 10) {
+    return Unavailable(fmt::format("ping answered {} of {}: {}", rtts.size(), count, out.output));
+  }
+  return rtts;
+}
+
+Status Connect(Lab& lab, StreamClient& client) {
+  Status s;
+  FT_RETURN_IF_ERROR(
+      RunInNetns(lab.ns_client(), [&] { s = client.Connect(lab.vm_ip(), 7000, 120s); }));
+  return s;
+}
+
+Result<NetFigures> Measure(Lab& lab, int pings, int requests, std::chrono::seconds bulk) {
+  NetFigures f;
+  // The guest's service answering means it has booted; then warm ARP and measure.
+  StreamClient rr;
+  FT_RETURN_IF_ERROR(Connect(lab, rr));
+  FT_RETURN_IF_ERROR(rr.SendEcho("RATE 3600000"));  // the stream pauses: echoes only
+  FT_RETURN_IF_ERROR(rr.AwaitEchoes(30s));
+  (void)PingRtts(lab, 3);
+  FT_ASSIGN_OR_RETURN(f.ping_ms, PingRtts(lab, pings));
+  for (int i = 0; i < requests; ++i) {
+    auto start = Clock::now();
+    FT_RETURN_IF_ERROR(rr.SendEcho(fmt::format("request-{}", i)));
+    FT_RETURN_IF_ERROR(rr.AwaitEchoes(30s));
+    f.tcp_rr_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  rr.Close();
+  {
+    StreamClient bulk_client;
+    FT_RETURN_IF_ERROR(Connect(lab, bulk_client));
+    FT_RETURN_IF_ERROR(bulk_client.SendEcho("RATE 0"));
+    FT_RETURN_IF_ERROR(bulk_client.ReadStream(100, 30s));  // the full rate has started
+    uint64_t first = bulk_client.last_seq();
+    auto start = Clock::now();
+    while (Clock::now() - start < bulk) FT_RETURN_IF_ERROR(bulk_client.ReadStream(200, 30s));
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    // "S <seq> <crc8>\n": the average line length over the range read.
+    uint64_t last = bulk_client.last_seq();
+    double bytes = 0;
+    for (uint64_t s = first + 1; s <= last; ++s) bytes += 2 + fmt::formatted_size("{}", s) + 10;
+    f.lines = last - first;
+    f.throughput_bytes_per_s = bytes / secs;
+  }
+  return f;
+}
+
+void Print(const char* label, const NetFigures& f) {
+  std::printf(
+      "%-11s ping p50 %.3f ms p99 %.3f ms | TCP RR p50 %.3f ms p99 %.3f ms | "
+      "throughput %.1f KiB/s (%llu lines)\n",
+      label, Percentile(f.ping_ms, 0.5), Percentile(f.ping_ms, 0.99), Percentile(f.tcp_rr_ms, 0.5),
+      Percentile(f.tcp_rr_ms, 0.99), f.throughput_bytes_per_s / 1024,
+      static_cast<unsigned long long>(f.lines));
+}
+
+int Run(int pings, int requests, int bulk_s, bool ft_only, const std::string& guest_args) {
+  auto lab = Lab::Create();
+  if (!lab.ok()) {
+    std::fprintf(stderr, "lab: %s\n", lab.status().ToString().c_str());
+    return 1;
+  }
+  GuestVmOptions vm;
+  vm.workload = "none";
+  vm.data_disk = false;
+  vm.bridge = (*lab)->bridge();
+  vm.lab_ip = (*lab)->vm_ip() + "/24";
+  vm.extra_cmdline = guest_args;
+  if (!guest_args.empty()) std::printf("guest kernel arguments added: %s\n", guest_args.c_str());
+
+  NetFigures plain;
+  if (!ft_only) {
+    auto ftd = FtdInstance::Create("bench-plain");
+    if (!ftd.ok()) return 1;
+    if (!(*ftd)->WriteConfig((*ftd)->GuestVmConfig(vm)).ok() ||
+        !(*ftd)->Start({}, {}, (*lab)->ns_a()).ok()) {
+      std::fprintf(stderr, "without FT: ftd did not start\n");
+      return 1;
+    }
+    auto f = Measure(**lab, pings, requests, std::chrono::seconds(bulk_s));
+    if (!f.ok()) {
+      std::fprintf(stderr, "without FT: %s\n%s", f.status().ToString().c_str(),
+                   ReadFile((*ftd)->ftd_log()).c_str());
+      return 1;
+    }
+    plain = *f;
+  }
+  Print("without FT:", plain);
+
+  NetFigures ft;
+  std::string gate;
+  {
+    LockstepOptions options;
+    options.vm = vm;
+    options.lab = lab->get();
+    auto pair = LockstepPair::Start(options);
+    if (!pair.ok()) {
+      std::fprintf(stderr, "with FT: %s\n", pair.status().ToString().c_str());
+      return 1;
+    }
+    auto& p = **pair;
+    if (!p.WaitForFtState(p.primary(), "protected", 60s).ok()) {
+      std::fprintf(stderr, "with FT: never protected\n%s", ReadFile(p.primary().ftd_log()).c_str());
+      return 1;
+    }
+    auto f = Measure(**lab, pings, requests, std::chrono::seconds(bulk_s));
+    if (!f.ok()) {
+      std::fprintf(stderr, "with FT: %s\n", f.status().ToString().c_str());
+      return 1;
+    }
+    ft = *f;
+    auto st = p.Status(p.primary());
+    if (st.ok()) {
+      const auto& n = (*st)["nic"];
+      gate = fmt::format(
+          "gate hold p50 {:.3f} ms p99 {:.3f} ms max {:.3f} ms, {} frames, "
+          "primary {} (paced {} ms, log {:.0f} KiB/s) {}",
+          n.value("gate_delay_p50_us", 0.0) / 1000, n.value("gate_delay_p99_us", 0.0) / 1000,
+          n.value("gate_delay_max_us", 0.0) / 1000, n.value("gate_released", uint64_t{0}),
+          st->value("ft_state", "?"), st->value("paced_ms", uint64_t{0}),
+          st->value("log_bytes_per_sec", 0.0) / 1024, st->value("ft_note", ""));
+    }
+  }
+  Print("with FT:", ft);
+  std::printf("%s\n", gate.c_str());
+  std::printf("added ping RTT:    p50 %+.3f ms  p99 %+.3f ms\n",
+              Percentile(ft.ping_ms, 0.5) - Percentile(plain.ping_ms, 0.5),
+              Percentile(ft.ping_ms, 0.99) - Percentile(plain.ping_ms, 0.99));
+  std::printf("added TCP RR RTT:  p50 %+.3f ms  p99 %+.3f ms\n",
+              Percentile(ft.tcp_rr_ms, 0.5) - Percentile(plain.tcp_rr_ms, 0.5),
+              Percentile(ft.tcp_rr_ms, 0.99) - Percentile(plain.tcp_rr_ms, 0.99));
+  std::printf("throughput FT/no-FT: %.3f\n",
+              plain.throughput_bytes_per_s > 0
+                  ? ft.throughput_bytes_per_s / plain.throughput_bytes_per_s
+                  : 0.0);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ft::testing
+
+int main(int argc, char** argv) {
+  CLI::App app{"ftd-bench-output-commit - the VM's network with FT vs without"};
+  int pings = 200, requests = 200, bulk_s = 10;
+  bool ft_only = false;
+  std::string guest_args;
+  app.add_option("--pings", pings, "pings per run")->check(CLI::Range(10, 10000));
+  app.add_option("--requests", requests, "TCP request/responses per run")
+      ->check(CLI::Range(10, 10000));
+  app.add_option("--bulk-seconds", bulk_s, "TCP throughput run")->check(CLI::Range(2, 120));
+  app.add_flag("--ft-only", ft_only, "skip the run without FT (diagnostics)");
+  app.add_option("--guest-args", guest_args, "extra guest kernel arguments (e.g. nohz=off)");
+  CLI11_PARSE(app, argc, argv);
+  if (ft::testing::GuestDir().empty()) {
+    std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");
+    return 1;
+  }
+  std::printf("network lab, guest idle, %u CPUs; client in its own namespace\n",
+              std::thread::hardware_concurrency());
+  return ft::testing::Run(pings, requests, bulk_s, ft_only, guest_args);
+}
