@@ -2,17 +2,18 @@
 # The main job (README command one): installs what is missing, builds ftd and the guest,
 # then runs a VM under ftd and shows it serving.
 #
-# Today (lockstep): two ftds on this machine, hostA (primary) and hostB (backup), protect
-# one guest: hostA records it and streams the log, hostB replays it live; the guest's TCP
-# services answer through hostA; after a clean stop the backup's console is byte-identical.
-# It grows into the network lab with a failover as output commit and failover land.
+# Today (output commit): the network lab (scripts/lab.sh) makes two hypervisors, hostA and
+# hostB, a switch and a client, each in its own network namespace. An ftd on each host
+# protects one guest: hostA records it and streams the log, hostB replays it live. The
+# guest's NIC runs through hostA's ftd, which lets no frame out before hostB has acked the
+# log that covers it; a client on the switch pings the guest and talks to its services.
+# After a clean stop the backup's console is byte-identical. Failover comes next.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD_DIR=${BUILD_DIR:-build}
-STREAM_PORT=${STREAM_PORT:-17080}
-RECORDS_PORT=${RECORDS_PORT:-17081}
-CHANNEL_PORT=${CHANNEL_PORT:-17400}
+CHANNEL_PORT=${CHANNEL_PORT:-7400}
+export FTLAB=${FTLAB:-ftdemo}
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -22,6 +23,7 @@ step "building ftd and the guest"
 scripts/build.sh "$BUILD_DIR"
 
 DEMO=$(mktemp -d /tmp/ftd-demo.XXXXXX)
+export FTLAB_DIR="$DEMO/lab"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do
@@ -31,9 +33,16 @@ cleanup() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
+  scripts/lab.sh down >/dev/null 2>&1 || true
   rm -rf "$DEMO"
 }
 trap cleanup EXIT
+
+step "network lab: hostA, hostB, a switch and a client in network namespaces"
+scripts/lab.sh up
+eval "$(scripts/lab.sh env)"
+# `ip netns exec` execs the command in place, so $! of a backgrounded one is its own PID.
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 GUEST="$ROOT/$BUILD_DIR/guest"
 # The guest build also leaves Debian's kernel decompressed (vmlinux): ~5 s faster under TCG.
@@ -48,8 +57,8 @@ chmod 600 "$DEMO/channel.key"
 for host in hostA hostB; do
   mkdir -p "$DEMO/$host"
   cp "$GUEST/data.qcow2" "$DEMO/$host/web1-data.qcow2"
-  if [ "$host" = hostA ]; then role=primary; chan="peer = 127.0.0.1:$CHANNEL_PORT"
-  else role=backup; chan="listen = 127.0.0.1:$CHANNEL_PORT"; fi
+  if [ "$host" = hostA ]; then role=primary; chan="peer = $FTLAB_B_FT_IP:$CHANNEL_PORT"
+  else role=backup; chan="listen = $FTLAB_B_FT_IP:$CHANNEL_PORT"; fi
   cat > "$DEMO/$host/ftd.conf" <<CONF
 [node]
 name = $host
@@ -62,20 +71,19 @@ channel_key_file = $DEMO/channel.key
 memory_mib = 256
 kernel = $KERNEL
 initrd = $GUEST/initrd.img
-cmdline = console=ttyS0 ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2 ftguest.workload=timer,chaos
+cmdline = console=ttyS0 ftguest.ip=$FTLAB_VM_IP/$FTLAB_PREFIXLEN ftguest.workload=timer,chaos nohz=off
 disk.vda = $DEMO/$host/web1-data.qcow2
-nic = user
-forward = 127.0.0.1:$STREAM_PORT -> 7000
-forward = 127.0.0.1:$RECORDS_PORT -> 7001
+nic = bridge
+bridge = $FTLAB_HOST_BRIDGE
 ft = $role
 CONF
 done
 
 step "starting ftd on hostB (backup) and hostA (primary)"
-"$BUILD_DIR/ftd/ftd" --config "$DEMO/hostB/ftd.conf" > "$DEMO/hostB/ftd.log" 2>&1 &
+ip netns exec "$FTLAB_NS_B" "$BUILD_DIR/ftd/ftd" --config "$DEMO/hostB/ftd.conf" > "$DEMO/hostB/ftd.log" 2>&1 &
 B_PID=$!; PIDS+=("$B_PID")
 for _ in $(seq 1 300); do grep -q "logging channel: listening" "$DEMO/hostB/ftd.log" && break; sleep 0.1; done
-"$BUILD_DIR/ftd/ftd" --config "$DEMO/hostA/ftd.conf" > "$DEMO/hostA/ftd.log" 2>&1 &
+ip netns exec "$FTLAB_NS_A" "$BUILD_DIR/ftd/ftd" --config "$DEMO/hostA/ftd.conf" > "$DEMO/hostA/ftd.log" 2>&1 &
 A_PID=$!; PIDS=("$A_PID" "$B_PID")  # stop the primary first
 CONSOLE_A="$DEMO/hostA/state/vms/web1/console.log"
 CONSOLE_B="$DEMO/hostB/state/vms/web1/console.log"
@@ -90,9 +98,10 @@ grep -E "PROTECTED|UNPROTECTED|primary, epoch|backup, epoch|connected" "$DEMO"/h
 echo "  hostA console | $(grep 'ftguest: ready' "$CONSOLE_A")"
 echo "  hostB console | $(grep 'ftguest: ready' "$CONSOLE_B")   (replayed from hostA's log)"
 
-step "talking to the protected guest's services from the host"
-"$BUILD_DIR/tests/support/ftguest-probe" stream --port "$STREAM_PORT" --lines 200 --echoes 5
-"$BUILD_DIR/tests/support/ftguest-probe" records --port "$RECORDS_PORT" --count 20
+step "the client ($FTLAB_CLIENT_IP) talks to the protected guest ($FTLAB_VM_IP) through hostA's output gate"
+in_ns "$FTLAB_NS_C" ping -c 5 -i 0.2 "$FTLAB_VM_IP" | sed 's/^/  /'
+in_ns "$FTLAB_NS_C" "$BUILD_DIR/tests/support/ftguest-probe" stream --host "$FTLAB_VM_IP" --port 7000 --lines 200 --echoes 5
+in_ns "$FTLAB_NS_C" "$BUILD_DIR/tests/support/ftguest-probe" records --host "$FTLAB_VM_IP" --port 7001 --count 20
 
 step "ftctl on both hosts (the operator's view)"
 "$FTCTL" --socket "$DEMO/hostA/run/ftd.sock" list | sed 's/^/  hostA | /'
@@ -120,4 +129,4 @@ if kill -0 "$QEMU_A" 2>/dev/null; then echo "QEMU pid $QEMU_A still running" >&2
 for host in hostA hostB; do
   if [ -e "$DEMO/$host/run" ]; then echo "runtime dir of $host left behind" >&2; exit 1; fi
 done
-step "main job OK: a protected guest served TCP from hostA while hostB replayed it in lockstep; the backup's console is byte-identical; both stopped cleanly"
+step "main job OK: a client pinged and talked to a protected guest through hostA's output gate while hostB replayed it in lockstep; the backup's console is byte-identical; both stopped cleanly"
