@@ -190,13 +190,14 @@ int main(int argc, char** argv) {
   CLI::App app{"ftd-bench-output-commit - the VM's network with FT vs without"};
   int pings = 200, requests = 200, bulk_s = 10;
   bool ft_only = false;
-  std::string guest_args;
+  std::string guest_args = "nohz=off";
   app.add_option("--pings", pings, "pings per run")->check(CLI::Range(10, 10000));
   app.add_option("--requests", requests, "TCP request/responses per run")
       ->check(CLI::Range(10, 10000));
   app.add_option("--bulk-seconds", bulk_s, "TCP throughput run")->check(CLI::Range(2, 120));
   app.add_flag("--ft-only", ft_only, "skip the run without FT (diagnostics)");
-  app.add_option("--guest-args", guest_args, "extra guest kernel arguments (e.g. nohz=off)");
+  app.add_option("--guest-args", guest_args, "extra guest kernel arguments")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (ft::testing::GuestDir().empty()) {
     std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");

@@ -71,6 +71,8 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
   if (lab && primary_options.vm.bridge.empty()) {
     primary_options.vm.bridge = lab->bridge();
     primary_options.vm.lab_ip = lab->vm_ip() + "/24";
+    // A tickless idle guest sees an arriving frame only at its next timer (README).
+    if (primary_options.vm.extra_cmdline.empty()) primary_options.vm.extra_cmdline = "nohz=off";
     primary_options.vm.stream_port = 0;
     primary_options.vm.records_port = 0;
   }
