@@ -14,6 +14,8 @@ PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   # the guest image (scripts/build-guest.sh) and the lab
   busybox-static e2fsprogs cpio zstd kmod iproute2 iputils-ping socat procps
+  # systemd-analyze checks ftd/systemd/ftd.service (tests/integration/systemd_unit_test.sh)
+  systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -17,6 +17,7 @@
 #include "ft/log.h"
 #include "ft/proto/control.pb.h"
 #include "roles.h"
+#include "service_notifier.h"
 
 namespace ft::daemon {
 
@@ -200,6 +201,12 @@ int RunDaemon(const Config& config) {
   }
   log->info("node '{}' up: {} of {} VM(s) started; state {}, runtime {}", config.node.name, started,
             config.vms.size(), config.node.state_dir, config.node.run_dir);
+  ServiceNotifier systemd(io, [&runners] {
+    std::vector<VmReport> reports;
+    for (const auto& r : runners) reports.push_back(r->Report());
+    return ServiceStatusLine(reports);
+  });
+  systemd.Ready();
 
   std::function<void()> wait_child = [&] {
     child_signals.async_wait([&](const std::error_code& e, int) {
@@ -213,10 +220,12 @@ int RunDaemon(const Config& config) {
   stop_signals.async_wait([&](const std::error_code& e, int signo) {
     if (e) return;
     log->info("signal {} received: stopping {} VM(s)", signo, runners.size());
+    systemd.Stopping();
     auto remaining = std::make_shared<size_t>(runners.size());
     control.Stop();
     if (listener) listener->Close();
     auto all_done = [&] {
+      systemd.Close();
       child_signals.cancel();
       stop_signals.cancel();
     };

@@ -1,0 +1,48 @@
+// The STATUS= line `systemctl status ftd` shows: VMs, how many run, how many per FT state.
+#include "service_notifier.h"
+
+#include <gtest/gtest.h>
+
+namespace ft::daemon {
+namespace {
+
+VmReport Vm(const std::string& state, const std::string& ft_state) {
+  VmReport r;
+  r.state = state;
+  r.ft_state = ft_state;
+  return r;
+}
+
+TEST(ServiceStatusLineTest, NoVms) { EXPECT_EQ(ServiceStatusLine({}), "no VMs"); }
+
+TEST(ServiceStatusLineTest, CountsEachFtStateProtectedFirst) {
+  EXPECT_EQ(ServiceStatusLine({Vm("running", "unprotected"), Vm("running", "replaying"),
+                               Vm("running", "protected")}),
+            "3 VMs, 3 running: 1 protected, 1 unprotected, 1 replaying");
+}
+
+TEST(ServiceStatusLineTest, OneVmIsSingular) {
+  EXPECT_EQ(ServiceStatusLine({Vm("running", "waiting-for-backup")}),
+            "1 VM, 1 running: 1 waiting-for-backup");
+}
+
+TEST(ServiceStatusLineTest, VmsThatDoNotRunAreCountedButNotAsRunning) {
+  // A backup waits for its primary before its replayer exists; a plain VM's QEMU failed.
+  EXPECT_EQ(ServiceStatusLine(
+                {Vm("waiting", "waiting-for-primary"), Vm("failed", "off"), Vm("running", "off")}),
+            "3 VMs, 1 running: 1 waiting-for-primary, 2 without FT");
+}
+
+TEST(ServiceStatusLineTest, BackupStatesInOrder) {
+  EXPECT_EQ(ServiceStatusLine({Vm("stopped", "failed"), Vm("stopped", "finished"),
+                               Vm("running", "primary-lost")}),
+            "3 VMs, 1 running: 1 primary-lost, 1 finished, 1 failed");
+}
+
+TEST(ServiceStatusLineTest, AStateItDoesNotKnowIsStillCounted) {
+  EXPECT_EQ(ServiceStatusLine({Vm("running", "going-live"), Vm("running", "protected")}),
+            "2 VMs, 2 running: 1 protected, 1 going-live");
+}
+
+}  // namespace
+}  // namespace ft::daemon
