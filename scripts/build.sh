@@ -8,3 +8,5 @@ BUILD_DIR=${1:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C "$BUILD_DIR" -j2
 scripts/build-guest.sh "$BUILD_DIR/guest"
+# QEMU with ftd's record/replay fixes (replay/qemu-patches), from Debian's source package.
+scripts/build-qemu.sh "$BUILD_DIR/qemu"

@@ -75,6 +75,7 @@ cmdline = console=ttyS0 ftguest.ip=$FTLAB_VM_IP/$FTLAB_PREFIXLEN ftguest.workloa
 disk.vda = $DEMO/$host/web1-data.qcow2
 nic = bridge
 bridge = $FTLAB_HOST_BRIDGE
+qemu = $ROOT/$BUILD_DIR/qemu/bin/qemu-system-x86_64
 ft = $role
 CONF
 done

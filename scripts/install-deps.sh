@@ -16,6 +16,9 @@ PACKAGES=(
   busybox-static e2fsprogs cpio zstd kmod iproute2 iputils-ping socat procps
   # systemd-analyze checks ftd/systemd/ftd.service (tests/integration/systemd_unit_test.sh)
   systemd
+  # building QEMU from Debian's source package with ftd's patches (scripts/build-qemu.sh)
+  dpkg-dev meson libglib2.0-dev libpixman-1-dev libslirp-dev zlib1g-dev libfdt-dev
+  python3-venv
 )
 
 if [ "$(id -u)" -ne 0 ]; then

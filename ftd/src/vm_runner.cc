@@ -166,6 +166,18 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     return Status::Ok();
   }
 
+  // QEMU 7.2 as Debian ships it hangs in replay when a replayer is paused while a frame
+  // waits in the NIC's queue (docs/design.md); scripts/build-qemu.sh builds it fixed.
+  void WarnIfUnpatchedForReplay() {
+    if (run.mode == replay::RunMode::kPlain) return;
+    if (qmp->qemu_package().find("ftd-rr") != std::string::npos) return;
+    log->warn(
+        "vm '{}': QEMU {} ('{}', package '{}') lacks ftd's record/replay patches "
+        "(replay/qemu-patches): its replay can hang for good; build the fixed QEMU with "
+        "scripts/build-qemu.sh and set 'qemu =' on both hosts",
+        spec.name, qmp->qemu_version(), spec.qemu_binary, qmp->qemu_package());
+  }
+
   void OnQmpConnected(Status s) {
     if (state != VmState::kStarting) return;
     if (!s.ok()) {
@@ -173,6 +185,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
       Fail("QMP handshake failed: " + s.message());
       return;
     }
+    WarnIfUnpatchedForReplay();
     auto self = shared_from_this();
     qmp->Execute("query-status", replay::Json::object(), kQmpCommandTimeout,
                  [self](Result<replay::Json> reply) {

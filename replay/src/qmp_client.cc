@@ -166,6 +166,9 @@ struct QmpClient::Impl : std::enable_shared_from_this<QmpClient::Impl> {
       }
       log->debug("{}QMP greeting from QEMU {}", prefix, QemuVersion(m.value));
       qemu_version = QemuVersion(m.value);
+      if (auto v = m.value.find("version"); v != m.value.end() && v->is_object()) {
+        qemu_package = v->value("package", "");
+      }
       phase = ConnectPhase::kNegotiating;
       capabilities_id = next_id++;
       Write(SerializeQmpCommand("qmp_capabilities", Json(), capabilities_id));
@@ -464,7 +467,7 @@ struct QmpClient::Impl : std::enable_shared_from_this<QmpClient::Impl> {
   ConnectHandler connect_done;
   std::error_code last_connect_error;
   uint64_t capabilities_id = 0;
-  std::string qemu_version;
+  std::string qemu_version, qemu_package;
   std::string close_reason;
   std::atomic<bool> is_connected{false};
 
@@ -533,6 +536,8 @@ void QmpClient::Close() {
 bool QmpClient::connected() const { return impl_->is_connected; }
 
 const std::string& QmpClient::name() const { return impl_->name; }
+const std::string& QmpClient::qemu_version() const { return impl_->qemu_version; }
+const std::string& QmpClient::qemu_package() const { return impl_->qemu_package; }
 
 namespace {
 

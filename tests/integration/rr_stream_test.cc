@@ -51,6 +51,7 @@ replay::VmSpec GuestSpec() {
   replay::VmSpec spec;
   spec.name = "rr1";
   spec.kernel = GuestKernel();
+  spec.qemu_binary = QemuBinary();
   spec.initrd = GuestDir() + "/initrd.img";
   spec.cmdline = "console=ttyS0 ftguest.workload=chaos,timer";
   return spec;
@@ -59,7 +60,7 @@ replay::VmSpec GuestSpec() {
 TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   TempDir dir;
-  auto version = replay::ProbeRrVersion("qemu-system-x86_64", dir.path, 20s);
+  auto version = replay::ProbeRrVersion(QemuBinary(), dir.path, 20s);
   ASSERT_TRUE(version.ok()) << version.status().ToString();
   EXPECT_EQ(*version, replay::rr::kVersion) << "this QEMU writes another log version";
 
@@ -70,7 +71,7 @@ TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
   ASSERT_GE(rfd, 0);
 
   auto spec = GuestSpec();
-  replay::LaunchPaths rec_paths{dir.path + "/rec.qmp", dir.path + "/rec-console.log", fifo, ""};
+  replay::LaunchPaths rec_paths{dir.path + "/rec.qmp", dir.path + "/rec-console.log", fifo, "", ""};
   replay::SpawnOptions rec_options;
   rec_options.output_path = dir.path + "/rec-qemu.log";
   replay::RrShimEnvironment shim{FT_RR_SHIM, fifo, dir.path + "/counters", 500, 1 << 20};
@@ -174,7 +175,8 @@ TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     out.write(log.data(), static_cast<std::streamsize>(log.size()));
   }
-  replay::LaunchPaths rep_paths{dir.path + "/rep.qmp", dir.path + "/rep-console.log", rr_file, ""};
+  replay::LaunchPaths rep_paths{dir.path + "/rep.qmp", dir.path + "/rep-console.log", rr_file, "",
+                                ""};
   replay::SpawnOptions rep_options;
   rep_options.output_path = dir.path + "/rep-qemu.log";
   auto replayer = replay::ChildProcess::Spawn(

@@ -30,6 +30,11 @@ std::string GuestKernel() {
   return fs::exists(dir + "/vmlinux") ? dir + "/vmlinux" : dir + "/vmlinuz";
 }
 
+std::string QemuBinary() {
+  std::string built = FT_QEMU_BINARY;
+  return access(built.c_str(), X_OK) == 0 ? built : "qemu-system-x86_64";
+}
+
 std::string FtctlBinary() { return FT_FTCTL_BINARY; }
 
 CommandOutput RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
@@ -98,9 +103,9 @@ std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
   std::string text = fmt::format(
       "[node]\nname = test-{}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\n\n"
       "[vm {}]\nmemory_mib = {}\nkernel = {}\ninitrd = {}/initrd.img\n"
-      "cmdline = console=ttyS0 {} ftguest.workload={}{}{}\n",
+      "cmdline = console=ttyS0 {} ftguest.workload={}{}{}\nqemu = {}\n",
       vm.name, state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, net,
-      vm.workload, vm.extra_cmdline.empty() ? "" : " ", vm.extra_cmdline);
+      vm.workload, vm.extra_cmdline.empty() ? "" : " ", vm.extra_cmdline, QemuBinary());
   text +=
       vm.bridge.empty() ? "nic = user\n" : fmt::format("nic = bridge\nbridge = {}\n", vm.bridge);
   if (vm.stream_port) text += fmt::format("forward = 127.0.0.1:{} -> 7000\n", vm.stream_port);

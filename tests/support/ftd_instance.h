@@ -19,6 +19,9 @@ std::string GuestDir();     // vmlinuz, initrd.img, data.qcow2; empty string if 
 std::string GuestKernel();  // vmlinux if the guest build left it, else vmlinuz
 
 std::string FtctlBinary();
+// The QEMU protected VMs run on: scripts/build-qemu.sh's build (Debian's 7.2 with ftd's
+// record/replay patches) when the build made it, else Debian's qemu-system-x86_64.
+std::string QemuBinary();
 
 struct CommandOutput {
   int exit_code = -1;

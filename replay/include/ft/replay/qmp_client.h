@@ -89,6 +89,10 @@ class QmpClient : public std::enable_shared_from_this<QmpClient> {
   bool connected() const;
 
   const std::string& name() const;
+  // From QEMU's greeting, once connected: e.g. "7.2.22" and its build's package string
+  // ("Debian 1:7.2+dfsg-7+deb12u18 + ftd-rr" for scripts/build-qemu.sh's build).
+  const std::string& qemu_version() const;
+  const std::string& qemu_package() const;
 
  private:
   struct Impl;
