@@ -216,7 +216,9 @@ class PrimaryVm : public ManagedVm {
     // read while more than max_unacked_mib is unacked, so QEMU blocks in its writes.
     void Pace() {
       if (!tap) return;
-      bool pace = state == PrimaryState::kProtected && !stopping;
+      // Not before the backup's replayer runs: it starts only once a complete instruction
+      // span has arrived, and a vCPU held in the write that completes it would wait forever.
+      bool pace = state == PrimaryState::kProtected && !stopping && replayed_icount > 0;
       double lag = GuestMs(lag_instructions(), spec.icount_shift);
       double bound = node.channel.max_lag_ms;
       // Hold early enough that the run to the vCPU's next log write fits under the bound:
