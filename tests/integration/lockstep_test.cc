@@ -75,9 +75,9 @@ struct LagSampler {
 
 // What the lag is held to today. The primary paces at (90% of the bound - the longest recent
 // instruction span), but under a replayer that is stopped 60% of the time the pair's lag was
-// measured up to 13% over max_lag_ms (1128 ms for 1000): the run between two chances to
-// pace is longer than the spans seen. Until that is found, the tests hold it to 1.5x and
-// print the measured figure.
+// measured up to 5% over max_lag_ms (992-1052 ms for 1000 on the patched QEMU; holding at
+// 80%, or adding an estimate of the log still in the shim, did not remove the spikes).
+// Until that is found, the tests hold it to 1.5x and print the measured figure.
 constexpr double kLagTolerance = 1.5;
 
 void ExpectIdenticalConsoles(LockstepPair& pair) {
