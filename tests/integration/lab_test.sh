@@ -20,34 +20,12 @@ ip netns del "$FTLAB-p"
 
 if command -v ping >/dev/null 2>&1; then PING=(ping); else PING=(busybox ping); fi
 
-passed=0
-failed=0
 cleanup() { timeout 30 "$LAB" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-check() {  # check DESCRIPTION CMD...: CMD must succeed
-  local what=$1
-  shift
-  if "$@"; then
-    echo "PASS $what"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $what"
-    failed=$((failed + 1))
-  fi
-}
-refute() {  # refute DESCRIPTION CMD...: CMD must fail
-  local what=$1
-  shift
-  if "$@"; then
-    echo "FAIL $what"
-    failed=$((failed + 1))
-  else
-    echo "PASS $what"
-    passed=$((passed + 1))
-  fi
-}
+# shellcheck source=tests/integration/check.sh
+source "$(dirname "$0")/check.sh"
 lab() { timeout 30 "$LAB" "$@"; }
 quiet() { "$@" >/dev/null 2>&1; }
 # reach NS ADDR: a few tries, as a person would (the first probe may wait on ARP).
@@ -113,5 +91,4 @@ check "down again succeeds" quiet lab down
 refute "status on no lab exits nonzero" quiet lab status
 check "the root namespace's interfaces are as before" [ "$(root_links)" = "$roots_before" ]
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

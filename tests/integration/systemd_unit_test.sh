@@ -15,19 +15,8 @@ TMP=$(mktemp -d /tmp/ftd-unit-test-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 
-passed=0
-failed=0
-check() {  # check DESCRIPTION CMD...: CMD must succeed
-  local what=$1
-  shift
-  if "$@"; then
-    echo "PASS $what"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $what"
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source=tests/integration/check.sh
+source "$(dirname "$0")/check.sh"
 
 # `systemd-analyze verify` refuses a unit whose ExecStart binary does not exist, and ftd is
 # not installed here. So it checks a copy that differs in one thing: ExecStart names the
@@ -68,5 +57,4 @@ read -r -a ARGS <<<"${EXEC//\/etc\/ftd\/ftd.conf/$TMP/ftd.conf}"
 check "ftd accepts ExecStart's arguments (${EXEC})" \
   bash -c '"$@" --check-config >/dev/null' _ "$FTD" "${ARGS[@]}"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
