@@ -231,11 +231,28 @@ class PrimaryVm : public ManagedVm {
       } else if (lag > hold_at) {
         SetVmPaused(true);
       }
+      if (pace && lag > bound) ReportOverBound(lag, hold_at, span);
       if (!pace || unacked.size() < max_unacked() / 2) {
         tap->Resume();
       } else if (unacked.size() > max_unacked()) {
         tap->Pause();
       }
+    }
+
+    // Says (at most once a second) when the lag is over the bound, with what pacing knew.
+    Clock::time_point last_over_report{};
+    void ReportOverBound(double lag, double hold_at, double span) {
+      auto now = Clock::now();
+      if (now - last_over_report < std::chrono::seconds(1)) return;
+      last_over_report = now;
+      auto* c = Counters();
+      uint64_t unread = c && c->produced() > tap->offset() ? c->produced() - tap->offset() : 0;
+      log->info(
+          "vm '{}': backup {:.0f} ms behind, over max_lag_ms {} (vCPU {} for {} ms; hold point "
+          "{:.0f} ms, longest recent span {:.1f} ms, last ack {} ms ago, {} log bytes not read "
+          "yet)",
+          spec.name, lag, node.channel.max_lag_ms, vm_paused ? "held" : "running",
+          vm_paused ? MsSince(vm_paused_at) : 0, hold_at, span, MsSince(last_ack), unread);
     }
 
     // Pacing holds QEMU's vCPU in its next log write through the shim's `hold` word (the
