@@ -3,6 +3,8 @@
 // that covers it. A client in its own namespace pings the VM and talks to its TCP services;
 // a packet capture on the client's side checks, against the backup's own receive
 // timestamps, that no frame ever arrived before the backup had the log covering it.
+#include <signal.h>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -102,6 +104,59 @@ TEST(OutputCommitTest, ClientPingsAndTalksToAProtectedVmThroughTheGate) {
   std::string a = p.primary_console(), b = p.backup_console();
   EXPECT_GT(a.size(), 2000u);
   EXPECT_TRUE(a == b) << FirstDifference(a, b);
+}
+
+// The backup hangs (SIGSTOP of its ftd): acks stop, so the gate holds the guest's frames
+// until the heartbeat timeout says the backup is gone; then the primary runs unprotected,
+// the gate opens, the held frames leave in order and the client's stream carries on with
+// no gap in its sequence.
+TEST(OutputCommitTest, AHungBackupHoldsOutputOnlyUntilTheHeartbeatTimeout) {
+  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+  auto lab = Lab::Create();
+  SKIP_WITHOUT_LAB(lab);
+  LockstepOptions options;
+  options.vm.workload = "timer,chaos";
+  options.vm.data_disk = false;
+  options.lab = lab->get();
+  options.heartbeat_timeout_ms = 1000;
+  auto pair = LockstepPair::Start(options);
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  auto& p = **pair;
+  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
+      << ReadFile(p.primary().ftd_log());
+  StreamClient client;
+  ASSERT_TRUE(ConnectClient(**lab, client).ok()) << ReadFile(p.primary().ftd_log());
+  ASSERT_TRUE(Converse(client, 50).ok());
+
+  pid_t backup_ftd = p.backup().process()->pid();
+  ASSERT_EQ(kill(backup_ftd, SIGSTOP), 0);
+  auto stopped_at = Clock::now();
+  // Read single lines: the longest silence is how long the gate held the stream.
+  std::chrono::milliseconds longest{0};
+  auto last = Clock::now();
+  Status read;
+  while (Clock::now() - stopped_at < 4s && read.ok()) {
+    read = client.ReadStream(1, 10s);
+    auto now = Clock::now();
+    longest = std::max(longest, std::chrono::duration_cast<std::chrono::milliseconds>(now - last));
+    last = now;
+  }
+  kill(backup_ftd, SIGCONT);
+  ASSERT_TRUE(read.ok()) << read.ToString();
+  ASSERT_TRUE(client.SendEcho("after").ok());
+  ASSERT_TRUE(client.AwaitEchoes(10s).ok());
+  auto status = p.Status(p.primary());
+  ASSERT_TRUE(status.ok());
+  const auto& nic = (*status)["nic"];
+  std::printf("hung backup: longest stream silence %lld ms (heartbeat timeout %d ms); %s\n",
+              static_cast<long long>(longest.count()), options.heartbeat_timeout_ms,
+              nic.dump().c_str());
+  EXPECT_EQ((*status)["ft_state"], "unprotected");
+  EXPECT_GE(longest.count(), 500) << "frames left while nothing acked them";
+  EXPECT_LE(longest.count(), options.heartbeat_timeout_ms + 700);
+  EXPECT_EQ(nic["outbound"], "open");
+  EXPECT_EQ(nic["gate_held"].get<uint64_t>(), 0u);
+  EXPECT_GT(nic["gate_released_open"].get<uint64_t>(), 0u);
 }
 
 // One line of FTD_TRACE_GATE (vm-network/include/ft/net/guest_nic.h).
