@@ -262,7 +262,8 @@ class Parser {
       else if (value == "none")
         vm.nic.reset();
       else
-        return KeyError(key, fmt::format("'{}' is not one of user, stream, tap, bridge, none", value));
+        return KeyError(key,
+                        fmt::format("'{}' is not one of user, stream, tap, bridge, none", value));
     } else if (key == "nic_model") {
       // Only e1000 records and replays (virtio-net + filter-replay hangs in replay).
       if (value != "e1000") {

@@ -64,6 +64,7 @@ proto::VmStatus DescribeVm(const ManagedVm& vm) {
     nic->set_gate_held(n.gate.held_frames);
     nic->set_gate_released(n.gate.released);
     nic->set_gate_released_open(n.gate.released_open);
+    nic->set_gate_released_on_open(n.gate.released_on_open);
     nic->set_gate_delay_p50_us(n.gate.DelayPercentileUs(50));
     nic->set_gate_delay_p99_us(n.gate.DelayPercentileUs(99));
     nic->set_gate_delay_max_us(std::chrono::duration<double, std::micro>(n.gate.max_delay).count());

@@ -38,6 +38,7 @@ nlohmann::json NicJson(const ft::proto::VmStatus& vm) {
           {"gate_held", n.gate_held()},
           {"gate_released", n.gate_released()},
           {"gate_released_open", n.gate_released_open()},
+          {"gate_released_on_open", n.gate_released_on_open()},
           {"gate_delay_p50_us", n.gate_delay_p50_us()},
           {"gate_delay_p99_us", n.gate_delay_p99_us()},
           {"gate_delay_max_us", n.gate_delay_max_us()},

@@ -199,7 +199,8 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
       std::fflush(trace);
     }
     if (!tap.is_open()) return;
-    if (to_tap.size() >= kMaxQueuedFrames) {
+    // A gate that opens releases everything it held at once: room for all of it.
+    if (to_tap.size() >= kMaxQueuedFrames + options.gate_limits.max_frames) {
       ++stats.dropped_queue_full;
       return;
     }

@@ -76,6 +76,7 @@ void OutputGate::Open(Clock::time_point now) {
     GatedFrame f = std::move(held_.front());
     held_.pop_front();
     f.released_open = true;
+    ++stats_.released_on_open;
     Release(std::move(f), now);
   }
   unresolved_ = 0;

@@ -88,6 +88,7 @@ TEST_F(GateFixture, OpeningReleasesEverythingHeldInOrderAndPassesTheRest) {
   ASSERT_TRUE(gate.Submit("c", 30, t0));
   EXPECT_EQ(Released(), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(gate.stats().released_open, 3u);
+  EXPECT_EQ(gate.stats().released_on_open, 2u);
   EXPECT_TRUE(gate.stats().recent_delays_us.empty());  // no gated release happened
   gate.Close();
   ASSERT_TRUE(gate.Submit("d", 40, t0));

@@ -41,6 +41,7 @@ struct GatedFrame {
 
 struct GateStats {
   uint64_t submitted = 0, released = 0, released_open = 0, dropped_full = 0;
+  uint64_t released_on_open = 0;  // of released_open: frames held when the gate opened
   uint64_t held_frames = 0, held_bytes = 0;
   uint64_t acked = 0;  // log bytes the backup has acked
   Clock::duration max_delay{};
