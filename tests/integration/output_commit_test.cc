@@ -55,19 +55,33 @@ Status Converse(StreamClient& client, int lines) {
   return client.AwaitEchoes(30s);
 }
 
+// The guest with nondeterministic console output, its NIC served by ftd in the lab.
+LockstepOptions LabOptions(Lab& lab) {
+  LockstepOptions options;
+  options.vm.workload = "timer,chaos";
+  options.vm.data_disk = false;
+  options.lab = &lab;
+  return options;
+}
+
+// Starts the pair and waits until the primary is protected.
+Result<std::unique_ptr<LockstepPair>> StartProtected(const LockstepOptions& options) {
+  FT_ASSIGN_OR_RETURN(auto pair, LockstepPair::Start(options));
+  Status protected_ = pair->WaitForFtState(pair->primary(), "protected", 60s);
+  if (!protected_.ok()) {
+    return protected_.WithContext("primary's ftd log:\n" + ReadFile(pair->primary().ftd_log()));
+  }
+  return pair;
+}
+
 TEST(OutputCommitTest, ClientPingsAndTalksToAProtectedVmThroughTheGate) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  LockstepOptions options;
-  options.vm.workload = "timer,chaos";
-  options.vm.data_disk = false;
-  options.lab = lab->get();
-  auto pair = LockstepPair::Start(options);
+  LockstepOptions options = LabOptions(**lab);
+  auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
-      << ReadFile(p.primary().ftd_log());
 
   StreamClient client;
   ASSERT_TRUE(ConnectClient(**lab, client).ok()) << ReadFile(p.primary().ftd_log());
@@ -114,16 +128,11 @@ TEST(OutputCommitTest, AHungBackupHoldsOutputOnlyUntilTheHeartbeatTimeout) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  LockstepOptions options;
-  options.vm.workload = "timer,chaos";
-  options.vm.data_disk = false;
-  options.lab = lab->get();
+  LockstepOptions options = LabOptions(**lab);
   options.heartbeat_timeout_ms = 1000;
-  auto pair = LockstepPair::Start(options);
+  auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
-      << ReadFile(p.primary().ftd_log());
   StreamClient client;
   ASSERT_TRUE(ConnectClient(**lab, client).ok()) << ReadFile(p.primary().ftd_log());
   ASSERT_TRUE(Converse(client, 50).ok());
@@ -200,18 +209,13 @@ TEST(OutputCommitTest, NoFrameReachesTheClientBeforeTheBackupHasTheLogThatCovers
     std::string dir;
     ~Cleanup() { std::filesystem::remove_all(dir); }
   } cleanup{traces};
-  LockstepOptions options;
-  options.vm.workload = "timer,chaos";
-  options.vm.data_disk = false;
-  options.lab = lab->get();
+  LockstepOptions options = LabOptions(**lab);
   options.channel_delay = 25ms;  // each way: every ack is at least 50 ms after its log
   options.primary_env = {"FTD_TRACE_GATE=" + traces + "/gate"};
   options.backup_env = {"FTD_TRACE_LOG_RECEIPTS=" + traces + "/receipts"};
-  auto pair = LockstepPair::Start(options);
+  auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
-      << ReadFile(p.primary().ftd_log());
 
   auto capture = FrameCapture::Start((*lab)->ns_client(), "eth0", kVmMac);
   ASSERT_TRUE(capture.ok()) << capture.status().ToString();
