@@ -68,7 +68,7 @@ proto::VmStatus DescribeVm(const ManagedVm& vm) {
     nic->set_gate_delay_p50_us(n.gate.DelayPercentileUs(50));
     nic->set_gate_delay_p99_us(n.gate.DelayPercentileUs(99));
     nic->set_gate_delay_max_us(std::chrono::duration<double, std::micro>(n.gate.max_delay).count());
-    nic->set_dropped_gate_full(n.dropped_gate_full);
+    nic->set_dropped_gate_full(n.gate.dropped_full);
     nic->set_dropped_malformed(n.dropped_malformed);
     nic->set_dropped_host_runts(n.dropped_host_runts);
     nic->set_dropped_no_guest(n.dropped_no_guest);

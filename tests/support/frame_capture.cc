@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "ft/net/frame_hash.h"
 #include "lab.h"
 
 namespace ft::testing {
@@ -26,16 +27,6 @@ int64_t Now(clockid_t clock) {
 }
 
 }  // namespace
-
-uint64_t Fnv1a64(const void* data, size_t size) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  auto p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < size; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 Result<std::unique_ptr<FrameCapture>> FrameCapture::Start(const std::string& netns,
                                                           const std::string& ifname,
@@ -99,7 +90,10 @@ void FrameCapture::Loop() {
       }
     }
     std::lock_guard lock(mu_);
-    frames_.push_back({at, Fnv1a64(buf.data(), static_cast<size_t>(n)), static_cast<size_t>(n)});
+    frames_.push_back({at,
+                       net::FrameHash(std::string_view(reinterpret_cast<const char*>(buf.data()),
+                                                       static_cast<size_t>(n))),
+                       static_cast<size_t>(n)});
   }
 }
 

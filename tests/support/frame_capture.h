@@ -17,11 +17,9 @@ namespace ft::testing {
 
 struct CapturedFrame {
   int64_t received_ns = 0;  // CLOCK_MONOTONIC
-  uint64_t fnv64 = 0;       // FNV-1a 64 of the whole frame (ftd's FTD_TRACE_GATE uses it)
+  uint64_t fnv64 = 0;       // net::FrameHash, as in ftd's FTD_TRACE_GATE
   size_t size = 0;
 };
-
-uint64_t Fnv1a64(const void* data, size_t size);
 
 class FrameCapture {
  public:

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "ft/log.h"
+#include "ft/net/frame_hash.h"
 #include "ft/net/stream_framing.h"
 #include "ft/net/tap_device.h"
 
@@ -21,15 +22,6 @@ using local = asio::local::stream_protocol;
 // Frames waiting to be written, per direction; more are dropped (the guest's TCP and the
 // client's resend, like on a full NIC ring).
 constexpr size_t kMaxQueuedFrames = 1024;
-
-uint64_t Fnv1a64(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 int64_t MonotonicNs(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -57,7 +49,6 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
         tap(io),
         log(Logger("net")),
         gate([this](GatedFrame&& f) { Released(std::move(f)); }, options.gate_limits) {
-    stats.outbound = options.outbound;
     if (options.outbound == Outbound::kOpen) gate.Open(Clock::now());
   }
 
@@ -190,7 +181,7 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
     if (trace) {
       std::fprintf(trace, "%llu %016llx %llu %llu %llu %lld %lld %d\n",
                    static_cast<unsigned long long>(f.seq),
-                   static_cast<unsigned long long>(Fnv1a64(f.bytes)),
+                   static_cast<unsigned long long>(FrameHash(f.bytes)),
                    static_cast<unsigned long long>(f.produced),
                    static_cast<unsigned long long>(f.covering_end),
                    static_cast<unsigned long long>(f.acked_at_release),
@@ -307,7 +298,6 @@ void GuestNic::OnAcked(uint64_t acked_log_bytes) {
 void GuestNic::OpenGate() {
   if (impl_->options.outbound != Outbound::kGated) return;
   impl_->options.outbound = Outbound::kOpen;
-  impl_->stats.outbound = Outbound::kOpen;
   impl_->gate.Open(Clock::now());
 }
 
@@ -315,7 +305,7 @@ void GuestNic::Close() { impl_->Close(); }
 
 NicStats GuestNic::stats() const {
   NicStats s = impl_->stats;
-  s.dropped_gate_full = impl_->gate.stats().dropped_full;
+  s.outbound = impl_->options.outbound;
   s.gate = impl_->gate.stats();
   return s;
 }

@@ -53,11 +53,10 @@ struct NicStats {
   uint64_t dropped_host_runts = 0;  // from the TAP: shorter than an Ethernet header
   uint64_t dropped_no_guest = 0;    // from the TAP while QEMU is not connected
   uint64_t dropped_queue_full = 0;  // either direction's write queue was full
-  uint64_t dropped_gate_full = 0;
   uint64_t dropped_no_log_position = 0;
   uint64_t dropped_backup = 0;  // kDrop
   uint64_t dropped_tap_errors = 0;
-  GateStats gate;
+  GateStats gate;  // its dropped_full: frames dropped because the gate was full
 };
 
 class GuestNic {
