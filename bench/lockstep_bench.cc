@@ -76,7 +76,7 @@ Result<double> RunWithoutFt(int rounds) {
   spec.qemu_binary = QemuBinary();
   spec.initrd = GuestDir() + "/initrd.img";
   spec.cmdline = "console=ttyS0 ftguest.workload=" + Workload(rounds);
-  replay::LaunchPaths paths{dir + "/qmp.sock", dir + "/console.log", "", "", ""};
+  replay::LaunchPaths paths{dir + "/qmp.sock", dir + "/console.log", "", "", "", ""};
   replay::LaunchOptions launch;
   launch.plain_with_icount = true;
   replay::SpawnOptions options;

@@ -165,6 +165,15 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
     argv.push_back("chardev=qmp1,mode=control");
   }
   AddDisks(spec, options.mode, argv);
+  if (IsRecordReplay(options.mode) && !paths.vm_state_drive.empty()) {
+    argv.push_back("-drive");
+    argv.push_back(fmt::format("if=none,id=ft-vmstate,file={},format=qcow2",
+                               QemuEscape(paths.vm_state_drive)));
+  }
+  if (!options.loadvm.empty()) {
+    argv.push_back("-loadvm");
+    argv.push_back(options.loadvm);
+  }
   if (spec.nic) AddNic(*spec.nic, options.mode, paths, argv);
   return argv;
 }

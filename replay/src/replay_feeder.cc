@@ -16,6 +16,10 @@ namespace ft::replay {
 namespace {
 constexpr auto kQmpTimeout = std::chrono::seconds(5);
 constexpr int kPipeSize = 1 << 20;
+constexpr auto kGoLiveTimeout = std::chrono::seconds(10);
+constexpr auto kGoLivePoll = std::chrono::milliseconds(2);
+// The largest count QEMU 7.2 takes as positive (larger ones turn negative inside it).
+constexpr uint32_t kSyntheticSpan = 0x7fffffff;
 }  // namespace
 
 struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
@@ -50,6 +54,7 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
 
   Status Append(std::string_view bytes) {
     if (failed) return Aborted("replay feeder has failed");
+    if (going_live) return FailedPrecondition("the replayer is going live; no more log");
     std::vector<RrEvent> events;
     Status s = parser.Feed(bytes, &events);
     stats.received_bytes = parser.received();
@@ -121,7 +126,7 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
   void Tick() {
     timer.expires_after(kBreakInterval);
     timer.async_wait([self = shared_from_this()](const std::error_code& ec) {
-      if (ec || self->failed) return;
+      if (ec || self->failed || self->going_live) return;
       self->Advance();
       self->QueryPosition();
       self->Tick();
@@ -140,14 +145,112 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
                    self->stop_position = r->value("icount", uint64_t{0});
                    self->stats.replayed_icount = self->stop_position;
                    self->stop_position_known = true;
+                   if (self->going_live) return self->GoLiveStep();
                    self->Advance();
                  });
+  }
+
+  bool CaughtUp() const {
+    return started && !going_live && stopped_at_break && stop_position_known &&
+           stop_position >= stats.break_icount && target_break <= stats.break_icount;
+  }
+
+  // ---- go-live: to E and no further (see the header)
+  bool going_live = false;
+  uint64_t live_icount = 0;  // E
+  bool final_break_set = false;
+  std::function<void(Result<uint64_t>)> on_live;
+  std::chrono::steady_clock::time_point go_live_deadline;
+
+  void GoLive(std::function<void(Result<uint64_t>)> done) {
+    if (failed || !started || going_live || stats.ended) {
+      return done(FailedPrecondition(fmt::format(
+          "vm '{}': the replayer cannot go live ({})", vm,
+          failed ? "its feeder failed" : !started ? "it never started" : going_live ? "it already is" : "the log ended")));
+    }
+    going_live = true;
+    on_live = std::move(done);
+    live_icount = parser.icount();
+    go_live_deadline = std::chrono::steady_clock::now() + kGoLiveTimeout;
+    timer.cancel();
+    unfed.clear();  // an incomplete last event: the primary died while writing it
+    std::string tail(5, '\0');
+    tail[0] = static_cast<char>(rr::kInstruction);
+    for (int i = 0; i < 4; ++i) tail[1 + i] = static_cast<char>((kSyntheticSpan >> (24 - 8 * i)) & 0xff);
+    Enqueue(std::move(tail));
+    log->info("vm '{}': going live: replaying to icount {} (end of the received log), {} behind",
+              vm, live_icount, live_icount - std::min(live_icount, stats.replayed_icount));
+    GoLiveStep();
+  }
+
+  // One step of go-live; runs again on every STOP answer and every poll until paused at E.
+  void GoLiveStep() {
+    if (!going_live || !on_live) return;
+    if (failed) return FinishGoLive(Aborted(fmt::format("vm '{}': replay failed while going live", vm)));
+    if (std::chrono::steady_clock::now() > go_live_deadline) {
+      return FinishGoLive(Timeout(fmt::format(
+          "vm '{}': the replayer did not reach icount {} within {} s (it is at {})", vm,
+          live_icount, std::chrono::duration_cast<std::chrono::seconds>(kGoLiveTimeout).count(),
+          stats.replayed_icount)));
+    }
+    if (command_in_flight) return PollGoLive();
+    if (!final_break_set) {
+      if (live_icount <= stats.break_icount) {
+        // Nothing past the current break arrived: the replayer is at or before it.
+        final_break_set = true;
+      } else {
+        command_in_flight = true;
+        uint64_t at = live_icount;
+        qmp->Execute("replay-break", Json{{"icount", at}}, kQmpTimeout,
+                     [self = shared_from_this(), at](Result<Json> r) {
+                       self->command_in_flight = false;
+                       if (!r.ok()) {
+                         return self->FinishGoLive(
+                             r.status().WithContext(fmt::format("replay-break {}", at)));
+                       }
+                       self->stats.break_icount = at;
+                       ++self->stats.breaks_set;
+                       self->final_break_set = true;
+                       self->GoLiveStep();
+                     });
+        return;
+      }
+    }
+    if (stopped_at_break && stop_position_known) {
+      if (stop_position == live_icount) {
+        return FinishGoLive(live_icount);
+      }
+      if (stop_position < live_icount) {
+        Cont();  // paused at an earlier break: on to E
+        return PollGoLive();
+      }
+      return FinishGoLive(Internal(fmt::format(
+          "vm '{}': the replayer stopped at icount {}, past the end of the received log ({})",
+          vm, stop_position, live_icount)));
+    }
+    PollGoLive();  // running towards E, or the STOP's position is being asked
+  }
+
+  void PollGoLive() {
+    timer.expires_after(kGoLivePoll);
+    timer.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (!ec) self->GoLiveStep();
+    });
+  }
+
+  void FinishGoLive(Result<uint64_t> result) {
+    if (!on_live) return;
+    auto done = std::move(on_live);
+    on_live = nullptr;
+    timer.cancel();
+    done(std::move(result));
   }
 
   // Move the break forward if the received log allows; continue a replayer that is paused
   // short of the break (after the break moved, or at a stale one).
   void Advance() {
     if (command_in_flight || failed || !started) return;
+    if (going_live) return GoLiveStep();
     if (stats.ended) return Finish();
     if (target_break > stats.break_icount) {
       return SetBreak([self = shared_from_this()] { self->Advance(); });
@@ -226,5 +329,9 @@ void ReplayFeeder::OnError(std::function<void(Status)> handler) {
   impl_->on_error = std::move(handler);
 }
 const ReplayFeederStats& ReplayFeeder::stats() const { return impl_->stats; }
+bool ReplayFeeder::caught_up() const { return impl_->CaughtUp(); }
+void ReplayFeeder::GoLive(std::function<void(Result<uint64_t>)> done) {
+  impl_->GoLive(std::move(done));
+}
 
 }  // namespace ft::replay

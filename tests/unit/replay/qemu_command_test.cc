@@ -23,7 +23,14 @@ VmSpec Spec() {
 
 LaunchPaths Paths() {
   return {"/run/ftd/web1/qmp.sock", "/var/lib/ftd/web1/console.log", "/tmp/rr.log", "",
-          "/run/ftd/web1/nic.sock"};
+          "/run/ftd/web1/nic.sock", ""};
+}
+
+LaunchOptions Opts(RunMode mode, bool plain_with_icount) {
+  LaunchOptions o;
+  o.mode = mode;
+  o.plain_with_icount = plain_with_icount;
+  return o;
 }
 
 // Value following `flag`, in order of appearance.
@@ -40,7 +47,7 @@ bool Has(const std::vector<std::string>& v, const std::string& s) {
 }
 
 TEST(QemuCommandTest, PlainModeHasNoIcountAndDirectDrive) {
-  auto argv = BuildQemuCommand(Spec(), {RunMode::kPlain, false}, Paths());
+  auto argv = BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), Paths());
   EXPECT_EQ(argv[0], "qemu-system-x86_64");
   EXPECT_TRUE(Values(argv, "-icount").empty());
   EXPECT_EQ(Values(argv, "-m"), std::vector<std::string>{"256"});
@@ -65,12 +72,12 @@ TEST(QemuCommandTest, PlainModeHasNoIcountAndDirectDrive) {
 TEST(QemuCommandTest, PlainWithIcountUsesTheSameShiftAsRecord) {
   auto spec = Spec();
   spec.icount_shift = 7;
-  auto argv = BuildQemuCommand(spec, {RunMode::kPlain, true}, Paths());
+  auto argv = BuildQemuCommand(spec, Opts(RunMode::kPlain, true), Paths());
   EXPECT_EQ(Values(argv, "-icount"), std::vector<std::string>{"shift=7"});
 }
 
 TEST(QemuCommandTest, RecordModeWrapsDisksInBlkreplayAndFiltersTheNic) {
-  auto argv = BuildQemuCommand(Spec(), {RunMode::kRecord, false}, Paths());
+  auto argv = BuildQemuCommand(Spec(), Opts(RunMode::kRecord, false), Paths());
   EXPECT_EQ(Values(argv, "-icount"),
             std::vector<std::string>{"shift=5,rr=record,rrfile=/tmp/rr.log"});
   EXPECT_EQ(Values(argv, "-drive"),
@@ -84,7 +91,7 @@ TEST(QemuCommandTest, RecordModeWrapsDisksInBlkreplayAndFiltersTheNic) {
 }
 
 TEST(QemuCommandTest, ReplayModeReadsTheLogAndNeverBindsForwardedPorts) {
-  auto argv = BuildQemuCommand(Spec(), {RunMode::kReplay, false}, Paths());
+  auto argv = BuildQemuCommand(Spec(), Opts(RunMode::kReplay, false), Paths());
   EXPECT_EQ(Values(argv, "-icount"),
             std::vector<std::string>{"shift=5,rr=replay,rrfile=/tmp/rr.log"});
   EXPECT_EQ(Values(argv, "-netdev"), std::vector<std::string>{"user,id=net0,restrict=on"});
@@ -93,8 +100,9 @@ TEST(QemuCommandTest, ReplayModeReadsTheLogAndNeverBindsForwardedPorts) {
 }
 
 TEST(QemuCommandTest, StartPausedAddsDashSOnlyWhenAsked) {
-  EXPECT_FALSE(Has(BuildQemuCommand(Spec(), {RunMode::kReplay, false}, Paths()), "-S"));
-  LaunchOptions paused{RunMode::kReplay, false, true};
+  EXPECT_FALSE(Has(BuildQemuCommand(Spec(), Opts(RunMode::kReplay, false), Paths()), "-S"));
+  LaunchOptions paused = Opts(RunMode::kReplay, false);
+  paused.start_paused = true;
   EXPECT_TRUE(Has(BuildQemuCommand(Spec(), paused, Paths()), "-S"));
 }
 
@@ -103,8 +111,8 @@ TEST(QemuCommandTest, RecordAndReplayDifferOnlyInTheRrModeAndNetBackend) {
   spec.nic->backend = NicBackend::kStream;
   spec.nic->forwards.clear();
   spec.nic->socket_path = "/run/ftd/web1/net.sock";
-  auto rec = BuildQemuCommand(spec, {RunMode::kRecord, false}, Paths());
-  auto rep = BuildQemuCommand(spec, {RunMode::kReplay, false}, Paths());
+  auto rec = BuildQemuCommand(spec, Opts(RunMode::kRecord, false), Paths());
+  auto rep = BuildQemuCommand(spec, Opts(RunMode::kReplay, false), Paths());
   ASSERT_EQ(rec.size(), rep.size());
   int differences = 0;
   for (size_t i = 0; i < rec.size(); ++i) differences += rec[i] != rep[i];
@@ -120,7 +128,7 @@ TEST(QemuCommandTest, BridgeNicConnectsToTheSocketFtdServes) {
   spec.nic->forwards.clear();
   spec.nic->bridge = "br0";
   for (RunMode mode : {RunMode::kPlain, RunMode::kRecord, RunMode::kReplay}) {
-    auto argv = BuildQemuCommand(spec, {mode, false}, Paths());
+    auto argv = BuildQemuCommand(spec, Opts(mode, false), Paths());
     EXPECT_EQ(Values(argv, "-netdev"),
               std::vector<std::string>{
                   "stream,id=net0,server=off,addr.type=unix,addr.path=/run/ftd/web1/nic.sock"})
@@ -136,7 +144,7 @@ TEST(QemuCommandTest, IdeDisksGetBusAndUnit) {
   spec.disks = {{"hda", "/a.qcow2", "qcow2", DiskBus::kIde},
                 {"hdb", "/b.qcow2", "qcow2", DiskBus::kIde},
                 {"hdc", "/c.qcow2", "qcow2", DiskBus::kIde}};
-  auto argv = BuildQemuCommand(spec, {RunMode::kPlain, false}, Paths());
+  auto argv = BuildQemuCommand(spec, Opts(RunMode::kPlain, false), Paths());
   auto devices = Values(argv, "-device");
   EXPECT_TRUE(Has(devices, "ide-hd,drive=hda,bus=ide.0,unit=0"));
   EXPECT_TRUE(Has(devices, "ide-hd,drive=hdb,bus=ide.0,unit=1"));
@@ -148,23 +156,48 @@ TEST(QemuCommandTest, TapBackendAndNoNic) {
   spec.nic->backend = NicBackend::kTap;
   spec.nic->forwards.clear();
   spec.nic->tap_name = "fttap0";
-  auto argv = BuildQemuCommand(spec, {RunMode::kPlain, false}, Paths());
+  auto argv = BuildQemuCommand(spec, Opts(RunMode::kPlain, false), Paths());
   EXPECT_EQ(Values(argv, "-netdev"),
             std::vector<std::string>{"tap,id=net0,ifname=fttap0,script=no,downscript=no"});
   spec.nic.reset();
-  argv = BuildQemuCommand(spec, {RunMode::kPlain, false}, Paths());
+  argv = BuildQemuCommand(spec, Opts(RunMode::kPlain, false), Paths());
   EXPECT_TRUE(Values(argv, "-netdev").empty());
 }
 
 TEST(QemuCommandTest, OperatorMonitorIsASecondQmpSocket) {
   auto paths = Paths();
-  EXPECT_EQ(Values(BuildQemuCommand(Spec(), {RunMode::kPlain, false}, paths), "-mon").size(), 1u);
+  EXPECT_EQ(Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths), "-mon").size(), 1u);
   paths.operator_qmp_socket = "/run/ftd/web1/monitor.sock";
-  auto argv = BuildQemuCommand(Spec(), {RunMode::kPlain, false}, paths);
+  auto argv = BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths);
   EXPECT_EQ(Values(argv, "-mon"),
             (std::vector<std::string>{"chardev=qmp0,mode=control", "chardev=qmp1,mode=control"}));
   EXPECT_TRUE(Has(Values(argv, "-chardev"),
                   "socket,id=qmp1,path=/run/ftd/web1/monitor.sock,server=on,wait=off"));
+}
+
+TEST(QemuCommandTest, VmStateDriveIsNoGuestDeviceAndOnlyInRrModes) {
+  auto paths = Paths();
+  paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
+  const std::string drive = "if=none,id=ft-vmstate,file=/run/ftd/web1/vm-state.qcow2,format=qcow2";
+  for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
+    auto argv = BuildQemuCommand(Spec(), Opts(mode, false), paths);
+    EXPECT_TRUE(Has(Values(argv, "-drive"), drive)) << RunModeName(mode);
+    for (const auto& device : Values(argv, "-device")) {
+      EXPECT_EQ(device.find("ft-vmstate"), std::string::npos) << device;
+    }
+  }
+  EXPECT_FALSE(Has(Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths), "-drive"),
+                   drive));
+}
+
+TEST(QemuCommandTest, LoadvmStartsFromTheSnapshot) {
+  auto paths = Paths();
+  paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
+  LaunchOptions options = Opts(RunMode::kRecord, false);
+  EXPECT_TRUE(Values(BuildQemuCommand(Spec(), options, paths), "-loadvm").empty());
+  options.loadvm = "ft-golive";
+  EXPECT_EQ(Values(BuildQemuCommand(Spec(), options, paths), "-loadvm"),
+            std::vector<std::string>{"ft-golive"});
 }
 
 TEST(QemuCommandTest, JoinQuotesArgumentsWithSpaces) {

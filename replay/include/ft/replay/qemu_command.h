@@ -27,6 +27,10 @@ struct LaunchPaths {
   std::string operator_qmp_socket;
   // NicBackend::kBridge: the unix socket ftd serves the VM's NIC on.
   std::string nic_socket;
+  // rr modes: a qcow2 image that holds VM-state snapshots (savevm at go-live, -loadvm after).
+  // It is no guest device, so record and replay see the same machine with or without it.
+  // Empty: none.
+  std::string vm_state_drive = {};
 };
 
 struct LaunchOptions {
@@ -34,6 +38,7 @@ struct LaunchOptions {
   bool plain_with_icount = false;  // kPlain only: same -icount shift as rr, without rr
   bool start_paused = false;       // -S: the vCPU waits for QMP `cont` (a replayer needs its
                                    // first replay-break set before it runs)
+  std::string loadvm = {};         // -loadvm: start from this snapshot in vm_state_drive
 };
 
 std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOptions& options,

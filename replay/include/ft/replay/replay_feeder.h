@@ -65,6 +65,18 @@ class ReplayFeeder : public std::enable_shared_from_this<ReplayFeeder> {
   // Called once on an error that ends replay (QMP failure, FIFO write error).
   void OnError(std::function<void(Status)> handler);
 
+  // The replayer waits at the last break the received log allows: it has executed all it
+  // can of what arrived (short of the final event's read-ahead, which GoLive takes care of).
+  bool caught_up() const;
+  // Go-live, once this backup has won the test-and-set: replay up to E, the icount at the
+  // end of the last complete event received, and pause there for good. A break at E plus a
+  // synthetic INSTRUCTION event after the log (count 0x7fffffff) lets QEMU read ahead at E
+  // without reaching the end of its input (docs/design.md, "Go-live from any event
+  // boundary"). `done` gets E once the replayer is paused at exactly E; an incomplete last
+  // event is dropped. A point of no return: this replayer can never take real events again,
+  // and Append refuses from now on.
+  void GoLive(std::function<void(Result<uint64_t>)> done);
+
   const ReplayFeederStats& stats() const;
 
  private:
