@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "ft/log.h"
+#include "ft/net/announce.h"
 #include "ft/net/frame_hash.h"
 #include "ft/net/stream_framing.h"
 #include "ft/net/tap_device.h"
@@ -47,6 +48,7 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
         acceptor(io),
         guest(io),
         tap(io),
+        announce_timer(io),
         log(Logger("net")),
         gate([this](GatedFrame&& f) { Released(std::move(f)); }, options.gate_limits) {
     if (options.outbound == Outbound::kOpen) gate.Open(Clock::now());
@@ -56,7 +58,9 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
   local::acceptor acceptor;
   local::socket guest;
   asio::posix::stream_descriptor tap;
+  asio::steady_timer announce_timer;
   std::shared_ptr<spdlog::logger> log;
+  std::optional<MacAddress> mac;
   OutputGate gate;
   NicStats stats;
   bool closed = false;
@@ -74,6 +78,14 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
   bool writing_tap = false;
 
   Status Open() {
+    if (!options.mac.empty()) {
+      mac = ParseMac(options.mac);
+      if (!mac) {
+        return InvalidArgument(fmt::format("vm '{}': NIC MAC '{}' is malformed", options.vm,
+                                           options.mac));
+      }
+    }
+    if (options.guest_ipv4) stats.guest_ipv4 = Ipv4ToString(*options.guest_ipv4);
     std::string path = options.socket_path;
     unlink(path.c_str());
     std::error_code ec;
@@ -150,6 +162,7 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
   }
 
   void FromGuestFrame(std::string frame) {
+    LearnGuestAddress(frame);
     switch (options.outbound) {
       case Outbound::kDrop:
         ++stats.dropped_backup;
@@ -177,6 +190,43 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
     }
   }
 
+  void LearnGuestAddress(std::string_view frame) {
+    if (!mac) return;
+    auto ip = GuestIpv4From(frame, *mac);
+    if (!ip || ip == options.guest_ipv4) return;
+    options.guest_ipv4 = ip;
+    stats.guest_ipv4 = Ipv4ToString(*ip);
+    log->debug("vm '{}': guest uses IPv4 address {}", options.vm, stats.guest_ipv4);
+  }
+
+  // ---- announce (go-live)
+  void Announce(int round) {
+    if (closed || !tap.is_open() || !mac) return;
+    std::string frame =
+        options.guest_ipv4 ? GratuitousArp(*mac, *options.guest_ipv4) : RarpAnnounce(*mac);
+    if (round == 0) {
+      log->info("vm '{}': announcing {} on TAP '{}' ({})", options.vm, options.mac, stats.tap,
+                options.guest_ipv4 ? "gratuitous ARP for " + stats.guest_ipv4
+                                   : std::string("RARP: the guest's address is not known"));
+    }
+    ++stats.announcements;
+    QueueToTap(std::move(frame));
+    if (round >= 2) return;
+    announce_timer.expires_after(std::chrono::milliseconds(100 * (round + 1)));
+    announce_timer.async_wait([self = shared_from_this(), round](const std::error_code& ec) {
+      if (!ec) self->Announce(round + 1);
+    });
+  }
+
+  void QueueToTap(std::string frame) {
+    if (to_tap.size() >= kMaxQueuedFrames + options.gate_limits.max_frames) {
+      ++stats.dropped_queue_full;
+      return;
+    }
+    to_tap.push_back(std::move(frame));
+    WriteTap();
+  }
+
   void Released(GatedFrame&& f) {
     if (trace) {
       std::fprintf(trace, "%llu %016llx %llu %llu %llu %lld %lld %d\n",
@@ -190,15 +240,14 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
       std::fflush(trace);
     }
     if (!tap.is_open()) return;
-    // A gate that opens releases everything it held at once: room for all of it.
+    // A gate that opens releases everything it held at once: the queue has room for all of it.
     if (to_tap.size() >= kMaxQueuedFrames + options.gate_limits.max_frames) {
       ++stats.dropped_queue_full;
       return;
     }
     ++stats.frames_out;
     stats.bytes_out += f.bytes.size();
-    to_tap.push_back(std::move(f.bytes));
-    WriteTap();
+    QueueToTap(std::move(f.bytes));
   }
 
   void WriteTap() {
@@ -264,6 +313,7 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
   void Close() {
     if (closed) return;
     closed = true;
+    announce_timer.cancel();
     std::error_code ec;
     acceptor.close(ec);
     guest.close(ec);
@@ -300,6 +350,10 @@ void GuestNic::OpenGate() {
   impl_->options.outbound = Outbound::kOpen;
   impl_->gate.Open(Clock::now());
 }
+
+void GuestNic::Announce() { impl_->Announce(0); }
+
+std::optional<uint32_t> GuestNic::guest_ipv4() const { return impl_->options.guest_ipv4; }
 
 void GuestNic::Close() { impl_->Close(); }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,10 @@ struct GuestNicOptions {
   // released_ns open" (CLOCK_MONOTONIC), for tests and benchmarks (docs/benchmarks.md).
   std::string trace_path;
   GateLimits gate_limits;
+  // The guest's MAC (for Announce and for learning its IPv4 address from what it sends), and
+  // that address if already known (e.g. from the backup's NIC before going live).
+  std::string mac;
+  std::optional<uint32_t> guest_ipv4;
 };
 
 struct NicStats {
@@ -56,6 +61,8 @@ struct NicStats {
   uint64_t dropped_no_log_position = 0;
   uint64_t dropped_backup = 0;  // kDrop
   uint64_t dropped_tap_errors = 0;
+  std::string guest_ipv4;      // as learnt from the guest's frames; "" until seen
+  uint64_t announcements = 0;  // frames sent by Announce
   GateStats gate;  // its dropped_full: frames dropped because the gate was full
 };
 
@@ -74,6 +81,11 @@ class GuestNic {
   // The primary lost its backup and runs unprotected: held frames go out in order, and so
   // does everything after.
   void OpenGate();
+  // Tells the switch the VM's MAC is now behind this host's TAP (after go-live): a gratuitous
+  // ARP for the guest's address, or a RARP if none is known, sent now and twice more over
+  // the next 300 ms, as QEMU announces a migrated VM.
+  void Announce();
+  std::optional<uint32_t> guest_ipv4() const;
   // Stops listening and forwarding; removes the socket file; the TAP disappears.
   void Close();
   NicStats stats() const;
