@@ -3,6 +3,12 @@
 // replay-break inside the received log (ReplayFeeder), so it never reaches the end of what
 // arrived. Every received chunk is acked with the replay position, which the primary uses
 // for output commit and pacing.
+//
+// Failover (node has shared_storage): when the primary is lost the replayer runs on to the
+// end of what was received while the claim for the next epoch is made; a backup that wins
+// goes live -- replay to the last complete event, savevm, quit, and a recording QEMU started
+// from that snapshot (a LivePrimaryVm) takes the VM's network on this host. One that loses
+// halts.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +22,10 @@
 #include <fmt/format.h>
 
 #include "ft/log.h"
+#include "ft/replay/qmp_client.h"
 #include "ft/replay/replay_feeder.h"
+#include "ft/replay/vm_state_drive.h"
+#include "failover.h"
 #include "roles.h"
 
 namespace ft::daemon {
@@ -28,8 +37,18 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kAckInterval = 20ms;  // acks also carry the replay position: refresh it
 constexpr auto kReplayStallWarning = 3s;
+constexpr auto kCatchUpPoll = 5ms;
 
-enum class BackupState { kWaitingForPrimary, kReplaying, kPrimaryLost, kFinished, kFailed };
+enum class BackupState {
+  kWaitingForPrimary,
+  kReplaying,
+  kPrimaryLost,
+  kGoingLive,
+  kLive,
+  kHalted,
+  kFinished,
+  kFailed
+};
 const char* BackupStateName(BackupState s) {
   switch (s) {
     case BackupState::kWaitingForPrimary:
@@ -38,6 +57,12 @@ const char* BackupStateName(BackupState s) {
       return "replaying";
     case BackupState::kPrimaryLost:
       return "primary-lost";
+    case BackupState::kGoingLive:
+      return "going-live";
+    case BackupState::kLive:
+      return "live";
+    case BackupState::kHalted:
+      return "halted";
     case BackupState::kFinished:
       return "finished";
     case BackupState::kFailed:
@@ -56,7 +81,10 @@ class BackupVm : public ManagedVm {
   FtRole role() const override { return FtRole::kBackup; }
   Status Start() override { return impl_->Start(); }
   void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
-  void OnChildSignal() override { impl_->runner.OnChildSignal(); }
+  void OnChildSignal() override {
+    impl_->runner.OnChildSignal();
+    if (impl_->successor) impl_->successor->OnChildSignal();
+  }
   VmReport Report() const override { return impl_->Report(); }
   Result<channel::Identity> ExpectPrimary() override { return impl_->ExpectPrimary(); }
   void AdoptSession(std::shared_ptr<channel::Session> s) override { impl_->Adopt(std::move(s)); }
@@ -69,15 +97,18 @@ class BackupVm : public ManagedVm {
           spec(s),
           runner(io_context, node_config, s),
           log(Logger("lockstep")),
-          ack_timer(io_context) {}
+          ack_timer(io_context),
+          catch_up_timer(io_context) {}
 
     asio::io_context& io;
     NodeConfig node;
     replay::VmSpec spec;
     VmRunner runner;
     std::shared_ptr<spdlog::logger> log;
-    asio::steady_timer ack_timer;
+    asio::steady_timer ack_timer, catch_up_timer;
     channel::Identity identity;
+    std::shared_ptr<Failover> failover;      // null: no shared_storage (failover off)
+    std::unique_ptr<ManagedVm> successor;    // after go-live: the recording primary
     std::shared_ptr<channel::Session> session;
     std::shared_ptr<replay::ReplayFeeder> feeder;
     std::shared_ptr<net::GuestNic> nic;  // nic = bridge: frames the replayed guest sends end here
@@ -94,11 +125,22 @@ class BackupVm : public ManagedVm {
 
     Status Start() {
       FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec));
+      std::weak_ptr<Impl> weak = shared_from_this();
+      FailoverHooks hooks;
+      hooks.go_live = [weak](uint64_t epoch) {
+        if (auto self = weak.lock()) self->GoLive(epoch);
+      };
+      hooks.halt = [weak](const std::string& why) {
+        if (auto self = weak.lock()) self->Halt(why);
+      };
+      FT_ASSIGN_OR_RETURN(failover, Failover::Create(io, node, spec.name, arbiter::Role::kBackup,
+                                                     identity.epoch, std::move(hooks)));
       log->info(
           "vm '{}': backup, epoch {}, config {}, rr log version {:#010x}; waiting for the "
-          "primary on {}:{}",
+          "primary on {}:{}; failover {}",
           spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
-          node.channel.listen_host, node.channel.listen_port);
+          node.channel.listen_host, node.channel.listen_port,
+          failover ? "through '" + node.shared_storage + "'" : std::string("off (no shared_storage)"));
       return Status::Ok();
     }
 
@@ -135,6 +177,7 @@ class BackupVm : public ManagedVm {
         if (auto self = weak.lock()) self->OnSessionClosed(why);
       });
       log->info("vm '{}': primary '{}' connected; replaying its log", spec.name, peer_node);
+      if (failover) failover->PeerConnected();
       if (const char* trace = getenv("FTD_TRACE_LOG_RECEIPTS"); trace && *trace && !receipts) {
         receipts = std::fopen(trace, "we");
       }
@@ -190,6 +233,7 @@ class BackupVm : public ManagedVm {
       run.mode = replay::RunMode::kReplay;
       run.rr_file = fifo_path;
       run.start_paused = true;
+      run.vm_state_drive = true;  // where go-live saves the VM
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.OnRunning([weak] {
         auto self = weak.lock();
@@ -268,10 +312,124 @@ class BackupVm : public ManagedVm {
       }
       state = BackupState::kPrimaryLost;
       note = fmt::format("primary '{}' lost: {}", peer_node, why.ToString());
-      log->error(
-          "vm '{}': {}; the replica holds at icount {} (failover is not enabled on this "
-          "node)",
-          spec.name, note, feeder ? feeder->stats().break_icount : 0);
+      if (!failover) {
+        log->error(
+            "vm '{}': {}; the replica holds at icount {} (failover is off: no shared_storage "
+            "on this node)",
+            spec.name, note, feeder ? feeder->stats().break_icount : 0);
+        return;
+      }
+      log->error("vm '{}': {}; replaying what was received ({} bytes, icount {}) and claiming "
+                 "the next epoch",
+                 spec.name, note, received, feeder ? feeder->stats().received_icount : 0);
+      failover->PeerLost(why.ToString());
+      WatchCatchUp();
+    }
+
+    // ---- failover: catch up, go live (or halt)
+    void WatchCatchUp() {
+      if (state != BackupState::kPrimaryLost) return;
+      // A replayer that never started has nothing to go live from; GoLive says so.
+      if (!replayer_started || !feeder || feeder->caught_up()) {
+        log->info("vm '{}': replay caught up with the received log (icount {})", spec.name,
+                  feeder ? feeder->stats().replayed_icount : 0);
+        failover->CaughtUp();
+        return;
+      }
+      catch_up_timer.expires_after(kCatchUpPoll);
+      catch_up_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+        if (auto self = weak.lock(); self && !ec) self->WatchCatchUp();
+      });
+    }
+
+    void GoLive(uint64_t epoch) {
+      state = BackupState::kGoingLive;
+      note = fmt::format("won epoch {}; going live", epoch);
+      if (!replayer_started || !feeder || runner.state() != VmState::kRunning) {
+        return GoLiveFailed(FailedPrecondition(
+            "the replayer is not running (no complete log span arrived before the primary "
+            "was lost)"));
+      }
+      std::weak_ptr<Impl> weak = shared_from_this();
+      feeder->GoLive([weak](Result<uint64_t> end) {
+        if (auto self = weak.lock()) self->SaveSnapshot(std::move(end));
+      });
+    }
+
+    void SaveSnapshot(Result<uint64_t> end) {
+      if (!end.ok()) return GoLiveFailed(end.status());
+      failover->MarkReplayEnded();
+      log->info("vm '{}': replayer paused at icount {}, the end of the primary's log; saving "
+                "snapshot '{}'",
+                spec.name, *end, replay::kGoLiveSnapshot);
+      std::weak_ptr<Impl> weak = shared_from_this();
+      runner.qmp()->Execute(
+          "human-monitor-command",
+          replay::Json{{"command-line", std::string("savevm ") + replay::kGoLiveSnapshot}}, 30s,
+          [weak](Result<replay::Json> r) {
+            auto self = weak.lock();
+            if (!self) return;
+            // HMP answers "" on success and the error text otherwise.
+            std::string said = r.ok() && r->is_string() ? r->get<std::string>() : "";
+            if (!r.ok()) return self->GoLiveFailed(r.status().WithContext("savevm"));
+            if (!said.empty()) return self->GoLiveFailed(Unavailable("savevm: " + said));
+            self->failover->MarkSnapshotSaved();
+            self->StopReplayer();
+          });
+    }
+
+    void StopReplayer() {
+      std::optional<uint32_t> guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
+      if (nic) nic->Close();
+      nic.reset();
+      std::weak_ptr<Impl> weak = shared_from_this();
+      runner.Stop([weak, guest_ipv4] {
+        if (auto self = weak.lock()) self->StartSuccessor(guest_ipv4);
+      });
+    }
+
+    void StartSuccessor(std::optional<uint32_t> guest_ipv4) {
+      feeder.reset();
+      std::error_code ec;
+      if (!fifo_path.empty()) fs::remove(fifo_path, ec);
+      LiveStart live;
+      live.snapshot = replay::kGoLiveSnapshot;
+      live.guest_ipv4 = guest_ipv4;
+      live.why = fmt::format("live in epoch {} after {}", failover->epoch() + 1, note);
+      std::weak_ptr<Impl> weak = shared_from_this();
+      live.on_started = [weak](Status s) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!s.ok()) return self->GoLiveFailed(s);
+        self->state = BackupState::kLive;
+        self->failover->GoLiveDone(Status::Ok());
+        self->note = self->failover->note();
+        self->log->warn("vm '{}': LIVE on this host: {}", self->spec.name, self->note);
+      };
+      successor = MakeLivePrimaryVm(io, node, spec, std::move(live));
+      if (Status s = successor->Start(); !s.ok()) GoLiveFailed(s);
+    }
+
+    void GoLiveFailed(const Status& why) {
+      log->error("vm '{}': going live failed: {}", spec.name, why.ToString());
+      if (failover) failover->GoLiveDone(why);  // halts through the arbiter
+    }
+
+    // Lost the claim (or going live failed): this copy stops for good.
+    void Halt(const std::string& why) {
+      state = BackupState::kHalted;
+      note = why;
+      catch_up_timer.cancel();
+      ack_timer.cancel();
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      if (successor) {
+        successor->Stop([] {});
+        return;
+      }
+      runner.Stop([] {});
     }
 
     // The replayer exited on its own: normal once END was fed (the log ran out).
@@ -302,7 +460,15 @@ class BackupVm : public ManagedVm {
         session.reset();
       }
       ack_timer.cancel();
+      catch_up_timer.cancel();
       std::weak_ptr<Impl> weak = shared_from_this();
+      if (successor) {
+        successor->Stop([weak, done = std::move(done)] {
+          if (auto self = weak.lock()) self->Shutdown();
+          done();
+        });
+        return;
+      }
       runner.Stop([weak, done = std::move(done)] {
         if (auto self = weak.lock()) self->Shutdown();
         done();
@@ -311,6 +477,7 @@ class BackupVm : public ManagedVm {
 
     void Shutdown() {
       ack_timer.cancel();
+      catch_up_timer.cancel();
       if (receipts) {
         std::fclose(receipts);
         receipts = nullptr;
@@ -324,11 +491,17 @@ class BackupVm : public ManagedVm {
       nic.reset();
       std::error_code ec;
       if (!fifo_path.empty()) fs::remove(fifo_path, ec);
+      fs::remove(runner.paths().vm_state_drive, ec);
       fs::remove(runner.paths().run_dir, ec);  // only if empty
     }
 
     VmReport Report() const {
       VmReport r;
+      if (successor) {
+        r = successor->Report();
+        if (failover) failover->FillReport(r);
+        return r;
+      }
       FillRunnerReport(runner, "replay", r);
       if (!replayer_started) r.state = "waiting";
       r.role = "backup";
@@ -348,6 +521,7 @@ class BackupVm : public ManagedVm {
       r.last_ack_ms_ago = MsSince(last_ack_sent);
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
       if (nic) r.nic = nic->stats();
+      if (failover) failover->FillReport(r);
       return r;
     }
   };

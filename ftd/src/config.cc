@@ -185,6 +185,8 @@ class Parser {
     } else if (key == "peer") {
       if (auto st = ParseHostPort(value, node.channel.peer_host, node.channel.peer_port); !st.ok())
         return KeyError(key, st.message());
+    } else if (key == "shared_storage") {
+      node.shared_storage = Resolve(base_dir_, value);
     } else if (key == "channel_key_file") {
       node.channel.key_file = Resolve(base_dir_, value);
     } else if (key == "heartbeat_interval_ms") {
@@ -198,7 +200,8 @@ class Parser {
     } else {
       return KeyError(key,
                       "unknown key; known keys: name, state_dir, run_dir, control_socket, "
-                      "log_level, listen, peer, channel_key_file, heartbeat_interval_ms, "
+                      "log_level, listen, peer, shared_storage, channel_key_file, "
+                      "heartbeat_interval_ms, "
                       "heartbeat_timeout_ms, max_lag_ms, max_unacked_mib");
     }
     return Status::Ok();

@@ -77,6 +77,19 @@ proto::VmStatus DescribeVm(const ManagedVm& vm) {
     nic->set_dropped_backup(n.dropped_backup);
     nic->set_dropped_tap_errors(n.dropped_tap_errors);
   }
+  if (r.failover) {
+    const FailoverReport& f = *r.failover;
+    auto* fo = s.mutable_failover();
+    fo->set_state(f.state);
+    fo->set_shared_storage(f.shared_storage);
+    fo->set_claims_sent(f.claims_sent);
+    fo->set_peer_lost_ns(f.peer_lost_ns);
+    fo->set_caught_up_ns(f.caught_up_ns);
+    fo->set_claim_won_ns(f.claim_won_ns);
+    fo->set_replay_ended_ns(f.replay_ended_ns);
+    fo->set_snapshot_saved_ns(f.snapshot_saved_ns);
+    fo->set_live_ns(f.live_ns);
+  }
   return s;
 }
 

@@ -11,6 +11,7 @@
 
 #include "ft/daemon/control_socket.h"
 #include "ft/proto/control.pb.h"
+#include "ft/shared_disk/shared_directory.h"
 
 namespace {
 
@@ -79,6 +80,41 @@ void PrintNic(const ft::proto::VmStatus& vm) {
   }
 }
 
+nlohmann::json FailoverJson(const ft::proto::VmStatus& vm) {
+  if (!vm.has_failover()) return nullptr;
+  const auto& f = vm.failover();
+  return {{"state", f.state()},
+          {"shared_storage", f.shared_storage()},
+          {"claims_sent", f.claims_sent()},
+          {"peer_lost_ns", f.peer_lost_ns()},
+          {"caught_up_ns", f.caught_up_ns()},
+          {"claim_won_ns", f.claim_won_ns()},
+          {"replay_ended_ns", f.replay_ended_ns()},
+          {"snapshot_saved_ns", f.snapshot_saved_ns()},
+          {"live_ns", f.live_ns()}};
+}
+
+// "+123 ms" after the peer was lost, for each failover step reached.
+void PrintFailover(const ft::proto::VmStatus& vm) {
+  if (!vm.has_failover()) {
+    std::printf("Failover:    off (no shared_storage on this node)\n");
+    return;
+  }
+  const auto& f = vm.failover();
+  std::printf("Failover:    %s, storage %s, %d claim(s) sent\n", f.state().c_str(),
+              f.shared_storage().c_str(), f.claims_sent());
+  if (!f.peer_lost_ns()) return;
+  auto step = [&](const char* what, int64_t ns) {
+    if (ns) std::printf("  %-22s +%.0f ms\n", what, double(ns - f.peer_lost_ns()) / 1e6);
+  };
+  std::printf("  %-22s at 0 ms\n", "peer lost");
+  step("caught up", f.caught_up_ns());
+  step("claim won", f.claim_won_ns());
+  step("replay at end of log", f.replay_ended_ns());
+  step("snapshot saved", f.snapshot_saved_ns());
+  step("live", f.live_ns());
+}
+
 nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
   return {{"name", vm.name()},
           {"state", vm.state()},
@@ -103,7 +139,8 @@ nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
           {"last_ack_ms_ago", vm.last_ack_ms_ago()},
           {"paced_ms", vm.paced_ms()},
           {"channel_rtt_us", vm.channel_rtt_us()},
-          {"nic", NicJson(vm)}};
+          {"nic", NicJson(vm)},
+          {"failover", FailoverJson(vm)}};
 }
 
 std::string Uptime(uint64_t ms) {
@@ -156,6 +193,7 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
                                        : fmt::format("{} ms ago", vm.last_ack_ms_ago()).c_str());
   if (vm.channel_rtt_us())
     std::printf("Channel RTT: %.2f ms\n", double(vm.channel_rtt_us()) / 1000);
+  PrintFailover(vm);
 }
 
 }  // namespace
@@ -174,11 +212,33 @@ int main(int argc, char** argv) {
   std::string vm_name;
   auto* status = app.add_subcommand("status", "show one VM's state in detail");
   status->add_option("DOMAIN", vm_name, "the VM's name")->required();
+  std::string storage_dir;
+  auto* init_storage = app.add_subcommand(
+      "init-storage",
+      "make DIR (on the storage both hosts mount) the claim store that decides failovers; "
+      "run once, on one host; needs no ftd");
+  init_storage->add_option("DIR", storage_dir, "the shared directory (it must exist)")
+      ->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kExitUsage;
+  }
+  if (*init_storage) {
+    ft::Status s = ft::shared_disk::SharedDirectoryTestAndSet::Initialize(storage_dir);
+    if (!s.ok()) {
+      std::fprintf(stderr, "ftctl: %s\n", s.message().c_str());
+      return kExitFailed;
+    }
+    if (json) {
+      std::printf("%s\n", nlohmann::json{{"shared_storage", storage_dir}}.dump(2).c_str());
+    } else {
+      std::printf("'%s' is a claim store now; set 'shared_storage = %s' in both hosts' "
+                  "[node] sections\n",
+                  storage_dir.c_str(), storage_dir.c_str());
+    }
+    return 0;
   }
 
   ft::proto::ControlRequest request;

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstdio>
 #include <map>
 
 #include <fmt/format.h>
@@ -79,6 +80,22 @@ Result<uint64_t> LoadEpoch(const std::string& state_dir) {
 
 }  // namespace
 
+Status SaveEpoch(const NodeConfig& node, const std::string& vm, uint64_t epoch) {
+  std::string dir = PathsFor(node, vm).state_dir;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::string path = dir + "/epoch", tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << epoch << "\n";
+    if (!out.flush()) return ErrnoStatus(fmt::format("cannot write epoch file '{}'", tmp), errno);
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return ErrnoStatus(fmt::format("cannot replace epoch file '{}'", path), errno);
+  }
+  return Status::Ok();
+}
+
 Result<channel::Identity> ManagedVm::ExpectPrimary() {
   return FailedPrecondition(
       fmt::format("vm '{}' is not a backup on this node (ft = {})", name(), FtRoleName(role())));
@@ -132,7 +149,8 @@ channel::Options ChannelOptionsFrom(const ChannelConfig& config) {
 
 Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRunner& runner,
                                                 const replay::VmSpec& spec, net::Outbound outbound,
-                                                std::function<Result<uint64_t>()> log_position) {
+                                                std::function<Result<uint64_t>()> log_position,
+                                                std::optional<uint32_t> guest_ipv4) {
   if (!spec.nic || spec.nic->backend != replay::NicBackend::kBridge) {
     return std::shared_ptr<net::GuestNic>();
   }
@@ -144,6 +162,8 @@ Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRu
   if (outbound != net::Outbound::kDrop) o.bridge = spec.nic->bridge;
   o.outbound = outbound;
   o.log_position = std::move(log_position);
+  o.mac = spec.nic->mac;
+  o.guest_ipv4 = guest_ipv4;
   if (const char* trace = getenv("FTD_TRACE_GATE"); trace && *trace) o.trace_path = trace;
   return net::GuestNic::Create(io, std::move(o));
 }

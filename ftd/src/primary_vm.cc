@@ -14,6 +14,7 @@
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/rr_log_tap.h"
 #include "ft/replay/rr_stream.h"
+#include "failover.h"
 #include "roles.h"
 
 namespace ft::daemon {
@@ -32,15 +33,19 @@ constexpr double kHoldAt = 0.9;  // of max_lag_ms
 // as failed: pacing must never turn into a stalled primary.
 constexpr auto kReplayStallTimeout = 5s;
 
-enum class PrimaryState { kWaitingForBackup, kProtected, kUnprotected };
+enum class PrimaryState { kWaitingForBackup, kProtected, kArbitrating, kUnprotected, kHalted };
 const char* PrimaryStateName(PrimaryState s) {
   switch (s) {
     case PrimaryState::kWaitingForBackup:
       return "waiting-for-backup";
     case PrimaryState::kProtected:
       return "protected";
+    case PrimaryState::kArbitrating:
+      return "arbitrating";
     case PrimaryState::kUnprotected:
       return "unprotected";
+    case PrimaryState::kHalted:
+      return "halted";
   }
   return "?";
 }
@@ -66,8 +71,11 @@ Result<std::string> FindRrShim() {
 
 class PrimaryVm : public ManagedVm {
  public:
-  PrimaryVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
-      : impl_(std::make_shared<Impl>(io, node, spec)) {}
+  PrimaryVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec,
+            std::optional<LiveStart> live)
+      : impl_(std::make_shared<Impl>(io, node, spec)) {
+    impl_->live = std::move(live);
+  }
   ~PrimaryVm() override { impl_->Shutdown(); }
 
   const std::string& name() const override { return impl_->spec.name; }
@@ -100,6 +108,8 @@ class PrimaryVm : public ManagedVm {
     std::shared_ptr<replay::RrLogTap> tap;
     std::shared_ptr<net::GuestNic> nic;  // output commit (nic = bridge)
     std::shared_ptr<channel::Session> session;
+    std::shared_ptr<Failover> failover;  // null: no shared_storage (failover off)
+    std::optional<LiveStart> live;       // set: a backup that went live, running alone
     PrimaryState state = PrimaryState::kWaitingForBackup;
     std::string note;
     // Log bytes [unacked_base, tap->offset()) not yet acked by the backup.
@@ -121,6 +131,18 @@ class PrimaryVm : public ManagedVm {
     Status Start() {
       FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec));
       FT_ASSIGN_OR_RETURN(std::string shim, FindRrShim());
+      std::weak_ptr<Impl> weak = shared_from_this();
+      if (!live) {
+        FailoverHooks hooks;
+        hooks.open_gate = [weak] {
+          if (auto self = weak.lock()) self->GoUnprotected(self->failover->note());
+        };
+        hooks.halt = [weak](const std::string& why) {
+          if (auto self = weak.lock()) self->Halt(why);
+        };
+        FT_ASSIGN_OR_RETURN(failover, Failover::Create(io, node, spec.name, arbiter::Role::kPrimary,
+                                                       identity.epoch, std::move(hooks)));
+      }
       const auto& paths = runner.paths();
       std::error_code ec;
       fs::create_directories(paths.run_dir, ec);
@@ -128,7 +150,6 @@ class PrimaryVm : public ManagedVm {
       counters_path = paths.run_dir + "/rr-counters";
       fs::remove(counters_path, ec);  // a stale one would be mapped before QEMU makes its own
       FT_ASSIGN_OR_RETURN(tap, replay::RrLogTap::Create(io, spec.name, fifo_path));
-      std::weak_ptr<Impl> weak = shared_from_this();
       tap->OnData([weak](uint64_t offset, std::string_view bytes,
                          const std::vector<replay::RrEvent>& events) {
         if (auto self = weak.lock()) self->OnLog(offset, bytes, events);
@@ -141,14 +162,22 @@ class PrimaryVm : public ManagedVm {
       run.mode = replay::RunMode::kRecord;
       run.rr_file = fifo_path;
       run.extra_env = replay::RrShimEnv({shim, fifo_path, counters_path, 500, 1 << 20});
+      run.vm_state_drive = true;
+      if (live) run.loadvm = live->snapshot;
       runner.OnFailed([weak](const std::string& why) {
         if (auto self = weak.lock()) self->OnQemuFailed(why);
       });
-      auto served = ServeNic(io, runner, spec, net::Outbound::kGated, [weak]() -> Result<uint64_t> {
-        auto self = weak.lock();
-        if (!self) return Aborted("the primary is gone");
-        return self->LogProduced();
+      runner.OnRunning([weak] {
+        if (auto self = weak.lock()) self->OnQemuRunning();
       });
+      auto served = ServeNic(
+          io, runner, spec, live ? net::Outbound::kOpen : net::Outbound::kGated,
+          [weak]() -> Result<uint64_t> {
+            auto self = weak.lock();
+            if (!self) return Aborted("the primary is gone");
+            return self->LogProduced();
+          },
+          live ? live->guest_ipv4 : std::nullopt);
       if (!served.ok()) {
         RemoveFiles();
         return served.status();
@@ -160,25 +189,64 @@ class PrimaryVm : public ManagedVm {
         return s;
       }
       tap->Start();
-      log->info("vm '{}': primary, epoch {}, config {}, rr log version {:#010x}; backup at {}:{}",
-                spec.name, identity.epoch, identity.config_digest.substr(0, 12),
-                identity.rr_version, node.channel.peer_host, node.channel.peer_port);
-      Connect();
+      if (live) {
+        state = PrimaryState::kUnprotected;
+        note = live->why;
+        log->warn("vm '{}': LIVE from snapshot '{}' in epoch {}, running unprotected: {}",
+                  spec.name, live->snapshot, identity.epoch, live->why);
+      } else {
+        log->info(
+            "vm '{}': primary, epoch {}, config {}, rr log version {:#010x}; backup at {}:{}; "
+            "failover {}",
+            spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
+            node.channel.peer_host, node.channel.peer_port,
+            failover ? "through '" + node.shared_storage + "'" : std::string("off (no shared_storage)"));
+        Connect();
+      }
       Tick();
       return Status::Ok();
+    }
+
+    // QEMU answers QMP. A copy that went live now owns the VM's network on this host: tell
+    // the switch, and drop the snapshot it started from (the drive must not fill up).
+    void OnQemuRunning() {
+      if (!live) return;
+      if (nic) nic->Announce();
+      if (auto qmp = runner.qmp()) {
+        std::string snapshot = live->snapshot;
+        qmp->Execute("human-monitor-command",
+                     replay::Json{{"command-line", "delvm " + snapshot}}, 5s,
+                     [weak = weak_from_this(), snapshot](Result<replay::Json> r) {
+                       auto self = weak.lock();
+                       if (!self) return;
+                       std::string said = r.ok() && r->is_string() ? r->get<std::string>() : "";
+                       if (!r.ok() || !said.empty()) {
+                         self->log->warn("vm '{}': could not delete snapshot '{}': {}",
+                                         self->spec.name, snapshot,
+                                         r.ok() ? said : r.status().ToString());
+                       }
+                     });
+      }
+      if (auto started = std::move(live->on_started)) {
+        live->on_started = nullptr;
+        started(Status::Ok());
+      }
     }
 
     // ---- the log: tap -> unacked buffer -> channel
     void OnLog(uint64_t offset, std::string_view bytes,
                const std::vector<replay::RrEvent>& events) {
       if (nic) nic->OnLogEvents(events);
-      if (state == PrimaryState::kUnprotected) return;  // nobody to hold it for
+      // Nobody to hold it for (any more): the log is read and dropped.
+      if (state != PrimaryState::kWaitingForBackup && state != PrimaryState::kProtected) return;
       unacked.append(bytes);
       if (session) session->SendLog(offset, bytes);
       if (state == PrimaryState::kWaitingForBackup && unacked.size() > max_unacked()) {
-        GoUnprotected(fmt::format(
+        std::string why = fmt::format(
             "the backup did not connect before {} MiB of log accumulated (max_unacked_mib)",
-            node.channel.max_unacked_mib));
+            node.channel.max_unacked_mib);
+        if (failover) failover->GiveUpWaiting(why);
+        GoUnprotected(why);
         return;
       }
       Pace();
@@ -351,6 +419,7 @@ class PrimaryVm : public ManagedVm {
       });
       state = PrimaryState::kProtected;
       note.clear();
+      if (failover) failover->PeerConnected();
       last_ack = Clock::now();
       // Everything since offset 0 is still held: the backup starts from the beginning.
       if (!unacked.empty()) session->SendLog(unacked_base, unacked);
@@ -369,11 +438,46 @@ class PrimaryVm : public ManagedVm {
         session.reset();
       }
       if (stopping && log_closed) return MaybeFinishStop();
+      if (failover && state == PrimaryState::kProtected && !stopping) {
+        // Output stays held until this copy has won the next epoch: a partitioned backup
+        // may be claiming it to go live.
+        state = PrimaryState::kArbitrating;
+        note = fmt::format("backup lost ({}); holding output until the claim is decided",
+                           why.ToString());
+        unacked.clear();
+        unacked.shrink_to_fit();
+        reconnect_timer.cancel();
+        Pace();
+        log->warn("vm '{}': {}", spec.name, note);
+        failover->PeerLost(why.ToString());
+        return;
+      }
       GoUnprotected(fmt::format("backup lost: {}", why.ToString()));
     }
 
+    // Lost the claim: the backup went (or goes) live. This copy must never be seen again:
+    // its held output is dropped with the NIC and QEMU is stopped.
+    void Halt(const std::string& why) {
+      state = PrimaryState::kHalted;
+      note = why;
+      CloseNic();
+      if (session) {
+        session->Close();
+        session.reset();
+      }
+      Pace();
+      std::weak_ptr<Impl> weak = shared_from_this();
+      runner.Stop([weak] {
+        if (auto self = weak.lock()) {
+          if (self->tap) self->tap->Close();
+          self->log_closed = true;
+          self->log->error("vm '{}': halted; QEMU stopped", self->spec.name);
+        }
+      });
+    }
+
     void GoUnprotected(const std::string& why) {
-      if (state == PrimaryState::kUnprotected) return;
+      if (state == PrimaryState::kUnprotected || state == PrimaryState::kHalted) return;
       state = PrimaryState::kUnprotected;
       note = why;
       unacked.clear();
@@ -391,6 +495,12 @@ class PrimaryVm : public ManagedVm {
 
     void OnQemuFailed(const std::string& why) {
       note = "QEMU failed: " + why;
+      if (live && live->on_started) {
+        auto started = std::move(live->on_started);
+        live->on_started = nullptr;
+        started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
+                                        live->snapshot, why)));
+      }
       if (session) {
         session->Close();
         session.reset();
@@ -490,6 +600,7 @@ class PrimaryVm : public ManagedVm {
       std::error_code ec;
       if (!fifo_path.empty()) fs::remove(fifo_path, ec);
       if (!counters_path.empty()) fs::remove(counters_path, ec);
+      fs::remove(runner.paths().vm_state_drive, ec);
       fs::remove(runner.paths().run_dir, ec);  // only if empty
     }
 
@@ -513,6 +624,7 @@ class PrimaryVm : public ManagedVm {
       r.paced_ms = static_cast<uint64_t>(paced_time().count());
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
       if (nic) r.nic = nic->stats();
+      if (failover) failover->FillReport(r);
       return r;
     }
   };
@@ -524,7 +636,12 @@ class PrimaryVm : public ManagedVm {
 
 std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
                                          const replay::VmSpec& spec) {
-  return std::make_unique<PrimaryVm>(io, node, spec);
+  return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt);
+}
+
+std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeConfig& node,
+                                             const replay::VmSpec& spec, LiveStart live) {
+  return std::make_unique<PrimaryVm>(io, node, spec, std::move(live));
 }
 
 }  // namespace ft::daemon

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 
 #include "ft/channel/session.h"
 #include "ft/daemon/managed_vm.h"
@@ -16,12 +18,27 @@ std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& n
                                        const replay::VmSpec& spec);
 std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
                                          const replay::VmSpec& spec);
+// A backup that went live continues as this: a recording primary started from the go-live
+// snapshot, running alone in the epoch it won, its NIC open and announced on this host.
+struct LiveStart {
+  std::string snapshot;               // in the VM-state drive (replay::kGoLiveSnapshot)
+  std::optional<uint32_t> guest_ipv4;  // learnt by the backup's NIC, for the announcement
+  std::string why;                    // for status: why this copy runs alone
+  // QEMU runs from the snapshot (ok) or could not start; called once.
+  std::function<void(Status)> on_started;
+};
+std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeConfig& node,
+                                             const replay::VmSpec& spec, LiveStart live);
 std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
                                         const replay::VmSpec& spec);
 
 // This node's handshake identity for `spec`: config digest, this QEMU's rr log version
 // (probed once per binary), the pair's epoch (state_dir/vms/NAME/epoch; 1 when new).
 Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec);
+
+// Records `epoch` as the VM's current one (state_dir/vms/NAME/epoch), atomically: after a
+// won claim, before the winner acts on it.
+Status SaveEpoch(const NodeConfig& node, const std::string& vm, uint64_t epoch);
 
 channel::Options ChannelOptionsFrom(const ChannelConfig& config);
 
@@ -30,7 +47,8 @@ channel::Options ChannelOptionsFrom(const ChannelConfig& config);
 // FTD_TRACE_GATE=PATH writes one line per released frame (docs/benchmarks.md).
 Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRunner& runner,
                                                 const replay::VmSpec& spec, net::Outbound outbound,
-                                                std::function<Result<uint64_t>()> log_position = {});
+                                                std::function<Result<uint64_t>()> log_position = {},
+                                                std::optional<uint32_t> guest_ipv4 = {});
 
 // Runner fields of a report (name, state, mode, pid, uptime, files, last error).
 void FillRunnerReport(const VmRunner& runner, const char* mode, VmReport& report);

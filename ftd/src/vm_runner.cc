@@ -14,6 +14,7 @@
 #include "ft/replay/process.h"
 #include "ft/replay/qemu_command.h"
 #include "ft/replay/qmp_client.h"
+#include "ft/replay/vm_state_drive.h"
 
 namespace ft::daemon {
 namespace {
@@ -71,6 +72,7 @@ VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name) {
   p.monitor_socket = p.run_dir + "/monitor.sock";
   p.pid_file = p.run_dir + "/qemu.pid";
   p.nic_socket = p.run_dir + "/nic.sock";
+  p.vm_state_drive = p.run_dir + "/vm-state.qcow2";
   return p;
 }
 
@@ -111,10 +113,15 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     FT_RETURN_IF_ERROR(ClearStaleRuntime());
 
     replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, run.rr_file,
-                               paths.monitor_socket, paths.nic_socket};
+                               paths.monitor_socket, paths.nic_socket, ""};
     replay::LaunchOptions launch_options;
     launch_options.mode = run.mode;
     launch_options.start_paused = run.start_paused;
+    if (run.vm_state_drive && run.mode != replay::RunMode::kPlain) {
+      FT_RETURN_IF_ERROR(PrepareVmStateDrive());
+      launch.vm_state_drive = paths.vm_state_drive;
+      launch_options.loadvm = run.loadvm;
+    }
     auto argv = replay::BuildQemuCommand(spec, launch_options, launch);
     {
       std::ofstream qlog(paths.qemu_log, std::ios::app);
@@ -146,6 +153,20 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     qmp->Connect(paths.qmp_socket, kQmpConnectTimeout, [weak](Status s) {
       if (auto self = weak.lock()) self->OnQmpConnected(s);
     });
+    return Status::Ok();
+  }
+
+  Status PrepareVmStateDrive() {
+    if (run.loadvm.empty()) {
+      return replay::CreateVmStateDrive(paths.vm_state_drive)
+          .WithContext(fmt::format("vm '{}'", spec.name));
+    }
+    if (access(paths.vm_state_drive.c_str(), R_OK | W_OK) != 0) {
+      return ErrnoStatus(fmt::format("vm '{}': the VM-state drive '{}' with snapshot '{}' is "
+                                     "not usable",
+                                     spec.name, paths.vm_state_drive, run.loadvm),
+                         errno);
+    }
     return Status::Ok();
   }
 

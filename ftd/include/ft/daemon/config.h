@@ -40,6 +40,10 @@ struct NodeConfig {
   std::string run_dir = "/run/ftd";        // sockets and pid files; removed at shutdown
   std::string control_socket;              // ftctl's socket; default <run_dir>/ftd.sock
   std::string log_level = "info";
+  // A directory both hosts mount, made a claim store with `ftctl init-storage` (the
+  // test-and-set that decides who goes live, design rule 3). "": failover off -- a primary
+  // that loses its backup runs on alone, and a backup never goes live.
+  std::string shared_storage;
   ChannelConfig channel;
 };
 

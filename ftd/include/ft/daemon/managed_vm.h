@@ -23,6 +23,16 @@ struct Identity;
 
 namespace ft::daemon {
 
+// A protected VM's failover (arbiter/): its state and when each step was reached, as
+// CLOCK_MONOTONIC nanoseconds (0: not reached), so a drill can split the failover time.
+struct FailoverReport {
+  std::string state;  // waiting-for-peer, protected, arbitrating, going-live, unprotected, halted
+  std::string shared_storage;
+  int claims_sent = 0;
+  int64_t peer_lost_ns = 0, caught_up_ns = 0, claim_won_ns = 0, replay_ended_ns = 0,
+          snapshot_saved_ns = 0, live_ns = 0;
+};
+
 // What `ftctl status` shows about a VM.
 struct VmReport {
   std::string name, state, mode, role, ft_state, ft_note, peer;
@@ -34,6 +44,7 @@ struct VmReport {
   double lag_ms = 0, log_bytes_per_sec = 0;
   int64_t last_ack_ms_ago = -1;
   std::optional<net::NicStats> nic;  // when ftd serves the NIC
+  std::optional<FailoverReport> failover;  // when the node has shared_storage
 };
 
 class ManagedVm {

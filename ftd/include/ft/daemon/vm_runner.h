@@ -38,6 +38,7 @@ struct VmPaths {
   std::string monitor_socket;  // run_dir/monitor.sock: a second QMP monitor for operators
   std::string pid_file;        // run_dir/qemu.pid
   std::string nic_socket;      // run_dir/nic.sock: ftd serves the VM's NIC (nic = bridge)
+  std::string vm_state_drive;  // run_dir/vm-state.qcow2: go-live snapshots (rr modes)
 };
 VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name);
 
@@ -47,6 +48,10 @@ struct RunOptions {
   std::string rr_file;                 // record/replay log (a FIFO); rr modes only
   std::vector<std::string> extra_env;  // e.g. the flush shim for a recorder
   bool start_paused = false;           // -S (a replayer waits for its first break)
+  // rr modes: attach the VM-state drive (paths().vm_state_drive), created empty here unless
+  // `loadvm` names a snapshot in it to start from. Its owner removes it when done.
+  bool vm_state_drive = false;
+  std::string loadvm;
 };
 
 class VmRunner {

@@ -1,0 +1,165 @@
+#include "failover.h"
+
+#include <asio.hpp>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "ft/log.h"
+#include "ft/shared_disk/shared_directory.h"
+#include "roles.h"
+
+namespace ft::daemon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kTick = std::chrono::milliseconds(50);
+
+int64_t MonotonicNs(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover::Impl> {
+  Impl(asio::io_context& io_context, const NodeConfig& node_config, const std::string& vm_name,
+       arbiter::Role role, uint64_t epoch, FailoverHooks failover_hooks)
+      : io(io_context),
+        node(node_config),
+        vm(vm_name),
+        hooks(std::move(failover_hooks)),
+        store(std::make_shared<shared_disk::SharedDirectoryTestAndSet>(node.shared_storage)),
+        arbiter({vm, node.name}, role, epoch, *this),
+        timer(io_context),
+        log(Logger("failover")) {}
+
+  asio::io_context& io;
+  NodeConfig node;
+  std::string vm;
+  FailoverHooks hooks;
+  std::shared_ptr<shared_disk::TestAndSet> store;  // shared with claim threads
+  arbiter::VmArbiter arbiter;
+  asio::steady_timer timer;
+  std::shared_ptr<spdlog::logger> log;
+  bool ticking = false;
+  std::string last_claim_error;
+  std::optional<Clock::time_point> caught_up_at, replay_ended_at, snapshot_saved_at;
+
+  // ---- arbiter::Actions
+  void Claim(const shared_disk::ClaimRequest& request) override {
+    log->info("vm '{}': claiming epoch {} on '{}' ({})", vm, request.epoch, node.shared_storage,
+              request.reason);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    auto claim_store = store;
+    asio::io_context& loop = io;
+    // One claim at a time (the arbiter waits for the answer); the thread holds only the
+    // store and a weak handle, so a claim stuck on dead storage never blocks a stop.
+    std::thread([weak, claim_store, request, &loop] {
+      auto result = claim_store->Claim(request);
+      asio::post(loop, [weak, result = std::move(result)] {
+        if (auto self = weak.lock()) self->OnClaimed(result);
+      });
+    }).detach();
+    StartTicking();
+  }
+
+  void OpenGate() override {
+    if (hooks.open_gate) hooks.open_gate();
+  }
+  void GoLive(uint64_t new_epoch) override {
+    if (hooks.go_live) hooks.go_live(new_epoch);
+  }
+  void Halt(const std::string& why) override {
+    log->error("vm '{}': HALTING this copy: {}", vm, why);
+    if (hooks.halt) hooks.halt(why);
+  }
+
+  void OnClaimed(const Result<shared_disk::ClaimOutcome>& result) {
+    if (result.ok() && result->won()) {
+      // The epoch is ours: remember it before acting on it, so a restarted ftd never comes
+      // back in the old epoch.
+      if (Status s = SaveEpoch(node, vm, result->record.epoch); !s.ok()) {
+        log->error("vm '{}': won epoch {} but cannot record it: {}", vm, result->record.epoch,
+                   s.ToString());
+      }
+      log->info("vm '{}': WON epoch {} on '{}'", vm, result->record.epoch, node.shared_storage);
+    } else if (result.ok()) {
+      log->warn("vm '{}': lost epoch {} to '{}' ({})", vm, result->record.epoch,
+                result->record.winner, result->record.reason);
+    } else if (result.status().ToString() != last_claim_error) {
+      last_claim_error = result.status().ToString();
+      log->error("vm '{}': claim not decided, not going live until it is: {}", vm,
+                 last_claim_error);
+    }
+    arbiter.OnClaimResult(result, Clock::now());
+  }
+
+  void StartTicking() {
+    if (ticking) return;
+    ticking = true;
+    Tick();
+  }
+
+  void Tick() {
+    timer.expires_after(kTick);
+    timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec) return;
+      self->arbiter.OnTick(Clock::now());
+      if (self->arbiter.state() == arbiter::FtState::kArbitrating) {
+        self->Tick();
+      } else {
+        self->ticking = false;
+      }
+    });
+  }
+};
+
+Result<std::shared_ptr<Failover>> Failover::Create(asio::io_context& io, const NodeConfig& node,
+                                                   const std::string& vm, arbiter::Role role,
+                                                   uint64_t epoch, FailoverHooks hooks) {
+  if (node.shared_storage.empty()) return std::shared_ptr<Failover>();
+  auto impl = std::make_shared<Impl>(io, node, vm, role, epoch, std::move(hooks));
+  return std::shared_ptr<Failover>(new Failover(std::move(impl)));
+}
+
+Failover::~Failover() { impl_->timer.cancel(); }
+
+void Failover::PeerConnected() { impl_->arbiter.OnPeerConnected(Clock::now()); }
+void Failover::PeerLost(const std::string& why) {
+  impl_->arbiter.OnPeerLost(why, Clock::now());
+}
+void Failover::CaughtUp() {
+  if (!impl_->caught_up_at) impl_->caught_up_at = Clock::now();
+  impl_->arbiter.OnCaughtUp(Clock::now());
+}
+void Failover::GiveUpWaiting(const std::string& why) {
+  impl_->arbiter.OnGiveUpWaiting(why, Clock::now());
+}
+void Failover::GoLiveDone(const Status& status) {
+  impl_->arbiter.OnGoLiveDone(status, Clock::now());
+}
+void Failover::MarkReplayEnded() { impl_->replay_ended_at = Clock::now(); }
+void Failover::MarkSnapshotSaved() { impl_->snapshot_saved_at = Clock::now(); }
+
+arbiter::FtState Failover::state() const { return impl_->arbiter.state(); }
+uint64_t Failover::epoch() const { return impl_->arbiter.epoch(); }
+const std::string& Failover::note() const { return impl_->arbiter.note(); }
+
+void Failover::FillReport(VmReport& r) const {
+  const auto& a = impl_->arbiter;
+  FailoverReport f;
+  f.state = arbiter::FtStateName(a.state());
+  f.shared_storage = impl_->node.shared_storage;
+  f.claims_sent = a.claims_sent();
+  auto ns = [](const std::optional<Clock::time_point>& t) { return t ? MonotonicNs(*t) : 0; };
+  f.peer_lost_ns = ns(a.peer_lost_at);
+  f.caught_up_ns = ns(impl_->caught_up_at);
+  f.claim_won_ns = ns(a.claim_won_at);
+  f.replay_ended_ns = ns(impl_->replay_ended_at);
+  f.snapshot_saved_ns = ns(impl_->snapshot_saved_at);
+  f.live_ns = ns(a.live_at);
+  r.failover = f;
+}
+
+}  // namespace ft::daemon

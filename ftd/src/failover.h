@@ -1,0 +1,62 @@
+// Internal to ftd: one protected VM's failover, the glue between a role (PrimaryVm or
+// BackupVm) and the pure VmArbiter (arbiter/). It runs claims on the shared storage off the
+// daemon's thread (a hung NFS mount must not stop the event loop), retries them on a timer,
+// records the new epoch before acting on a won claim, and keeps the times each step was
+// reached for `ftctl status` and the failover benchmark.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ft/arbiter/vm_arbiter.h"
+#include "ft/daemon/config.h"
+#include "ft/daemon/managed_vm.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace ft::daemon {
+
+// What the arbiter's decisions do to the VM; the role provides them.
+struct FailoverHooks {
+  std::function<void()> open_gate;             // primary: won; run alone, output released
+  std::function<void(uint64_t epoch)> go_live;  // backup: won and caught up
+  std::function<void(const std::string& why)> halt;
+};
+
+class Failover : public std::enable_shared_from_this<Failover> {
+ public:
+  // Null (and no error) when the node has no shared_storage: failover is off, a primary that
+  // loses its backup runs on alone and a backup never goes live.
+  static Result<std::shared_ptr<Failover>> Create(asio::io_context& io, const NodeConfig& node,
+                                                  const std::string& vm, arbiter::Role role,
+                                                  uint64_t epoch, FailoverHooks hooks);
+  ~Failover();
+
+  void PeerConnected();
+  void PeerLost(const std::string& why);
+  void CaughtUp();
+  void GiveUpWaiting(const std::string& why);
+  // Backup: going live ended (the recording QEMU runs from the snapshot, or it failed).
+  void GoLiveDone(const Status& status);
+  // Backup: the replayer reached the end of the received log (the go-live point).
+  void MarkReplayEnded();
+  void MarkSnapshotSaved();
+
+  arbiter::FtState state() const;
+  uint64_t epoch() const;
+  const std::string& note() const;
+  void FillReport(VmReport& report) const;
+
+ private:
+  struct Impl;
+  explicit Failover(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ft::daemon
