@@ -17,6 +17,7 @@
 #include "frame_capture.h"
 #include "guest_client.h"
 #include "lab.h"
+#include "lab_pair.h"
 #include "lockstep_pair.h"
 
 namespace ft::testing {
@@ -38,47 +39,11 @@ CommandOutput Ping(Lab& lab, int count) {
                     30s);
 }
 
-// Connects the client (in the client namespace) to the guest's stream service.
-Status ConnectClient(Lab& lab, StreamClient& client) {
-  Status connected;
-  FT_RETURN_IF_ERROR(
-      RunInNetns(lab.ns_client(), [&] { connected = client.Connect(lab.vm_ip(), 7000, 90s); }));
-  return connected;
-}
-
-// Reads `lines` stream lines with an echo every 10 lines.
-Status Converse(StreamClient& client, int lines) {
-  for (int i = 0; i < lines / 10; ++i) {
-    FT_RETURN_IF_ERROR(client.SendEcho(fmt::format("echo-{}", i)));
-    FT_RETURN_IF_ERROR(client.ReadStream(10, 30s));
-  }
-  return client.AwaitEchoes(30s);
-}
-
-// The guest with nondeterministic console output, its NIC served by ftd in the lab.
-LockstepOptions LabOptions(Lab& lab) {
-  LockstepOptions options;
-  options.vm.workload = "timer,chaos";
-  options.vm.data_disk = false;
-  options.lab = &lab;
-  return options;
-}
-
-// Starts the pair and waits until the primary is protected.
-Result<std::unique_ptr<LockstepPair>> StartProtected(const LockstepOptions& options) {
-  FT_ASSIGN_OR_RETURN(auto pair, LockstepPair::Start(options));
-  Status protected_ = pair->WaitForFtState(pair->primary(), "protected", 60s);
-  if (!protected_.ok()) {
-    return protected_.WithContext("primary's ftd log:\n" + ReadFile(pair->primary().ftd_log()));
-  }
-  return pair;
-}
-
 TEST(OutputCommitTest, ClientPingsAndTalksToAProtectedVmThroughTheGate) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  LockstepOptions options = LabOptions(**lab);
+  LockstepOptions options = LabPairOptions(**lab);
   auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
@@ -128,7 +93,7 @@ TEST(OutputCommitTest, AHungBackupHoldsOutputOnlyUntilTheHeartbeatTimeout) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  LockstepOptions options = LabOptions(**lab);
+  LockstepOptions options = LabPairOptions(**lab);
   options.heartbeat_timeout_ms = 1000;
   auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
@@ -209,7 +174,7 @@ TEST(OutputCommitTest, NoFrameReachesTheClientBeforeTheBackupHasTheLogThatCovers
     std::string dir;
     ~Cleanup() { std::filesystem::remove_all(dir); }
   } cleanup{traces};
-  LockstepOptions options = LabOptions(**lab);
+  LockstepOptions options = LabPairOptions(**lab);
   options.channel_delay = 25ms;  // each way: every ack is at least 50 ms after its log
   options.primary_env = {"FTD_TRACE_GATE=" + traces + "/gate"};
   options.backup_env = {"FTD_TRACE_LOG_RECEIPTS=" + traces + "/receipts"};

@@ -31,6 +31,7 @@ std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::s
       "channel_key_file = {}/channel.key\nheartbeat_interval_ms = {}\nheartbeat_timeout_ms = "
       "{}\nmax_lag_ms = {}\n{}\n",
       side.dir(), o.heartbeat_interval_ms, o.heartbeat_timeout_ms, o.max_lag_ms, channel_line);
+  if (!o.shared_storage.empty()) node_extra += "shared_storage = " + o.shared_storage + "\n";
   auto vm_section = text.find("\n[vm ");
   text.insert(vm_section, "\n" + node_extra);
   text += "ft = " + role + "\n";

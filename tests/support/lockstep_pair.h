@@ -28,6 +28,8 @@ struct LockstepOptions {
   // the channel over the lab's channel network, the VM's NIC served by ftd on br0 (the
   // DelayProxy, if any, runs inside host A). Null: both on loopback, QEMU user networking.
   Lab* lab = nullptr;
+  // Both nodes' shared_storage (a claim store: failover on). Empty: failover off.
+  std::string shared_storage;
   // The backup's VM definition when it must differ (tests of the handshake's refusals).
   std::optional<GuestVmOptions> backup_vm;
 };
