@@ -100,6 +100,11 @@ Status CompareIdentities(const Identity& self, const Identity& peer) {
                               me + " for vm '" + self.vm + "'");
   }
   const std::string vm = "vm '" + self.vm + "': ";
+  if (self.node == peer.node) {
+    return FailedPrecondition(vm + "the peer is also named '" + peer.node +
+                              "'; the two hosts' node names must differ (a failover claim "
+                              "names its winner by node)");
+  }
   if (self.config_digest != peer.config_digest) {
     return FailedPrecondition(vm + "config digest differs: " + who + " has " +
                               AbbreviateDigest(peer.config_digest) + " but " + me + " has " +

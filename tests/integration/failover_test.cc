@@ -193,7 +193,12 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
     // arbitrates its gate holds everything.
     bool a_live = a.live && a.ft_state == "unprotected";
     bool b_live = b.live;
-    if (a_live && b_live) ++both_live;
+    if (a_live && b_live && both_live++ == 0) {
+      ADD_FAILURE() << "two live copies\nprimary: " << a.status.dump()
+                    << "\nbackup: " << b.status.dump() << "\nprimary ftd log:\n"
+                    << ReadFile(p.primary().ftd_log()) << "\nbackup ftd log:\n"
+                    << ReadFile(p.backup().ftd_log());
+    }
     bool a_halted = a.ft_state == "halted" && a.status.value("qemu_pid", 0) == 0;
     bool b_halted = b.failover_state == "halted" && b.status.value("qemu_pid", 0) == 0;
     if ((a_live && b_halted) || (b_live && b.ft_state == "unprotected" && a_halted)) {

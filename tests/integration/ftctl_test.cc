@@ -35,7 +35,7 @@ TEST(FtctlTest, ListAndStatusOfARunningVm) {
   ASSERT_EQ(json.exit_code, 0) << json.output;
   auto parsed = nlohmann::json::parse(json.output, nullptr, false);
   ASSERT_FALSE(parsed.is_discarded()) << json.output;
-  EXPECT_EQ(parsed["node"], "test-web1");
+  EXPECT_EQ(parsed["node"], "test-ftctl");
   ASSERT_EQ(parsed["vms"].size(), 1u);
   EXPECT_EQ(parsed["vms"][0]["name"], "web1");
   EXPECT_EQ(parsed["vms"][0]["state"], "running");
@@ -53,7 +53,7 @@ TEST(FtctlTest, ListAndStatusOfARunningVm) {
 
   auto unknown = ftd.Ftctl({"status", "db9"});
   EXPECT_EQ(unknown.exit_code, 4) << unknown.output;
-  EXPECT_NE(unknown.output.find("no VM named 'db9' on node 'test-web1'"), std::string::npos)
+  EXPECT_NE(unknown.output.find("no VM named 'db9' on node 'test-ftctl'"), std::string::npos)
       << unknown.output;
 
   auto bad_flag = ftd.Ftctl({"list", "--frobnicate"});

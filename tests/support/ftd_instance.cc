@@ -74,7 +74,7 @@ uint16_t FreeLoopbackPort() {
 Result<std::unique_ptr<FtdInstance>> FtdInstance::Create(const std::string& label) {
   std::string templ = (fs::temp_directory_path() / ("ftd-test-" + label + "-XXXXXX")).string();
   if (!mkdtemp(templ.data())) return ErrnoStatus("mkdtemp", errno);
-  return std::unique_ptr<FtdInstance>(new FtdInstance(templ));
+  return std::unique_ptr<FtdInstance>(new FtdInstance(templ, "test-" + label));
 }
 
 FtdInstance::~FtdInstance() {
@@ -101,10 +101,10 @@ std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
   std::string net =
       vm.bridge.empty() ? "ftguest.ip=10.0.2.15/24 ftguest.gw=10.0.2.2" : "ftguest.ip=" + vm.lab_ip;
   std::string text = fmt::format(
-      "[node]\nname = test-{}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\n\n"
+      "[node]\nname = {}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\n\n"
       "[vm {}]\nmemory_mib = {}\nkernel = {}\ninitrd = {}/initrd.img\n"
       "cmdline = console=ttyS0 {} ftguest.workload={}{}{}\nqemu = {}\n",
-      vm.name, state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, net,
+      node_name(), state_dir(), run_dir(), vm.name, vm.memory_mib, GuestKernel(), guest, net,
       vm.workload, vm.extra_cmdline.empty() ? "" : " ", vm.extra_cmdline, QemuBinary());
   text +=
       vm.bridge.empty() ? "nic = user\n" : fmt::format("nic = bridge\nbridge = {}\n", vm.bridge);

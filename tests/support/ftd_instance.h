@@ -63,6 +63,8 @@ class FtdInstance {
   Result<replay::ExitStatus> Stop(std::chrono::milliseconds timeout);
 
   const std::string& dir() const { return dir_; }
+  // The node name in its config: "test-<label>" (the two ftds of a pair must differ).
+  const std::string& node_name() const { return node_name_; }
   std::string config_path() const { return dir_ + "/ftd.conf"; }
   std::string state_dir() const { return dir_ + "/state"; }
   std::string run_dir() const { return dir_ + "/run"; }
@@ -77,8 +79,9 @@ class FtdInstance {
   replay::ChildProcess* process() { return ftd_.get(); }
 
  private:
-  explicit FtdInstance(std::string dir) : dir_(std::move(dir)) {}
-  std::string dir_;
+  FtdInstance(std::string dir, std::string node_name)
+      : dir_(std::move(dir)), node_name_(std::move(node_name)) {}
+  std::string dir_, node_name_;
   std::unique_ptr<replay::ChildProcess> ftd_;
 };
 

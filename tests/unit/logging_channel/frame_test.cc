@@ -176,6 +176,10 @@ TEST(Handshake, IdentityMismatchNamesFieldNodesAndValues) {
   Identity v = b;
   v.vm = "db1";
   EXPECT_THAT(CompareIdentities(a, v).message(), HasSubstr("'db1'"));
+
+  // Two hosts of one name would both win the same failover claim (it names the winner).
+  EXPECT_THAT(CompareIdentities(a, a).message(),
+              HasSubstr("the peer is also named 'hostA'; the two hosts' node names must differ"));
 }
 
 }  // namespace
