@@ -10,6 +10,7 @@ PACKAGES=(
   libasio-dev libspdlog-dev libfmt-dev protobuf-compiler libprotobuf-dev
   libgtest-dev libgmock-dev googletest nlohmann-json3-dev libcli11-dev libsystemd-dev
   libssl-dev libzstd-dev libvirt-dev
+  libxml2-dev  # ft_libvirt parses domain XML with it
   # QEMU and libvirt (libvirt defines VMs; ftd runs QEMU itself)
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   # the guest image (scripts/build-guest.sh) and the lab
