@@ -14,7 +14,6 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <thread>
 
 #include <fmt/format.h>
@@ -29,37 +28,12 @@ namespace ft::testing {
 namespace {
 
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
 
 #define SKIP_WITHOUT_LAB(lab)                                                    \
   if (!(lab).ok() && (lab).status().code() == StatusCode::kFailedPrecondition) { \
     GTEST_SKIP() << (lab).status().ToString();                                   \
   }                                                                              \
   ASSERT_TRUE((lab).ok()) << (lab).status().ToString()
-
-// A claim store in a temp dir (the "shared storage" both lab hosts see), made with ftctl.
-class ClaimStore {
- public:
-  ClaimStore() : dir_(fmt::format("/tmp/ftd-test-claims-{}-{}", getpid(), counter_++)) {
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    auto out = RunCommand({FtctlBinary(), "init-storage", dir_}, 10s);
-    EXPECT_EQ(out.exit_code, 0) << out.output;
-  }
-  ~ClaimStore() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-    fs::remove_all(dir_ + ".away", ec);
-  }
-  const std::string& dir() const { return dir_; }
-  // Unreachable storage: the directory is gone (as an unmounted share is to ftd).
-  void TakeAway() { fs::rename(dir_, dir_ + ".away"); }
-  void GiveBack() { fs::rename(dir_ + ".away", dir_); }
-
- private:
-  static inline int counter_ = 0;
-  std::string dir_;
-};
 
 // What one side runs: whether its copy of the VM is live (a running QEMU that is the
 // primary, recording, and not halted).
@@ -83,17 +57,6 @@ SideView View(LockstepPair& p, FtdInstance& side) {
   return v;
 }
 
-// Kills host A the way a power cut does: its links go first (no FIN, no RST leaves it),
-// then its ftd and QEMU die by SIGKILL.
-void KillPrimaryHost(Lab& lab, LockstepPair& p) {
-  auto st = p.Status(p.primary());
-  int qemu = st.ok() ? st->value("qemu_pid", 0) : 0;
-  ASSERT_TRUE(lab.Run({"cut-host", "a"}).ok());
-  p.primary().process()->Signal(SIGKILL);
-  if (qemu > 0) kill(qemu, SIGKILL);  // ftd's child; its PDEATHSIG would do it too
-  p.primary().process()->WaitFor(10s);
-}
-
 // Polls the backup until its copy runs live (or `timeout`).
 Status WaitUntilBackupLive(LockstepPair& p, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
@@ -115,9 +78,10 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
   constexpr int kDrills = 5;
   for (int drill = 1; drill <= kDrills; ++drill) {
     SCOPED_TRACE(fmt::format("drill {}", drill));
-    ClaimStore store;
+    auto store = ClaimStore::Create();
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
     LockstepOptions options = LabPairOptions(**lab);
-    options.shared_storage = store.dir();
+    options.shared_storage = (*store)->dir();
     auto pair = StartProtected(options);
     ASSERT_TRUE(pair.ok()) << pair.status().ToString();
     auto& p = **pair;
@@ -126,11 +90,11 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
     ASSERT_TRUE(Converse(client, 40).ok());
     uint64_t seq_before = client.last_seq();
 
-    auto killed_at = Clock::now();
-    KillPrimaryHost(**lab, p);
+    auto killed_at = KillPrimaryHost(**lab, p);
+    ASSERT_TRUE(killed_at.ok()) << killed_at.status().ToString();
     Status live = WaitUntilBackupLive(p, 30s);
     ASSERT_TRUE(live.ok()) << live.ToString();
-    auto live_after = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at);
+    auto live_after = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *killed_at);
 
     // The same connection: sequence and echoes go on from where they were, nothing lost,
     // nothing repeated, nothing corrupt (StreamClient checks every line).
@@ -169,9 +133,10 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  ClaimStore store;
+  auto store = ClaimStore::Create();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
   LockstepOptions options = LabPairOptions(**lab);
-  options.shared_storage = store.dir();
+  options.shared_storage = (*store)->dir();
   auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
@@ -226,9 +191,10 @@ TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  ClaimStore store;
+  auto store = ClaimStore::Create();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
   LockstepOptions options = LabPairOptions(**lab);
-  options.shared_storage = store.dir();
+  options.shared_storage = (*store)->dir();
   auto pair = StartProtected(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
@@ -236,8 +202,8 @@ TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
   ASSERT_TRUE(ConnectClient(**lab, client).ok());
   ASSERT_TRUE(Converse(client, 30).ok());
 
-  store.TakeAway();
-  KillPrimaryHost(**lab, p);
+  ASSERT_TRUE((*store)->TakeAway().ok());
+  ASSERT_TRUE(KillPrimaryHost(**lab, p).ok());
   // Well past detection, catch-up and many claim retries: still not live.
   auto until = Clock::now() + 4s;
   SideView b;
@@ -250,7 +216,7 @@ TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
   EXPECT_GE(b.status["failover"].value("claims_sent", 0), 2) << "claims are not retried";
   EXPECT_TRUE(b.status["nic"]["tap"].get<std::string>().empty()) << "took the network early";
 
-  store.GiveBack();
+  ASSERT_TRUE((*store)->GiveBack().ok());
   Status live = WaitUntilBackupLive(p, 30s);
   ASSERT_TRUE(live.ok()) << live.ToString();
   Status talked = Converse(client, 40, 60s);

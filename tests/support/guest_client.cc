@@ -40,7 +40,9 @@ Status SendAll(int fd, const std::string& data) {
 }
 
 // Reads one '\n'-terminated line (without it) from fd, buffering the rest.
-Status ReadLineFrom(int fd, std::string& buffer, std::string& line, Clock::time_point deadline) {
+// `received_at`, if given, is set to the time of every recv() that returned data.
+Status ReadLineFrom(int fd, std::string& buffer, std::string& line, Clock::time_point deadline,
+                    Clock::time_point* received_at = nullptr) {
   while (true) {
     auto nl = buffer.find('\n');
     if (nl != std::string::npos) {
@@ -58,6 +60,7 @@ Status ReadLineFrom(int fd, std::string& buffer, std::string& line, Clock::time_
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus("recv", errno);
     if (n == 0) return Aborted("the guest closed the connection");
+    if (received_at) *received_at = Clock::now();
     buffer.append(chunk, static_cast<size_t>(n));
   }
 }
@@ -125,7 +128,7 @@ Status StreamClient::SendEcho(const std::string& text) {
 }
 
 Status StreamClient::ReadLine(std::string& line, Clock::time_point deadline) {
-  return ReadLineFrom(fd_, buffer_, line, deadline);
+  return ReadLineFrom(fd_, buffer_, line, deadline, &last_received_at_);
 }
 
 Status StreamClient::HandleLine(const std::string& line) {

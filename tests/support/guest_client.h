@@ -33,6 +33,8 @@ class StreamClient {
   uint64_t last_seq() const { return last_seq_; }
   uint64_t stream_lines() const { return stream_lines_; }
   uint64_t echoes_matched() const { return echoes_matched_; }
+  // When bytes last came off the socket (a failover benchmark's "first byte" clock).
+  Clock::time_point last_received_at() const { return last_received_at_; }
   void Close();
 
  private:
@@ -44,6 +46,7 @@ class StreamClient {
   uint64_t last_seq_ = 0;
   uint64_t stream_lines_ = 0;
   uint64_t echoes_matched_ = 0;
+  Clock::time_point last_received_at_{};
   std::vector<std::string> pending_echoes_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "guest_client.h"
 #include "lab.h"
@@ -23,5 +24,26 @@ Status ConnectClient(Lab& lab, StreamClient& client);
 // Reads `lines` stream lines with an echo every 10 lines, then waits for every echo.
 Status Converse(StreamClient& client, int lines,
                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// A claim store in a temp dir (the shared storage both lab hosts see), made with
+// `ftctl init-storage`; removed on destruction.
+class ClaimStore {
+ public:
+  static Result<std::unique_ptr<ClaimStore>> Create();
+  ~ClaimStore();
+  const std::string& dir() const { return dir_; }
+  // Unreachable storage: the directory goes away (as an unmounted share does) and back.
+  Status TakeAway();
+  Status GiveBack();
+
+ private:
+  explicit ClaimStore(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+// Kills host A the way a power cut does: its links go first (no FIN or RST leaves it), then
+// its ftd and QEMU die by SIGKILL. Returns when the links were cut (the moment of death as
+// the rest of the lab sees it).
+Result<Clock::time_point> KillPrimaryHost(Lab& lab, LockstepPair& pair);
 
 }  // namespace ft::testing
