@@ -25,8 +25,8 @@ usage() {
   exit 2
 }
 
-# `virsh uri` connects and asks nothing of QEMU; `virsh version` waits for libvirt's probe of
-# every QEMU binary, ~25 s each under TCG when its capability cache is cold.
+# `virsh uri` connects and asks nothing of QEMU; `virsh version` would wait for libvirt's
+# probes of the QEMU binaries when its capability cache is cold.
 answers() { timeout 10 virsh -c "$URI" uri >/dev/null 2>&1; }
 
 # The pid in our pid file if that process still is a libvirtd; nothing otherwise.
