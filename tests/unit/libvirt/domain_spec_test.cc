@@ -129,10 +129,14 @@ TEST(ImportDomainTest, DiskBootIsRefusedWithTheWayToDirectKernelBoot) {
 }
 
 struct MemoryCase {
+  std::string name;
   std::string element;
   uint32_t mib;
   bool warns;  // not a whole number of MiB
 };
+
+// ctest lists parameterized tests with their printed parameter: keep it short.
+void PrintTo(const MemoryCase& c, std::ostream* os) { *os << c.name; }
 
 class MemoryUnitTest : public ::testing::TestWithParam<MemoryCase> {};
 
@@ -149,18 +153,20 @@ TEST_P(MemoryUnitTest, UnitsScaleToMib) {
 
 INSTANTIATE_TEST_SUITE_P(
     Units, MemoryUnitTest,
-    ::testing::Values(MemoryCase{"<memory>262144</memory>", 256, false},  // KiB by default
-                      MemoryCase{"<memory unit='KiB'>262144</memory>", 256, false},
-                      MemoryCase{"<memory unit='k'>131072</memory>", 128, false},
-                      MemoryCase{"<memory unit='MiB'>384</memory>", 384, false},
-                      MemoryCase{"<memory unit='M'>384</memory>", 384, false},
-                      MemoryCase{"<memory unit='GiB'>2</memory>", 2048, false},
-                      MemoryCase{"<memory unit='G'>1</memory>", 1024, false},
-                      MemoryCase{"<memory unit='b'>268435456</memory>", 256, false},
-                      MemoryCase{"<memory unit='bytes'>134217728</memory>", 128, false},
-                      // Decimal units: 512 MB = 488.3 MiB, rounded up.
-                      MemoryCase{"<memory unit='MB'>512</memory>", 489, true},
-                      MemoryCase{"<memory unit='KiB'>262145</memory>", 257, true}));
+    ::testing::Values(
+        MemoryCase{"NoUnitIsKiB", "<memory>262144</memory>", 256, false},  // KiB by default
+        MemoryCase{"KiB", "<memory unit='KiB'>262144</memory>", 256, false},
+        MemoryCase{"k", "<memory unit='k'>131072</memory>", 128, false},
+        MemoryCase{"MiB", "<memory unit='MiB'>384</memory>", 384, false},
+        MemoryCase{"M", "<memory unit='M'>384</memory>", 384, false},
+        MemoryCase{"GiB", "<memory unit='GiB'>2</memory>", 2048, false},
+        MemoryCase{"G", "<memory unit='G'>1</memory>", 1024, false},
+        MemoryCase{"b", "<memory unit='b'>268435456</memory>", 256, false},
+        MemoryCase{"bytes", "<memory unit='bytes'>134217728</memory>", 128, false},
+        // Decimal units: 512 MB = 488.3 MiB, rounded up.
+        MemoryCase{"MB", "<memory unit='MB'>512</memory>", 489, true},
+        MemoryCase{"KiBNotWholeMiB", "<memory unit='KiB'>262145</memory>", 257, true}),
+    [](const ::testing::TestParamInfo<MemoryCase>& param) { return param.param.name; });
 
 TEST(ImportDomainTest, MemoryOutOfRangeOrBadUnitIsRefused) {
   EXPECT_THAT(ErrorOf(Domain("", "", "<memory unit='MiB'>32</memory>")),
@@ -186,6 +192,8 @@ struct RefusalCase {
   std::string top;
   std::vector<std::string> expected;
 };
+
+void PrintTo(const RefusalCase& c, std::ostream* os) { *os << c.name; }
 
 class RefusalTest : public ::testing::TestWithParam<RefusalCase> {};
 
