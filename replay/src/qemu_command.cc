@@ -149,7 +149,10 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
     argv.push_back(spec.cmdline);
   }
   argv.push_back("-chardev");
-  argv.push_back(fmt::format("file,id=console0,path={}", QemuEscape(paths.console_log)));
+  // A QEMU started from a snapshot continues the same guest: its console goes on after
+  // what the replayer wrote instead of replacing it.
+  argv.push_back(fmt::format("file,id=console0,path={}{}", QemuEscape(paths.console_log),
+                             options.loadvm.empty() ? "" : ",append=on"));
   argv.push_back("-serial");
   argv.push_back("chardev:console0");
   argv.push_back("-chardev");

@@ -13,6 +13,7 @@
 //    live until it is back.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -123,6 +124,14 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
         static_cast<long long>(ms("snapshot_saved_ns")), static_cast<long long>(ms("live_ns")),
         static_cast<unsigned long long>(seq_before),
         static_cast<unsigned long long>(client.last_seq()));
+    // The new primary's console is the dead one's, replayed, then goes on live: equal up
+    // to where the dead primary's log stopped reaching the backup (its last console bytes
+    // may never have been logged), and longer afterwards.
+    std::string a = p.primary_console(), b = p.backup_console();
+    size_t common = static_cast<size_t>(
+        std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin());
+    EXPECT_GE(common + 4096, a.size()) << FirstDifference(a, b);
+    EXPECT_GT(b.size(), common) << "the live guest printed nothing";
     client.Close();
     pair->reset();
     ASSERT_TRUE((*lab)->Run({"restore-host", "a"}).ok());

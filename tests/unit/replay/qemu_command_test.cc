@@ -195,9 +195,14 @@ TEST(QemuCommandTest, LoadvmStartsFromTheSnapshot) {
   paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
   LaunchOptions options = Opts(RunMode::kRecord, false);
   EXPECT_TRUE(Values(BuildQemuCommand(Spec(), options, paths), "-loadvm").empty());
+  EXPECT_TRUE(Has(Values(BuildQemuCommand(Spec(), options, paths), "-chardev"),
+                  "file,id=console0,path=/var/lib/ftd/web1/console.log"));
   options.loadvm = "ft-golive";
   EXPECT_EQ(Values(BuildQemuCommand(Spec(), options, paths), "-loadvm"),
             std::vector<std::string>{"ft-golive"});
+  // The same guest goes on: its console is appended to, not replaced.
+  EXPECT_TRUE(Has(Values(BuildQemuCommand(Spec(), options, paths), "-chardev"),
+                  "file,id=console0,path=/var/lib/ftd/web1/console.log,append=on"));
 }
 
 TEST(QemuCommandTest, JoinQuotesArgumentsWithSpaces) {
