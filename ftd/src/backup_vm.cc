@@ -140,7 +140,7 @@ class BackupVm : public ManagedVm {
           "primary on {}:{}; failover {}",
           spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
           node.channel.listen_host, node.channel.listen_port,
-          failover ? "through '" + node.shared_storage + "'" : std::string("off (no shared_storage)"));
+          DescribeFailover(node));
       return Status::Ok();
     }
 

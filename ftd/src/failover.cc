@@ -115,6 +115,11 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
   }
 };
 
+std::string DescribeFailover(const NodeConfig& node) {
+  if (node.shared_storage.empty()) return "off (no shared_storage)";
+  return fmt::format("through '{}'", node.shared_storage);
+}
+
 Result<std::shared_ptr<Failover>> Failover::Create(asio::io_context& io, const NodeConfig& node,
                                                    const std::string& vm, arbiter::Role role,
                                                    uint64_t epoch, FailoverHooks hooks) {

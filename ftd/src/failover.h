@@ -29,6 +29,9 @@ struct FailoverHooks {
   std::function<void(const std::string& why)> halt;
 };
 
+// For start-up log lines: "through '<store>'" or "off (no shared_storage)".
+std::string DescribeFailover(const NodeConfig& node);
+
 class Failover : public std::enable_shared_from_this<Failover> {
  public:
   // Null (and no error) when the node has no shared_storage: failover is off, a primary that

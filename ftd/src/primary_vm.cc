@@ -200,7 +200,7 @@ class PrimaryVm : public ManagedVm {
             "failover {}",
             spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
             node.channel.peer_host, node.channel.peer_port,
-            failover ? "through '" + node.shared_storage + "'" : std::string("off (no shared_storage)"));
+            DescribeFailover(node));
         Connect();
       }
       Tick();

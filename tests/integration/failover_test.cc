@@ -36,6 +36,24 @@ using namespace std::chrono_literals;
   }                                                                              \
   ASSERT_TRUE((lab).ok()) << (lab).status().ToString()
 
+// A protected pair with failover on (a fresh claim store) and a client that has talked to
+// the guest's stream service through it.
+struct FailoverPair {
+  std::unique_ptr<ClaimStore> store;
+  std::unique_ptr<LockstepPair> pair;
+  StreamClient client;
+
+  Status Start(Lab& lab, int lines = 30) {
+    FT_ASSIGN_OR_RETURN(store, ClaimStore::Create());
+    LockstepOptions options = LabPairOptions(lab);
+    options.shared_storage = store->dir();
+    FT_ASSIGN_OR_RETURN(pair, StartProtected(options));
+    FT_RETURN_IF_ERROR(ConnectClient(lab, client)
+                           .WithContext("primary's ftd log:\n" + ReadFile(pair->primary().ftd_log())));
+    return Converse(client, lines);
+  }
+};
+
 // What one side runs: whether its copy of the VM is live (a running QEMU that is the
 // primary, recording, and not halted).
 struct SideView {
@@ -79,16 +97,11 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
   constexpr int kDrills = 5;
   for (int drill = 1; drill <= kDrills; ++drill) {
     SCOPED_TRACE(fmt::format("drill {}", drill));
-    auto store = ClaimStore::Create();
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    LockstepOptions options = LabPairOptions(**lab);
-    options.shared_storage = (*store)->dir();
-    auto pair = StartProtected(options);
-    ASSERT_TRUE(pair.ok()) << pair.status().ToString();
-    auto& p = **pair;
-    StreamClient client;
-    ASSERT_TRUE(ConnectClient(**lab, client).ok()) << ReadFile(p.primary().ftd_log());
-    ASSERT_TRUE(Converse(client, 40).ok());
+    FailoverPair f;
+    Status started = f.Start(**lab, 40);
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    auto& p = *f.pair;
+    auto& client = f.client;
     uint64_t seq_before = client.last_seq();
 
     auto killed_at = KillPrimaryHost(**lab, p);
@@ -133,7 +146,7 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
     EXPECT_GE(common + 4096, a.size()) << FirstDifference(a, b);
     EXPECT_GT(b.size(), common) << "the live guest printed nothing";
     client.Close();
-    pair->reset();
+    f.pair.reset();
     ASSERT_TRUE((*lab)->Run({"restore-host", "a"}).ok());
   }
 }
@@ -142,16 +155,12 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  auto store = ClaimStore::Create();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  LockstepOptions options = LabPairOptions(**lab);
-  options.shared_storage = (*store)->dir();
-  auto pair = StartProtected(options);
-  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
-  auto& p = **pair;
-  StreamClient client;
-  ASSERT_TRUE(ConnectClient(**lab, client).ok());
-  ASSERT_TRUE(Converse(client, 30).ok());
+  FailoverPair f;
+  Status started = f.Start(**lab);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto& p = *f.pair;
+  auto& client = f.client;
+  auto& store = f.store;
 
   ASSERT_TRUE((*lab)->Run({"cut-channel"}).ok());
   // Watch both sides until one is live and the other halted; never both live at once.
@@ -200,18 +209,14 @@ TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
   SKIP_WITHOUT_LAB(lab);
-  auto store = ClaimStore::Create();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  LockstepOptions options = LabPairOptions(**lab);
-  options.shared_storage = (*store)->dir();
-  auto pair = StartProtected(options);
-  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
-  auto& p = **pair;
-  StreamClient client;
-  ASSERT_TRUE(ConnectClient(**lab, client).ok());
-  ASSERT_TRUE(Converse(client, 30).ok());
+  FailoverPair f;
+  Status started = f.Start(**lab);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto& p = *f.pair;
+  auto& client = f.client;
+  auto& store = f.store;
 
-  ASSERT_TRUE((*store)->TakeAway().ok());
+  ASSERT_TRUE(store->TakeAway().ok());
   ASSERT_TRUE(KillPrimaryHost(**lab, p).ok());
   // Well past detection, catch-up and many claim retries: still not live.
   auto until = Clock::now() + 4s;
@@ -225,7 +230,7 @@ TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
   EXPECT_GE(b.status["failover"].value("claims_sent", 0), 2) << "claims are not retried";
   EXPECT_TRUE(b.status["nic"]["tap"].get<std::string>().empty()) << "took the network early";
 
-  ASSERT_TRUE((*store)->GiveBack().ok());
+  ASSERT_TRUE(store->GiveBack().ok());
   Status live = WaitUntilBackupLive(p, 30s);
   ASSERT_TRUE(live.ok()) << live.ToString();
   Status talked = Converse(client, 40, 60s);
