@@ -117,6 +117,7 @@ class BackupVm : public ManagedVm {
     std::string note, peer_node;
     uint64_t received = 0;
     bool replayer_started = false;
+    bool stopping = false;  // Stop() was called: a go-live in progress goes no further
     RateMeter rate;
     Clock::time_point last_ack_sent{};
     // Diagnostics for benchmarks: FTD_TRACE_LOG_RECEIPTS=PATH appends "<end offset>
@@ -343,6 +344,7 @@ class BackupVm : public ManagedVm {
     }
 
     void GoLive(uint64_t epoch) {
+      if (stopping) return;
       state = BackupState::kGoingLive;
       note = fmt::format("won epoch {}; going live", epoch);
       if (!replayer_started || !feeder || runner.state() != VmState::kRunning) {
@@ -357,6 +359,7 @@ class BackupVm : public ManagedVm {
     }
 
     void SaveSnapshot(Result<uint64_t> end) {
+      if (stopping) return;
       if (!end.ok()) return GoLiveFailed(end.status());
       failover->MarkReplayEnded();
       log->info("vm '{}': replayer paused at icount {}, the end of the primary's log; saving "
@@ -368,7 +371,7 @@ class BackupVm : public ManagedVm {
           replay::Json{{"command-line", std::string("savevm ") + replay::kGoLiveSnapshot}}, 30s,
           [weak](Result<replay::Json> r) {
             auto self = weak.lock();
-            if (!self) return;
+            if (!self || self->stopping) return;
             // HMP answers "" on success and the error text otherwise.
             std::string said = r.ok() && r->is_string() ? r->get<std::string>() : "";
             if (!r.ok()) return self->GoLiveFailed(r.status().WithContext("savevm"));
@@ -384,7 +387,8 @@ class BackupVm : public ManagedVm {
       nic.reset();
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.Stop([weak, guest_ipv4] {
-        if (auto self = weak.lock()) self->StartSuccessor(guest_ipv4);
+        auto self = weak.lock();
+        if (self && !self->stopping) self->StartSuccessor(guest_ipv4);
       });
     }
 
@@ -455,6 +459,7 @@ class BackupVm : public ManagedVm {
     }
 
     void Stop(std::function<void()> done) {
+      stopping = true;
       if (session) {
         session->Close();
         session.reset();
