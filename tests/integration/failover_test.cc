@@ -160,7 +160,6 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
   ASSERT_TRUE(started.ok()) << started.ToString();
   auto& p = *f.pair;
   auto& client = f.client;
-  auto& store = f.store;
 
   ASSERT_TRUE((*lab)->Run({"cut-channel"}).ok());
   // Watch both sides until one is live and the other halted; never both live at once.
