@@ -366,19 +366,14 @@ class BackupVm : public ManagedVm {
                 "snapshot '{}'",
                 spec.name, *end, replay::kGoLiveSnapshot);
       std::weak_ptr<Impl> weak = shared_from_this();
-      runner.qmp()->Execute(
-          "human-monitor-command",
-          replay::Json{{"command-line", std::string("savevm ") + replay::kGoLiveSnapshot}}, 30s,
-          [weak](Result<replay::Json> r) {
-            auto self = weak.lock();
-            if (!self || self->stopping) return;
-            // HMP answers "" on success and the error text otherwise.
-            std::string said = r.ok() && r->is_string() ? r->get<std::string>() : "";
-            if (!r.ok()) return self->GoLiveFailed(r.status().WithContext("savevm"));
-            if (!said.empty()) return self->GoLiveFailed(Unavailable("savevm: " + said));
-            self->failover->MarkSnapshotSaved();
-            self->StopReplayer();
-          });
+      runner.qmp()->ExecuteHmp(std::string("savevm ") + replay::kGoLiveSnapshot, 30s,
+                               [weak](Status saved) {
+                                 auto self = weak.lock();
+                                 if (!self || self->stopping) return;
+                                 if (!saved.ok()) return self->GoLiveFailed(saved);
+                                 self->failover->MarkSnapshotSaved();
+                                 self->StopReplayer();
+                               });
     }
 
     void StopReplayer() {

@@ -213,19 +213,13 @@ class PrimaryVm : public ManagedVm {
       if (!live) return;
       if (nic) nic->Announce();
       if (auto qmp = runner.qmp()) {
-        std::string snapshot = live->snapshot;
-        qmp->Execute("human-monitor-command",
-                     replay::Json{{"command-line", "delvm " + snapshot}}, 5s,
-                     [weak = weak_from_this(), snapshot](Result<replay::Json> r) {
-                       auto self = weak.lock();
-                       if (!self) return;
-                       std::string said = r.ok() && r->is_string() ? r->get<std::string>() : "";
-                       if (!r.ok() || !said.empty()) {
-                         self->log->warn("vm '{}': could not delete snapshot '{}': {}",
-                                         self->spec.name, snapshot,
-                                         r.ok() ? said : r.status().ToString());
-                       }
-                     });
+        qmp->ExecuteHmp("delvm " + live->snapshot, 5s, [weak = weak_from_this()](Status s) {
+          auto self = weak.lock();
+          if (self && !s.ok()) {
+            self->log->warn("vm '{}': could not delete the go-live snapshot: {}",
+                            self->spec.name, s.ToString());
+          }
+        });
       }
       if (auto started = std::move(live->on_started)) {
         live->on_started = nullptr;

@@ -514,6 +514,18 @@ void QmpClient::Execute(const std::string& command, Json arguments,
   });
 }
 
+void QmpClient::ExecuteHmp(const std::string& command_line, std::chrono::milliseconds timeout,
+                           std::function<void(Status)> done) {
+  Execute("human-monitor-command", Json{{"command-line", command_line}}, timeout,
+          [command_line, done = std::move(done)](Result<Json> r) {
+            if (!r.ok()) return done(r.status().WithContext(command_line));
+            std::string said = r->is_string() ? r->get<std::string>() : "";
+            while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
+            if (!said.empty()) return done(RemoteError(command_line + ": " + said));
+            done(Status::Ok());
+          });
+}
+
 void QmpClient::OnEvent(EventHandler handler) {
   asio::dispatch(impl_->strand, [impl = impl_, handler = std::move(handler)]() mutable {
     impl->on_event = std::move(handler);

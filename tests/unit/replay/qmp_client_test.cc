@@ -177,6 +177,26 @@ TEST_F(QmpClientTest, ErrorReplyIsRemoteWithClassAndDesc) {
   EXPECT_TRUE(client_->connected()) << "an error reply is a normal answer";
 }
 
+TEST_F(QmpClientTest, HmpCommandFailsWithTheTextTheHumanMonitorPrinted) {
+  ASSERT_NO_FATAL_FAILURE(StartServerAndConnect());
+  auto run = [&](const std::string& line) {
+    std::optional<Status> result;
+    client_->ExecuteHmp(line, 2s, [&](Status s) { result = s; });
+    EXPECT_TRUE(RunUntil([&] { return result.has_value(); }));
+    return result.value_or(Internal("no answer"));
+  };
+  server_->Script("human-monitor-command", QmpScript::Return(""));
+  Status ok = run("savevm ft-golive");
+  EXPECT_TRUE(ok.ok()) << ok.ToString();
+  EXPECT_EQ(server_->received().back()["arguments"]["command-line"], "savevm ft-golive");
+
+  server_->Script("human-monitor-command",
+                  QmpScript::Return("Error: No block device can accept snapshots\r\n"));
+  Status failed = run("savevm ft-golive");
+  EXPECT_EQ(failed.code(), StatusCode::kRemote);
+  EXPECT_EQ(failed.message(), "savevm ft-golive: Error: No block device can accept snapshots");
+}
+
 TEST_F(QmpClientTest, UnknownCommandIsCommandNotFoundAsQemuSaysIt) {
   ASSERT_NO_FATAL_FAILURE(StartServerAndConnect());
   Result<Json> r = ExecuteBlocking(io_, *client_, "no-such-command", Json(), 2s);

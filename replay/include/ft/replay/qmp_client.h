@@ -77,6 +77,11 @@ class QmpClient : public std::enable_shared_from_this<QmpClient> {
   // Messages start with "vm '<name>': ".
   void Execute(const std::string& command, Json arguments, std::chrono::milliseconds timeout,
                ReplyHandler done);
+  // A human monitor command (`savevm`, `delvm`, ... that have no QMP form in 7.2) through
+  // human-monitor-command. HMP answers "" on success and its error text otherwise; that text
+  // becomes kRemote "<command line>: <text>". Other failures as for Execute.
+  void ExecuteHmp(const std::string& command_line, std::chrono::milliseconds timeout,
+                  std::function<void(Status)> done);
 
   // Replace the previous handler. Events are delivered in wire order relative to replies.
   void OnEvent(EventHandler handler);
