@@ -46,6 +46,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnAck(std::function<void(uint64_t, uint64_t)> cb);
   void OnClosed(std::function<void(Status)> cb);
   void Close();
+  void SendMessage(std::string_view payload);
+  void OnMessage(std::function<void(std::string_view)> cb);
+  void GoSilent();
   const Identity& peer() const { return peer_; }
   const SessionStats& stats() const { return stats_; }
   const std::string& peer_address() const { return peer_address_; }
@@ -73,6 +76,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
   struct HeldAck {
     uint64_t received_offset, replayed_icount;
+  };
+  struct HeldMessage {
+    std::string payload;
   };
 
   void OnConnected(std::error_code ec);
@@ -104,6 +110,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void DeliverLog(uint64_t offset, std::string_view data);
   void DeliverAck(uint64_t received_offset, uint64_t replayed_icount);
+  void DeliverMessage(std::string_view payload);
   void FlushHeld();
   void ScheduleFlushHeld();
 
@@ -142,8 +149,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void(uint64_t, std::string_view)> on_log_;
   std::function<void(uint64_t, uint64_t)> on_ack_;
   std::function<void(Status)> on_closed_;
-  std::deque<std::variant<HeldLog, HeldAck>> held_;  // arrived before their callback was set
+  std::function<void(std::string_view)> on_message_;
+  std::deque<std::variant<HeldLog, HeldAck, HeldMessage>> held_;  // arrived before their callback was set
   bool flush_scheduled_ = false;
+  bool silent_ = false;  // GoSilent(): playing dead
   std::optional<Status> undelivered_close_;
 
   SessionStats stats_;

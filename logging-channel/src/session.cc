@@ -45,6 +45,8 @@ const char* BodyName(const proto::ChannelFrame& f) {
       return "ack";
     case proto::ChannelFrame::kHeartbeat:
       return "heartbeat";
+    case proto::ChannelFrame::kMessage:
+      return "peer message";
     case proto::ChannelFrame::BODY_NOT_SET:
       break;
   }
@@ -77,6 +79,11 @@ class SessionHandle final : public Session {
   void OnAck(std::function<void(uint64_t, uint64_t)> cb) override { c_->OnAck(std::move(cb)); }
   void OnClosed(std::function<void(Status)> cb) override { c_->OnClosed(std::move(cb)); }
   void Close() override { c_->Close(); }
+  void SendMessage(std::string_view payload) override { c_->SendMessage(payload); }
+  void OnMessage(std::function<void(std::string_view)> cb) override {
+    c_->OnMessage(std::move(cb));
+  }
+  void GoSilent() override { c_->GoSilent(); }
   const Identity& peer() const override { return c_->peer(); }
   const SessionStats& stats() const override { return c_->stats(); }
 
@@ -115,7 +122,7 @@ Connection::~Connection() = default;
 void Connection::StartConnect(const std::string& host, uint16_t port, Identity self,
                               HandshakeDone done) {
   self_ = std::move(self);
-  prefix_ = "vm '" + self_.vm + "': ";
+  prefix_ = self_.vm == kPeerControlVm ? "peer control: " : "vm '" + self_.vm + "': ";
   handshake_done_ = std::move(done);
   state_ = State::kConnecting;
   ArmHandshakeTimer();
@@ -283,6 +290,7 @@ void Connection::HandleFrame(std::string_view payload) {
                        peer_address_ + ": not a valid ChannelFrame message"));
     return;
   }
+  if (silent_) return;  // playing dead: nothing read is acted on
   if (state_ == State::kOpen) {
     HandleSessionFrame(f);
   } else if (role_ == Role::kConnector) {
@@ -427,7 +435,7 @@ void Connection::HandleAcceptorStep(const proto::ChannelFrame& f, std::string_vi
                                        " failed authentication (wrong channel key?)"));
       }
       // Authenticated: now the peer may learn what this host thinks of the VM.
-      prefix_ = "vm '" + peer_.vm + "': ";
+      prefix_ = peer_.vm == kPeerControlVm ? "peer control: " : "vm '" + peer_.vm + "': ";
       Result<Identity> mine = expect_(peer_.vm);
       if (!mine.ok()) {
         Status s = FailedPrecondition(mine.status().message());
@@ -610,7 +618,7 @@ void Connection::OnWrite(std::error_code ec) {
 // --- Session -----------------------------------------------------------------------------
 
 void Connection::SendLog(uint64_t offset, std::string_view data) {
-  if (state_ != State::kOpen) {
+  if (state_ != State::kOpen || silent_) {
     log_->debug("{}dropping {} log bytes at offset {}: channel is not open", prefix_, data.size(),
                 offset);
     return;
@@ -638,7 +646,7 @@ void Connection::SendLog(uint64_t offset, std::string_view data) {
 }
 
 void Connection::SendAck(uint64_t received_offset, uint64_t replayed_icount) {
-  if (state_ != State::kOpen) return;
+  if (state_ != State::kOpen || silent_) return;
   proto::ChannelFrame f;
   f.mutable_ack()->set_received_offset(received_offset);
   f.mutable_ack()->set_replayed_icount(replayed_icount);
@@ -690,6 +698,13 @@ void Connection::HandleSessionFrame(const proto::ChannelFrame& f) {
       }
       return;
     }
+    case proto::ChannelFrame::kMessage:
+      if (peer_.vm != kPeerControlVm) {
+        return Fail(ProtocolError(prefix_ + PeerName() +
+                                  " sent a peer message on a VM's log session"));
+      }
+      DeliverMessage(f.message().payload());
+      return;
     case proto::ChannelFrame::kRefusal:
       return Fail(FailedPrecondition(prefix_ + PeerName() +
                                      " refused the session: " + f.refusal().reason()));
@@ -715,6 +730,41 @@ void Connection::DeliverAck(uint64_t received_offset, uint64_t replayed_icount) 
     return;
   }
   held_.emplace_back(HeldAck{received_offset, replayed_icount});
+}
+
+void Connection::DeliverMessage(std::string_view payload) {
+  if (on_message_ && held_.empty()) {
+    Invoke(
+        on_message_, [this] { return state_ == State::kOpen; }, payload);
+    return;
+  }
+  held_.emplace_back(HeldMessage{std::string(payload)});
+}
+
+void Connection::SendMessage(std::string_view payload) {
+  if (state_ != State::kOpen || silent_) return;
+  proto::ChannelFrame f;
+  f.mutable_message()->set_payload(payload.data(), payload.size());
+  QueueFrame(f);
+}
+
+void Connection::OnMessage(std::function<void(std::string_view)> cb) {
+  on_message_ = std::move(cb);
+  ScheduleFlushHeld();
+}
+
+void Connection::GoSilent() {
+  if (state_ != State::kOpen || silent_) return;
+  log_->info("{}going silent towards {} (a drill: the peer must find this host dead)", prefix_,
+             PeerName());
+  silent_ = true;
+  heartbeat_timer_.cancel();
+  watchdog_timer_.cancel();
+  on_log_ = nullptr;
+  on_ack_ = nullptr;
+  on_message_ = nullptr;
+  on_closed_ = nullptr;
+  held_.clear();
 }
 
 void Connection::OnLog(std::function<void(uint64_t, std::string_view)> cb) {
@@ -759,12 +809,18 @@ void Connection::FlushHeld() {
       held_.pop_front();
       Invoke(
           on_log_, [this] { return state_ == State::kOpen; }, l->offset, std::string_view(l->data));
-    } else {
-      auto& a = std::get<HeldAck>(item);
+    } else if (auto* a = std::get_if<HeldAck>(&item)) {
       if (!on_ack_) return;
       held_.pop_front();
       Invoke(
-          on_ack_, [this] { return state_ == State::kOpen; }, a.received_offset, a.replayed_icount);
+          on_ack_, [this] { return state_ == State::kOpen; }, a->received_offset,
+          a->replayed_icount);
+    } else {
+      auto& m = std::get<HeldMessage>(item);
+      if (!on_message_) return;
+      held_.pop_front();
+      Invoke(
+          on_message_, [this] { return state_ == State::kOpen; }, std::string_view(m.payload));
     }
   }
 }

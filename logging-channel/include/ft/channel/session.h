@@ -22,6 +22,10 @@ class io_context;
 
 namespace ft::channel {
 
+// The vm name of a session between the two ftds themselves (enable, disable, planned
+// failover, drills: ftd/src/peer_link.h) rather than for one VM's log. No VM can have it.
+inline constexpr char kPeerControlVm[] = "";
+
 // What each side states about itself in the handshake. Both sides of a VM must agree on
 // vm, config_digest, rr_version and epoch, or the connection is refused with a message
 // naming the field and both values.
@@ -76,6 +80,16 @@ class Session : public std::enable_shared_from_this<Session> {
   virtual void OnClosed(std::function<void(Status)> cb) = 0;
   // Closes the socket; no callbacks after this returns.
   virtual void Close() = 0;
+
+  // Peer control (a session whose vm is kPeerControlVm): one opaque message each way.
+  virtual void SendMessage(std::string_view payload) = 0;
+  virtual void OnMessage(std::function<void(std::string_view payload)> cb) = 0;
+
+  // What a host that died looks like to the peer: nothing more is sent (no heartbeats, no
+  // log) and nothing read is acted on, but the socket stays open, so the peer finds out by
+  // its heartbeat timeout rather than by a closed connection. Failover drills use it.
+  // No callbacks run after it; Close() still closes the socket.
+  virtual void GoSilent() = 0;
 
   virtual const Identity& peer() const = 0;
   virtual const SessionStats& stats() const = 0;
