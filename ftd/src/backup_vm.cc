@@ -88,6 +88,21 @@ class BackupVm : public ManagedVm {
   VmReport Report() const override { return impl_->Report(); }
   Result<channel::Identity> ExpectPrimary() override { return impl_->ExpectPrimary(); }
   void AdoptSession(std::shared_ptr<channel::Session> s) override { impl_->Adopt(std::move(s)); }
+  Status AcceptHandover(uint64_t log_end) override { return impl_->AcceptHandover(log_end); }
+  // A copy that went live answers as the primary it now is.
+  Status TurnFtOff(const std::string& why) override {
+    if (impl_->successor) return impl_->successor->TurnFtOff(why);
+    return ManagedVm::TurnFtOff(why);
+  }
+  void DrainForHandover(std::chrono::milliseconds timeout,
+                        std::function<void(Result<uint64_t>)> done) override {
+    if (impl_->successor) return impl_->successor->DrainForHandover(timeout, std::move(done));
+    ManagedVm::DrainForHandover(timeout, std::move(done));
+  }
+  Status PlayDead() override {
+    if (impl_->successor) return impl_->successor->PlayDead();
+    return ManagedVm::PlayDead();
+  }
 
  private:
   struct Impl : std::enable_shared_from_this<Impl> {
@@ -300,10 +315,40 @@ class BackupVm : public ManagedVm {
           st.received_bytes);
     }
 
+    // Planned failover: the primary stopped its vCPU and everything it logged is here; its
+    // channel closes next, and this copy goes live without waiting for a heartbeat timeout.
+    Status AcceptHandover(uint64_t log_end) {
+      if (state != BackupState::kReplaying || !session) {
+        return FailedPrecondition(fmt::format("vm '{}' is {} on this node, not replaying: it "
+                                              "cannot take over{}",
+                                              spec.name, BackupStateName(state),
+                                              note.empty() ? "" : " (" + note + ")"));
+      }
+      if (!failover) {
+        return FailedPrecondition(fmt::format(
+            "vm '{}': failover is off on this node (no shared_storage): it cannot go live",
+            spec.name));
+      }
+      if (received != log_end) {
+        return FailedPrecondition(fmt::format(
+            "vm '{}': {} log bytes received here, but the primary's log is {} bytes", spec.name,
+            received, log_end));
+      }
+      handover_from = peer_node;
+      log->warn("vm '{}': planned failover: '{}' stopped at {} log bytes; taking over when its "
+                "channel closes",
+                spec.name, peer_node, log_end);
+      return Status::Ok();
+    }
+    std::string handover_from;  // set: a planned failover, not a lost primary
+
     void OnSessionClosed(Status why) {
       session.reset();
       ack_timer.cancel();
       if (state != BackupState::kReplaying) return;
+      if (!handover_from.empty()) {
+        why = Aborted(fmt::format("planned failover from '{}'", handover_from));
+      }
       if (feeder && feeder->stats().ended) {
         state = BackupState::kFinished;
         note = "the primary shut down; replay runs to the end of its log";

@@ -185,6 +185,8 @@ class Parser {
     } else if (key == "peer") {
       if (auto st = ParseHostPort(value, node.channel.peer_host, node.channel.peer_port); !st.ok())
         return KeyError(key, st.message());
+    } else if (key == "qemu") {
+      config_.node.qemu = value.find('/') == std::string::npos ? value : Resolve(base_dir_, value);
     } else if (key == "shared_storage") {
       node.shared_storage = Resolve(base_dir_, value);
     } else if (key == "channel_key_file") {
@@ -200,7 +202,7 @@ class Parser {
     } else {
       return KeyError(key,
                       "unknown key; known keys: name, state_dir, run_dir, control_socket, "
-                      "log_level, listen, peer, shared_storage, channel_key_file, "
+                      "log_level, listen, peer, shared_storage, qemu, channel_key_file, "
                       "heartbeat_interval_ms, "
                       "heartbeat_timeout_ms, max_lag_ms, max_unacked_mib");
     }
@@ -485,19 +487,69 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source,
   return Parser(source, base_dir).Parse(text);
 }
 
-Status CheckConfigFiles(const Config& config) {
-  for (const auto& vm : config.vms) {
-    if (!IsExecutable(vm.qemu_binary)) {
-      return NotFound(
-          fmt::format("vm '{}': qemu '{}' is not an executable program (is "
-                      "qemu-system-x86 installed?)",
-                      vm.name, vm.qemu_binary));
-    }
-    FT_RETURN_IF_ERROR(CheckReadable(vm.name, "kernel", vm.kernel));
-    if (!vm.initrd.empty()) FT_RETURN_IF_ERROR(CheckReadable(vm.name, "initrd", vm.initrd));
-    for (const auto& disk : vm.disks) FT_RETURN_IF_ERROR(CheckImage(vm.name, disk));
+Status CheckVmFiles(const replay::VmSpec& vm) {
+  if (!IsExecutable(vm.qemu_binary)) {
+    return NotFound(
+        fmt::format("vm '{}': qemu '{}' is not an executable program (is "
+                    "qemu-system-x86 installed?)",
+                    vm.name, vm.qemu_binary));
   }
+  FT_RETURN_IF_ERROR(CheckReadable(vm.name, "kernel", vm.kernel));
+  if (!vm.initrd.empty()) FT_RETURN_IF_ERROR(CheckReadable(vm.name, "initrd", vm.initrd));
+  for (const auto& disk : vm.disks) FT_RETURN_IF_ERROR(CheckImage(vm.name, disk));
   return Status::Ok();
+}
+
+Status CheckConfigFiles(const Config& config) {
+  for (const auto& vm : config.vms) FT_RETURN_IF_ERROR(CheckVmFiles(vm));
+  return Status::Ok();
+}
+
+std::string FormatVmSection(const replay::VmSpec& spec) {
+  std::string out = fmt::format("[vm {}]\n", spec.name);
+  auto key = [&out](const std::string& k, const std::string& v) {
+    if (!v.empty()) out += fmt::format("{} = {}\n", k, v);
+  };
+  key("memory_mib", std::to_string(spec.memory_mib));
+  key("icount_shift", std::to_string(spec.icount_shift));
+  key("qemu", spec.qemu_binary);
+  key("kernel", spec.kernel);
+  key("initrd", spec.initrd);
+  key("cmdline", spec.cmdline);
+  for (const auto& d : spec.disks) {
+    key("disk." + d.id, d.path);
+    key("disk." + d.id + ".format", d.format);
+    key("disk." + d.id + ".bus", replay::DiskBusName(d.bus));
+  }
+  if (!spec.nic) {
+    key("nic", "none");
+    return out;
+  }
+  const auto& nic = *spec.nic;
+  key("nic", replay::NicBackendName(nic.backend));
+  key("nic_model", "e1000");
+  key("mac", nic.mac);
+  for (const auto& f : nic.forwards) {
+    key("forward", fmt::format("{}:{} -> {}", f.host_address, f.host_port, f.guest_port));
+  }
+  key("nic_socket", nic.socket_path);
+  key("tap", nic.tap_name);
+  key("bridge", nic.bridge);
+  return out;
+}
+
+Result<replay::VmSpec> ParseVmSection(std::string_view text, const std::string& source) {
+  FT_ASSIGN_OR_RETURN(Config config, ParseConfig(text, source, "/"));
+  if (config.vms.size() != 1) {
+    return InvalidArgument(
+        fmt::format("{}: expected one [vm NAME] section, found {}", source, config.vms.size()));
+  }
+  if (!config.roles.empty()) {
+    return InvalidArgument(fmt::format(
+        "{}: [vm {}] sets ft; a VM's role comes from the command, not its definition", source,
+        config.vms[0].name));
+  }
+  return config.vms[0];
 }
 
 Result<Config> LoadConfig(const std::string& path) {

@@ -13,7 +13,10 @@ namespace ft::daemon {
 namespace {
 
 using asio::local::stream_protocol;
+// Reading the request is bounded tightly; answering is bounded by the handler (a drill or a
+// planned failover takes seconds) and, as a last resort, by kAnswerTimeout.
 constexpr auto kSessionTimeout = std::chrono::seconds(5);
+constexpr auto kAnswerTimeout = std::chrono::seconds(300);
 
 uint32_t ReadBigEndian32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -43,9 +46,16 @@ class Session : public std::enable_shared_from_this<Session> {
       asio::async_read(
           self->socket_, asio::buffer(self->body_), [self](const std::error_code& ec2, size_t) {
             if (ec2) return self->Done();
-            self->reply_ = FrameControlMessage(self->handler_(self->body_));
-            asio::async_write(self->socket_, asio::buffer(self->reply_),
-                              [self](const std::error_code&, size_t) { self->Done(); });
+            self->timer_.expires_after(kAnswerTimeout);
+            self->timer_.async_wait([self](const std::error_code& ec3) {
+              if (!ec3) self->socket_.close();
+            });
+            self->handler_(self->body_, [self](std::string reply) {
+              if (!self->socket_.is_open()) return;  // timed out: ftctl has given up
+              self->reply_ = FrameControlMessage(reply);
+              asio::async_write(self->socket_, asio::buffer(self->reply_),
+                                [self](const std::error_code&, size_t) { self->Done(); });
+            });
           });
     });
   }

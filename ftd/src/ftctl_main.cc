@@ -1,15 +1,22 @@
 // ftctl: the operator's CLI for ftd, virsh-like. Talks to the local ftd over its root-only
 // control socket with typed (protobuf) requests.
 //
-// Exit codes: 0 ok, 1 the request failed, 2 bad usage, 3 ftd not reachable, 4 unknown VM.
+// Exit codes (docs/operations.md): 0 ok, 1 the request failed, 2 bad usage, 3 ftd not
+// reachable, 4 unknown VM or domain, 5 FT already on, 6 the peer ftd not reachable, 7 refused
+// (the VM cannot be protected, or not in its current state).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <variant>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ft/daemon/config.h"
 #include "ft/daemon/control_socket.h"
+#include "ft/libvirt/connection.h"
+#include "ft/libvirt/domain_spec.h"
 #include "ft/proto/control.pb.h"
 #include "ft/shared_disk/shared_directory.h"
 
@@ -19,6 +26,42 @@ constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 constexpr int kExitUnknownVm = 4;
+constexpr int kExitAlreadyOn = 5;
+constexpr int kExitPeerUnreachable = 6;
+constexpr int kExitRefused = 7;
+
+// What ftctl prints and exits with when it gives up.
+struct Failure {
+  int exit_code;
+  std::string message;
+};
+
+int Fail(const Failure& f, bool json) {
+  if (json) {
+    std::printf("%s\n",
+                nlohmann::json{{"error", f.message}, {"exit_code", f.exit_code}}.dump(2).c_str());
+  } else {
+    std::fprintf(stderr, "ftctl: %s\n", f.message.c_str());
+  }
+  return f.exit_code;
+}
+
+int ExitCodeOf(ft::proto::ControlResponse::Code code) {
+  switch (code) {
+    case ft::proto::ControlResponse::OK:
+      return 0;
+    case ft::proto::ControlResponse::UNKNOWN_VM:
+      return kExitUnknownVm;
+    case ft::proto::ControlResponse::ALREADY_ENABLED:
+      return kExitAlreadyOn;
+    case ft::proto::ControlResponse::PEER_UNREACHABLE:
+      return kExitPeerUnreachable;
+    case ft::proto::ControlResponse::REFUSED:
+      return kExitRefused;
+    default:
+      return kExitFailed;
+  }
+}
 
 std::string Bytes(double b) {
   if (b < 1024) return fmt::format("{:.0f} B", b);
@@ -150,14 +193,27 @@ std::string Uptime(uint64_t ms) {
   return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
 }
 
-void PrintTable(const ft::proto::ControlResponse& r) {
-  std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %s\n", "NAME", "STATE", "MODE", "ROLE", "FT", "PID",
-              "UPTIME");
+// ftd's VMs first, then libvirt's domains FT is off for.
+void PrintTable(const ft::proto::ControlResponse& r,
+                const std::map<std::string, std::string>& libvirt) {
+  std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", "NAME", "STATE", "MODE", "ROLE",
+              "FT", "PID", "UPTIME", "LIBVIRT");
+  auto domain = [&libvirt](const std::string& name) -> std::string {
+    auto it = libvirt.find(name);
+    return it == libvirt.end() ? "-" : it->second;
+  };
   for (const auto& vm : r.vms()) {
-    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %s\n", vm.name().c_str(), vm.state().c_str(),
-                vm.mode().c_str(), vm.role().c_str(), vm.ft_state().c_str(),
+    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(),
+                vm.state().c_str(), vm.mode().c_str(), vm.role().c_str(), vm.ft_state().c_str(),
                 vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
-                vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-");
+                vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-", domain(vm.name()).c_str());
+  }
+  for (const auto& [name, state] : libvirt) {
+    bool on_ftd = false;
+    for (const auto& vm : r.vms()) on_ftd = on_ftd || vm.name() == name;
+    if (on_ftd) continue;
+    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", name.c_str(), "-", "-", "-", "off",
+                "-", "-", state.c_str());
   }
 }
 
@@ -196,22 +252,177 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   PrintFailover(vm);
 }
 
+
+nlohmann::json SwitchoverJson(const ft::proto::SwitchoverReport& s) {
+  nlohmann::json steps = nullptr;
+  if (s.has_peer_steps()) {
+    ft::proto::VmStatus carrier;
+    *carrier.mutable_failover() = s.peer_steps();
+    steps = FailoverJson(carrier);
+  }
+  return {{"vm", s.vm()},
+          {"kind", s.kind()},
+          {"from_node", s.from_node()},
+          {"to_node", s.to_node()},
+          {"epoch", s.epoch()},
+          {"stopped_ms", s.stopped_ms()},
+          {"drained_ms", s.drained_ms()},
+          {"live_ms", s.live_ms()},
+          {"log_bytes", s.log_bytes()},
+          {"peer_steps", steps},
+          {"protection_restored", s.protection_restored()},
+          {"protection_note", s.protection_note()}};
+}
+
+void PrintSwitchover(const ft::proto::SwitchoverReport& s) {
+  bool drill = s.kind() == "drill";
+  std::printf("%s of '%s': %s -> %s, epoch %llu\n", drill ? "Drill" : "Planned failover",
+              s.vm().c_str(), s.from_node().c_str(), s.to_node().c_str(),
+              static_cast<unsigned long long>(s.epoch()));
+  if (drill) {
+    std::printf("  %-34s at 0 ms\n", ("QEMU on " + s.from_node() + " killed").c_str());
+  } else {
+    std::printf("  %-34s +%.0f ms (%s of log, all acknowledged)\n",
+                ("vCPU stopped, log drained on " + s.from_node()).c_str(), s.drained_ms(),
+                Bytes(double(s.log_bytes())).c_str());
+  }
+  std::printf("  %-34s +%.0f ms\n", ("live on " + s.to_node()).c_str(), s.live_ms());
+  const auto& f = s.peer_steps();
+  if (f.peer_lost_ns() && f.live_ns()) {
+    double on_peer = double(f.live_ns() - f.peer_lost_ns()) / 1e6;
+    std::printf("  on %s, after it lost %s:\n", s.to_node().c_str(), s.from_node().c_str());
+    auto step = [&](const char* what, int64_t ns) {
+      if (ns) std::printf("    %-30s +%.0f ms\n", what, double(ns - f.peer_lost_ns()) / 1e6);
+    };
+    step("caught up", f.caught_up_ns());
+    step("claim won", f.claim_won_ns());
+    step("replay at end of log", f.replay_ended_ns());
+    step("snapshot saved", f.snapshot_saved_ns());
+    step("live", f.live_ns());
+    if (drill) {
+      std::printf("  %-34s ~%.0f ms (the heartbeat timeout)\n", "detection",
+                  s.live_ms() - on_peer);
+    }
+  }
+  std::printf("Protection: %s\n", s.protection_note().c_str());
+}
+
+// libvirt's domains for `ftctl list`: name -> "running" / "shut off"; an error is reported
+// once and the list goes on with ftd's VMs only.
+struct LibvirtView {
+  std::map<std::string, std::string> domains;
+  std::string error;
+};
+
+LibvirtView ReadLibvirt(const std::string& uri) {
+  LibvirtView view;
+  auto conn = ft::libvirt::Connection::Open(uri);
+  if (!conn.ok()) {
+    view.error = conn.status().message();
+    return view;
+  }
+  auto list = (*conn)->ListDomains();
+  if (!list.ok()) {
+    view.error = list.status().message();
+    return view;
+  }
+  for (const auto& d : *list) view.domains[d.name] = d.active ? "running" : "shut off";
+  return view;
+}
+
+// enable: libvirt's definition -> ftd's VM spec, refusing what FT cannot protect.
+struct EnableInput {
+  std::string vm_config, source;
+  std::vector<std::string> warnings;
+};
+
+std::variant<EnableInput, Failure> ReadDomainForEnable(const std::string& uri,
+                                                       const std::string& domain) {
+  auto conn = ft::libvirt::Connection::Open(uri);
+  if (!conn.ok()) return Failure{kExitFailed, conn.status().message()};
+  auto list = (*conn)->ListDomains();
+  if (!list.ok()) return Failure{kExitFailed, list.status().message()};
+  const ft::libvirt::DomainInfo* found = nullptr;
+  for (const auto& d : *list) {
+    if (d.name == domain) found = &d;
+  }
+  if (!found) {
+    return Failure{kExitUnknownVm,
+                   fmt::format("no domain named '{}' in libvirt at {} (virsh -c {} list --all)",
+                               domain, uri, uri)};
+  }
+  if (found->active) {
+    return Failure{kExitRefused,
+                   fmt::format("domain '{}' is running under libvirt; ftd runs protected VMs "
+                               "itself: shut it down first (virsh -c {} shutdown {})",
+                               domain, uri, domain)};
+  }
+  auto xml = (*conn)->DomainXml(domain);
+  if (!xml.ok()) return Failure{kExitFailed, xml.status().message()};
+  auto imported = ft::libvirt::ImportDomain(*xml, {});
+  if (!imported.ok()) {
+    return Failure{kExitRefused, fmt::format("domain '{}' cannot be protected: {}", domain,
+                                             imported.status().message())};
+  }
+  EnableInput in;
+  in.vm_config = ft::daemon::FormatVmSection(imported->spec);
+  in.source = fmt::format("libvirt domain '{}' ({})", domain, uri);
+  in.warnings = imported->warnings;
+  return in;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ftctl - control fault-tolerant VMs on this host's ftd"};
+  CLI::App app{
+      "ftctl - fault tolerance for the VMs of this host's ftd (virsh-like).\n"
+      "Turn FT on for a libvirt domain with 'ftctl enable DOMAIN' on the host that should run "
+      "it; its backup starts on the peer host. See docs/operations.md."};
   app.require_subcommand(1);
-  app.fallthrough();  // --json and --socket are accepted after the subcommand too
+  app.fallthrough();  // --json, --socket and --connect are accepted after the subcommand too
   std::string socket = "/run/ftd/ftd.sock";
+  std::string uri(ft::libvirt::kSystemUri);
   bool json = false;
   app.add_option("-s,--socket", socket, "ftd's control socket")
       ->envname("FTD_CONTROL_SOCKET")
       ->capture_default_str();
-  app.add_flag("--json", json, "print JSON for scripts instead of a table");
-  auto* list = app.add_subcommand("list", "list the VMs this ftd runs, with their state");
+  app.add_option("-c,--connect", uri, "libvirt URI the domains are defined in")
+      ->envname("LIBVIRT_DEFAULT_URI")
+      ->capture_default_str();
+  app.add_flag("--json", json, "print JSON for scripts instead of tables and sentences");
+
+  auto* list = app.add_subcommand(
+      "list", "list this host's VMs and libvirt's domains, with their FT role and state");
   std::string vm_name;
-  auto* status = app.add_subcommand("status", "show one VM's state in detail");
+  auto* status = app.add_subcommand(
+      "status", "show one VM in detail: role, state, epoch, peer, lag, log, acks, output gate");
   status->add_option("DOMAIN", vm_name, "the VM's name")->required();
+  auto* enable = app.add_subcommand(
+      "enable",
+      "turn FT on for a libvirt domain that is shut off: ftd runs it here as the primary and "
+      "the peer host runs its backup");
+  enable->add_option("DOMAIN", vm_name, "the libvirt domain's name")->required();
+  bool force = false;
+  auto* disable = app.add_subcommand(
+      "disable", "turn FT off: the peer's copy stops, this host's copy runs on unprotected");
+  disable->add_option("DOMAIN", vm_name, "the VM's name")->required();
+  disable->add_flag("--force", force,
+                    "turn FT off here even when the peer ftd cannot be told (disable it there "
+                    "later)");
+  auto* failover = app.add_subcommand(
+      "failover",
+      "planned switchover: this host's copy stops, the backup replays to the end of the log "
+      "and goes live; nothing acknowledged or sent is lost");
+  failover->add_option("DOMAIN", vm_name, "the VM's name")->required();
+  int drill_timeout_s = 30;
+  auto* drill = app.add_subcommand(
+      "drill",
+      "failover drill: kill this host's (primary) copy for real, as a host crash would, and "
+      "report how the backup took over");
+  drill->add_option("DOMAIN", vm_name, "the VM's name")->required();
+  drill->add_option("--timeout", drill_timeout_s, "seconds to wait for the backup to go live")
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
   std::string storage_dir;
   auto* init_storage = app.add_subcommand(
       "init-storage",
@@ -219,6 +430,10 @@ int main(int argc, char** argv) {
       "run once, on one host; needs no ftd");
   init_storage->add_option("DIR", storage_dir, "the shared directory (it must exist)")
       ->required();
+  app.footer(
+      "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 ftd not reachable, 4 unknown VM or domain, "
+      "5 FT already on, 6 peer ftd not reachable, 7 refused (cannot be protected, or not in "
+      "this state).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -227,10 +442,7 @@ int main(int argc, char** argv) {
   }
   if (*init_storage) {
     ft::Status s = ft::shared_disk::SharedDirectoryTestAndSet::Initialize(storage_dir);
-    if (!s.ok()) {
-      std::fprintf(stderr, "ftctl: %s\n", s.message().c_str());
-      return kExitFailed;
-    }
+    if (!s.ok()) return Fail({kExitFailed, s.message()}, json);
     if (json) {
       std::printf("%s\n", nlohmann::json{{"shared_storage", storage_dir}}.dump(2).c_str());
     } else {
@@ -243,41 +455,108 @@ int main(int argc, char** argv) {
 
   ft::proto::ControlRequest request;
   request.set_version(ft::daemon::kControlVersion);
+  std::vector<std::string> warnings;
+  auto timeout = std::chrono::seconds(10);
   if (*list) request.mutable_list();
   if (*status) request.mutable_status()->set_vm(vm_name);
+  if (*enable) {
+    auto input = ReadDomainForEnable(uri, vm_name);
+    if (auto* f = std::get_if<Failure>(&input)) return Fail(*f, json);
+    auto& in = std::get<EnableInput>(input);
+    request.mutable_enable()->set_vm_config(in.vm_config);
+    request.mutable_enable()->set_source(in.source);
+    warnings = in.warnings;
+    timeout = std::chrono::seconds(60);  // the peer probes its QEMU and starts the backup
+  }
+  if (*disable) {
+    request.mutable_disable()->set_vm(vm_name);
+    request.mutable_disable()->set_force(force);
+    timeout = std::chrono::seconds(30);
+  }
+  if (*failover) {
+    request.mutable_failover()->set_vm(vm_name);
+    timeout = std::chrono::seconds(60);
+  }
+  if (*drill) {
+    request.mutable_drill()->set_vm(vm_name);
+    request.mutable_drill()->set_timeout_ms(static_cast<uint32_t>(drill_timeout_s) * 1000);
+    timeout = std::chrono::seconds(drill_timeout_s + 15);
+  }
 
-  auto reply =
-      ft::daemon::CallControlSocket(socket, request.SerializeAsString(), std::chrono::seconds(10));
+  auto reply = ft::daemon::CallControlSocket(socket, request.SerializeAsString(), timeout);
   if (!reply.ok()) {
-    std::fprintf(stderr, "ftctl: %s\n", reply.status().message().c_str());
-    return reply.status().code() == ft::StatusCode::kUnavailable ? kExitUnreachable : kExitFailed;
+    return Fail({reply.status().code() == ft::StatusCode::kUnavailable ? kExitUnreachable
+                                                                        : kExitFailed,
+                 reply.status().message()},
+                json);
   }
   ft::proto::ControlResponse response;
   if (!response.ParseFromString(*reply)) {
-    std::fprintf(stderr, "ftctl: ftd at '%s' sent an answer that is not a ControlResponse\n",
-                 socket.c_str());
-    return kExitFailed;
+    return Fail({kExitFailed, fmt::format("ftd at '{}' sent an answer that is not a "
+                                          "ControlResponse",
+                                          socket)},
+                json);
   }
   if (response.code() != ft::proto::ControlResponse::OK) {
+    return Fail({ExitCodeOf(response.code()), response.error()}, json);
+  }
+
+  if (*list) {
+    LibvirtView libvirt = ReadLibvirt(uri);
     if (json) {
-      std::printf("%s\n", nlohmann::json{{"error", response.error()}}.dump(2).c_str());
+      nlohmann::json out = {{"node", response.node()}, {"vms", nlohmann::json::array()}};
+      for (const auto& vm : response.vms()) {
+        auto j = ToJson(vm);
+        auto it = libvirt.domains.find(vm.name());
+        j["libvirt"] = it == libvirt.domains.end() ? nullptr : nlohmann::json(it->second);
+        out["vms"].push_back(j);
+      }
+      out["libvirt_domains"] = nlohmann::json::array();
+      for (const auto& [name, state] : libvirt.domains) {
+        bool on_ftd = false;
+        for (const auto& vm : response.vms()) on_ftd = on_ftd || vm.name() == name;
+        out["libvirt_domains"].push_back(
+            {{"name", name}, {"state", state}, {"ft", on_ftd ? "on this ftd" : "off"}});
+      }
+      out["libvirt_error"] = libvirt.error.empty() ? nullptr : nlohmann::json(libvirt.error);
+      std::printf("%s\n", out.dump(2).c_str());
     } else {
-      std::fprintf(stderr, "ftctl: %s\n", response.error().c_str());
+      PrintTable(response, libvirt.domains);
+      if (!libvirt.error.empty()) {
+        std::fprintf(stderr, "ftctl: libvirt's domains not listed: %s\n", libvirt.error.c_str());
+      }
     }
-    return response.code() == ft::proto::ControlResponse::UNKNOWN_VM ? kExitUnknownVm : kExitFailed;
+    return 0;
+  }
+  if (*failover || *drill) {
+    if (json) {
+      std::printf("%s\n", SwitchoverJson(response.switchover()).dump(2).c_str());
+    } else {
+      PrintSwitchover(response.switchover());
+    }
+    return 0;
   }
   if (json) {
-    nlohmann::json out;
-    if (*list) {
-      out = {{"node", response.node()}, {"vms", nlohmann::json::array()}};
-      for (const auto& vm : response.vms()) out["vms"].push_back(ToJson(vm));
-    } else {
-      out = ToJson(response.vms(0));
-      out["node"] = response.node();
-    }
+    nlohmann::json out = response.vms_size() > 0 ? ToJson(response.vms(0)) : nlohmann::json::object();
+    out["node"] = response.node();
+    if (*enable) out["warnings"] = warnings;
     std::printf("%s\n", out.dump(2).c_str());
-  } else if (*list) {
-    PrintTable(response);
+    return 0;
+  }
+  if (*enable) {
+    for (const auto& w : warnings) std::printf("note: %s\n", w.c_str());
+    const auto& vm = response.vms(0);
+    std::printf("FT is on for '%s': primary on %s (%s), backup on the peer (%s), epoch %llu\n",
+                vm.name().c_str(), response.node().c_str(), vm.ft_state().c_str(),
+                vm.peer().c_str(), static_cast<unsigned long long>(vm.epoch()));
+  } else if (*disable) {
+    if (response.vms_size() == 0) {
+      std::printf("FT is off for '%s'; the halted copy on %s is removed\n", vm_name.c_str(),
+                  response.node().c_str());
+    } else {
+      std::printf("FT is off for '%s'; it runs on %s unprotected\n", vm_name.c_str(),
+                  response.node().c_str());
+    }
   } else {
     PrintStatus(response.vms(0), response.node());
   }

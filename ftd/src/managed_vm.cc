@@ -102,6 +102,29 @@ Result<channel::Identity> ManagedVm::ExpectPrimary() {
 }
 void ManagedVm::AdoptSession(std::shared_ptr<channel::Session> session) { session->Close(); }
 
+namespace {
+Status NotInRole(const ManagedVm& vm, const char* what, const char* needs) {
+  return FailedPrecondition(fmt::format("vm '{}' is {} on this node: {} needs {}", vm.name(),
+                                        vm.role() == FtRole::kOff ? "not protected"
+                                                                  : FtRoleName(vm.role()),
+                                        what, needs));
+}
+}  // namespace
+
+Status ManagedVm::TurnFtOff(const std::string&) {
+  return NotInRole(*this, "turning FT off", "the primary's host");
+}
+void ManagedVm::DrainForHandover(std::chrono::milliseconds,
+                                 std::function<void(Result<uint64_t>)> done) {
+  done(NotInRole(*this, "a planned failover", "the primary's host"));
+}
+void ManagedVm::CompleteHandover(const std::string&) {}
+void ManagedVm::AbortHandover(const std::string&) {}
+Status ManagedVm::PlayDead() { return NotInRole(*this, "a drill", "the primary's host"); }
+Status ManagedVm::AcceptHandover(uint64_t) {
+  return NotInRole(*this, "taking over", "the backup's host");
+}
+
 std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
                                          const replay::VmSpec& spec, FtRole role) {
   switch (role) {

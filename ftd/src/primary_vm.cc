@@ -84,6 +84,16 @@ class PrimaryVm : public ManagedVm {
   void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
   void OnChildSignal() override { impl_->runner.OnChildSignal(); }
   VmReport Report() const override { return impl_->Report(); }
+  Status TurnFtOff(const std::string& why) override { return impl_->TurnFtOff(why); }
+  void DrainForHandover(std::chrono::milliseconds timeout,
+                        std::function<void(Result<uint64_t>)> done) override {
+    impl_->DrainForHandover(timeout, std::move(done));
+  }
+  void CompleteHandover(const std::string& to_node) override {
+    impl_->CompleteHandover(to_node);
+  }
+  void AbortHandover(const std::string& why) override { impl_->AbortHandover(why); }
+  Status PlayDead() override { return impl_->PlayDead(); }
 
  private:
   struct Impl : std::enable_shared_from_this<Impl> {
@@ -119,6 +129,9 @@ class PrimaryVm : public ManagedVm {
     Clock::time_point last_ack{}, last_replay_progress{};
     RateMeter rate;
     bool connecting = false, stopping = false, log_closed = false;
+    bool handing_over = false;  // planned failover: the vCPU stops, pacing lets go
+    asio::steady_timer drain_timer{io};
+    std::shared_ptr<channel::Session> silent_session;  // a drill's: closed with this copy
     Status last_connect_error;
     std::function<void()> on_stopped;
 
@@ -280,7 +293,8 @@ class PrimaryVm : public ManagedVm {
       if (!tap) return;
       // Not before the backup's replayer runs: it starts only once a complete instruction
       // span has arrived, and a vCPU held in the write that completes it would wait forever.
-      bool pace = state == PrimaryState::kProtected && !stopping && replayed_icount > 0;
+      bool pace = state == PrimaryState::kProtected && !stopping && !handing_over &&
+                  replayed_icount > 0;
       double lag = GuestMs(lag_instructions(), spec.icount_shift);
       double bound = node.channel.max_lag_ms;
       // Hold early enough that the run to the vCPU's next log write fits under the bound:
@@ -487,7 +501,116 @@ class PrimaryVm : public ManagedVm {
       MaybeFinishStop();
     }
 
+    // ---- operations: FT off, planned switchover, drill
+    Status TurnFtOff(const std::string& why) {
+      if (state == PrimaryState::kHalted) {
+        return FailedPrecondition(fmt::format("vm '{}' is halted here: {}", spec.name, note));
+      }
+      failover.reset();  // no claim to make: the peer stopped its copy first
+      GoUnprotected(why);
+      return Status::Ok();
+    }
+
+    // The vCPU stops (QMP stop; pacing lets go so it can), the tap reads what QEMU wrote, and
+    // the backup acks all of it. Polled every 5 ms; the gate releases frames as acks come.
+    void DrainForHandover(std::chrono::milliseconds timeout,
+                          std::function<void(Result<uint64_t>)> done) {
+      if (state != PrimaryState::kProtected || !session) {
+        return done(FailedPrecondition(fmt::format(
+            "vm '{}' is {} here, not protected: there is no backup to hand over to{}", spec.name,
+            PrimaryStateName(state), note.empty() ? "" : " (" + note + ")")));
+      }
+      auto qmp = runner.qmp();
+      if (!qmp) return done(Unavailable(fmt::format("vm '{}': QEMU's monitor is not connected",
+                                                    spec.name)));
+      handing_over = true;
+      Pace();  // no pacing now: a vCPU held in a log write could not stop
+      log->info("vm '{}': planned failover: stopping the vCPU and draining the log to '{}'",
+                spec.name, session->peer().node);
+      auto deadline = Clock::now() + timeout;
+      std::weak_ptr<Impl> weak = shared_from_this();
+      qmp->Execute("stop", replay::Json::object(), timeout,
+                   [weak, deadline, done = std::move(done)](Result<replay::Json> r) mutable {
+                     auto self = weak.lock();
+                     if (!self) return done(Aborted("the primary is gone"));
+                     if (!r.ok()) {
+                       self->AbortHandover("the vCPU did not stop: " + r.status().ToString());
+                       return done(r.status());
+                     }
+                     self->WaitForDrain(deadline, std::move(done));
+                   });
+    }
+
+    void WaitForDrain(Clock::time_point deadline, std::function<void(Result<uint64_t>)> done) {
+      auto* c = Counters();
+      uint64_t produced = c ? c->produced() : 0;
+      uint64_t end = tap ? tap->offset() : 0;
+      if (state != PrimaryState::kProtected || !session) {
+        return done(Aborted(fmt::format("vm '{}': the backup was lost while draining ({})",
+                                        spec.name, note)));
+      }
+      if (c && end == produced && acked == end) {
+        log->info("vm '{}': planned failover: the backup acknowledged the whole log ({} bytes, "
+                  "icount {})",
+                  spec.name, end, tap->icount());
+        return done(end);
+      }
+      if (Clock::now() >= deadline) {
+        Status s = Timeout(fmt::format(
+            "vm '{}': the backup acknowledged {} of {} log bytes ({} produced) before the "
+            "deadline",
+            spec.name, acked, end, produced));
+        AbortHandover(s.message());
+        return done(s);
+      }
+      drain_timer.expires_after(5ms);
+      drain_timer.async_wait([weak = weak_from_this(), deadline,
+                              done = std::move(done)](const std::error_code& ec) mutable {
+        auto self = weak.lock();
+        if (!self || ec) return done(Aborted("the primary is stopping"));
+        self->WaitForDrain(deadline, std::move(done));
+      });
+    }
+
+    void AbortHandover(const std::string& why) {
+      if (!handing_over) return;
+      handing_over = false;
+      log->warn("vm '{}': planned failover abandoned ({}); resuming the vCPU", spec.name, why);
+      if (auto qmp = runner.qmp()) {
+        qmp->Execute("cont", replay::Json::object(), 5s, [](Result<replay::Json>) {});
+      }
+      Pace();
+    }
+
+    void CompleteHandover(const std::string& to_node) {
+      failover.reset();  // the backup claims the next epoch; this copy does not contest it
+      Halt(fmt::format("handed over to '{}' (planned failover); this copy is stopped", to_node));
+    }
+
+    // The copy dies as in a host crash: QEMU is SIGKILLed (it is ftd's own child) and the
+    // channel goes silent, so the backup learns it only from its heartbeat timeout.
+    Status PlayDead() {
+      if (state != PrimaryState::kProtected || !session) {
+        return FailedPrecondition(fmt::format(
+            "vm '{}' is {} here, not protected: a drill needs a backup that can take over",
+            spec.name, PrimaryStateName(state)));
+      }
+      int pid = runner.qemu_pid();
+      if (pid <= 0) return FailedPrecondition(fmt::format("vm '{}': QEMU is not running", spec.name));
+      state = PrimaryState::kHalted;
+      note = "killed by a failover drill";
+      failover.reset();  // a dead copy claims nothing
+      CloseNic();
+      silent_session = std::move(session);
+      silent_session->GoSilent();
+      ::kill(pid, SIGKILL);
+      log->warn("vm '{}': DRILL: QEMU (pid {}) killed, channel to '{}' silent", spec.name, pid,
+                silent_session->peer().node);
+      return Status::Ok();
+    }
+
     void OnQemuFailed(const std::string& why) {
+      if (state == PrimaryState::kHalted) return;  // a drill or a halt stopped it on purpose
       note = "QEMU failed: " + why;
       if (live && live->on_started) {
         auto started = std::move(live->on_started);
@@ -576,6 +699,9 @@ class PrimaryVm : public ManagedVm {
       reconnect_timer.cancel();
       tick_timer.cancel();
       stop_timer.cancel();
+      drain_timer.cancel();
+      if (silent_session) silent_session->Close();
+      silent_session.reset();
       if (session) {
         session->Close();
         session.reset();

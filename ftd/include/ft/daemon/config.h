@@ -44,6 +44,9 @@ struct NodeConfig {
   // test-and-set that decides who goes live, design rule 3). "": failover off -- a primary
   // that loses its backup runs on alone, and a backup never goes live.
   std::string shared_storage;
+  // The QEMU that runs VMs turned on at run time (ftctl enable); ftd's patched build in a
+  // package (replay/qemu-patches). VMs in this file name theirs with [vm] qemu.
+  std::string qemu = "qemu-system-x86_64";
   ChannelConfig channel;
 };
 
@@ -68,5 +71,14 @@ Status CheckConfigFiles(const Config& config);
 
 // Reads, parses and checks `path`.
 Result<Config> LoadConfig(const std::string& path);
+
+// One VM as a [vm NAME] section of ftd.conf (without `ft`): how a VM turned on at run time
+// travels (ftctl -> ftd -> the peer ftd) and is kept in the state dir. Paths are absolute.
+std::string FormatVmSection(const replay::VmSpec& spec);
+// The inverse: exactly one [vm NAME] section, no `ft` key, no [node]. Errors name `source`.
+Result<replay::VmSpec> ParseVmSection(std::string_view text, const std::string& source);
+
+// CheckConfigFiles for one VM.
+Status CheckVmFiles(const replay::VmSpec& vm);
 
 }  // namespace ft::daemon

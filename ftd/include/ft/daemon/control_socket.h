@@ -34,8 +34,10 @@ Result<std::string> CallControlSocket(const std::string& socket_path, const std:
 
 class ControlServer {
  public:
-  // Maps a request payload to a response payload; runs on the io_context thread.
-  using Handler = std::function<std::string(const std::string& request)>;
+  // Answers a request payload with a response payload, now or later (a drill takes seconds),
+  // exactly once; runs on the io_context thread.
+  using Respond = std::function<void(std::string response)>;
+  using Handler = std::function<void(const std::string& request, Respond respond)>;
   ControlServer(asio::io_context& io, std::string socket_path, Handler handler);
   ~ControlServer();
   // Binds (replacing a stale socket file no daemon answers on) with mode 0600.

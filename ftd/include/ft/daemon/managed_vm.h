@@ -3,6 +3,7 @@
 // The daemon holds one ManagedVm per [vm] section and talks to all three the same way.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -63,6 +64,28 @@ class ManagedVm {
   virtual Result<channel::Identity> ExpectPrimary();
   // Backup only: an authenticated primary whose identity matched.
   virtual void AdoptSession(std::shared_ptr<channel::Session> session);
+
+  // ---- operations (ftctl disable / failover / drill). The defaults refuse: kFailedPrecondition
+  // naming the VM and its role.
+
+  // Primary: FT off by the operator. The channel closes without a failover (the peer was told
+  // first) and this copy runs on, unprotected.
+  virtual Status TurnFtOff(const std::string& why);
+  // Primary, planned switchover, step 1: stop the vCPU and wait (at most `timeout`) until the
+  // backup has acknowledged the whole log; `done` gets the log's length.
+  virtual void DrainForHandover(std::chrono::milliseconds timeout,
+                                std::function<void(Result<uint64_t>)> done);
+  // Step 2, once the backup accepted: close the channel (the backup goes live at once) and
+  // stop this copy for good.
+  virtual void CompleteHandover(const std::string& to_node);
+  // Step 2 instead, when the backup refused: run on as before.
+  virtual void AbortHandover(const std::string& why);
+  // Primary, drill: kill this copy's QEMU and go silent on the channel, as a dead host would.
+  virtual Status PlayDead();
+  // Backup: the primary stopped for a planned switchover with `log_end` bytes of log; when
+  // its channel closes next, this copy goes live (kFailedPrecondition if bytes are missing or
+  // failover is off).
+  virtual Status AcceptHandover(uint64_t log_end);
 };
 
 std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,

@@ -1,0 +1,686 @@
+#include "operations.h"
+
+#include <asio.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "enabled_vms.h"
+#include "ft/daemon/vm_runner.h"
+#include "ft/log.h"
+#include "ft/proto/control.pb.h"
+#include "ft/proto/peer.pb.h"
+#include "peer_link.h"
+#include "roles.h"
+
+namespace ft::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using proto::ControlResponse;
+using proto::PeerResponse;
+
+constexpr auto kPeerCallTimeout = 10s;
+constexpr auto kDrainTimeout = 10s;
+constexpr auto kPeerLivePoll = 20ms;
+constexpr auto kDefaultLiveTimeout = 30s;
+
+proto::VmStatus DescribeVm(const ManagedVm& vm) {
+  VmReport r = vm.Report();
+  proto::VmStatus s;
+  s.set_name(r.name);
+  s.set_state(r.state);
+  s.set_mode(r.mode);
+  s.set_qemu_pid(r.qemu_pid);
+  s.set_uptime_ms(r.uptime_ms);
+  s.set_console_log(r.console_log);
+  s.set_monitor_socket(r.monitor_socket);
+  s.set_last_error(r.last_error);
+  s.set_role(r.role);
+  s.set_ft_state(r.ft_state);
+  s.set_ft_note(r.ft_note);
+  s.set_epoch(r.epoch);
+  s.set_peer(r.peer);
+  s.set_log_bytes(r.log_bytes);
+  s.set_acked_bytes(r.acked_bytes);
+  s.set_log_bytes_per_sec(r.log_bytes_per_sec);
+  s.set_log_icount(r.log_icount);
+  s.set_replayed_icount(r.replayed_icount);
+  s.set_lag_instructions(r.lag_instructions);
+  s.set_lag_ms(r.lag_ms);
+  s.set_last_ack_ms_ago(r.last_ack_ms_ago);
+  s.set_paced_ms(r.paced_ms);
+  s.set_channel_rtt_us(r.channel_rtt_us);
+  if (r.nic) {
+    const net::NicStats& n = *r.nic;
+    auto* nic = s.mutable_nic();
+    nic->set_tap(n.tap);
+    nic->set_guest_connected(n.guest_connected);
+    nic->set_outbound(net::OutboundName(n.outbound));
+    nic->set_frames_out(n.frames_out);
+    nic->set_bytes_out(n.bytes_out);
+    nic->set_frames_in(n.frames_in);
+    nic->set_bytes_in(n.bytes_in);
+    nic->set_gate_held(n.gate.held_frames);
+    nic->set_gate_released(n.gate.released);
+    nic->set_gate_released_open(n.gate.released_open);
+    nic->set_gate_released_on_open(n.gate.released_on_open);
+    nic->set_gate_delay_p50_us(n.gate.DelayPercentileUs(50));
+    nic->set_gate_delay_p99_us(n.gate.DelayPercentileUs(99));
+    nic->set_gate_delay_max_us(std::chrono::duration<double, std::micro>(n.gate.max_delay).count());
+    nic->set_dropped_gate_full(n.gate.dropped_full);
+    nic->set_dropped_malformed(n.dropped_malformed);
+    nic->set_dropped_host_runts(n.dropped_host_runts);
+    nic->set_dropped_no_guest(n.dropped_no_guest);
+    nic->set_dropped_queue_full(n.dropped_queue_full);
+    nic->set_dropped_no_log_position(n.dropped_no_log_position);
+    nic->set_dropped_backup(n.dropped_backup);
+    nic->set_dropped_tap_errors(n.dropped_tap_errors);
+  }
+  if (r.failover) {
+    const FailoverReport& f = *r.failover;
+    auto* fo = s.mutable_failover();
+    fo->set_state(f.state);
+    fo->set_shared_storage(f.shared_storage);
+    fo->set_claims_sent(f.claims_sent);
+    fo->set_peer_lost_ns(f.peer_lost_ns);
+    fo->set_caught_up_ns(f.caught_up_ns);
+    fo->set_claim_won_ns(f.claim_won_ns);
+    fo->set_replay_ended_ns(f.replay_ended_ns);
+    fo->set_snapshot_saved_ns(f.snapshot_saved_ns);
+    fo->set_live_ns(f.live_ns);
+  }
+  return s;
+}
+
+// "primary, protected" for messages.
+std::string RoleAndState(const ManagedVm& vm) {
+  VmReport r = vm.Report();
+  return fmt::format("{}, {}", r.role, r.ft_state);
+}
+
+// The epoch in the VM's state dir (0: never protected here).
+uint64_t StoredEpoch(const NodeConfig& node, const std::string& vm) {
+  std::ifstream in(PathsFor(node, vm).state_dir + "/epoch");
+  uint64_t epoch = 0;
+  if (in && in >> epoch) return epoch;
+  return 0;
+}
+
+double MsSinceStart(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+struct Operations::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io_context, const Config& c, std::vector<std::unique_ptr<ManagedVm>>& v)
+      : io(io_context), config(c), node(c.node), vms(v), log(Logger("ops")) {}
+
+  asio::io_context& io;
+  const Config& config;
+  const NodeConfig& node;
+  std::vector<std::unique_ptr<ManagedVm>>& vms;
+  std::shared_ptr<spdlog::logger> log;
+  std::set<std::string> busy;  // VMs with an operation in progress
+
+  ManagedVm* Find(const std::string& name) const {
+    for (const auto& vm : vms) {
+      if (vm->name() == name) return vm.get();
+    }
+    return nullptr;
+  }
+
+  // ---- responses
+  std::string Reply(ControlResponse r) {
+    r.set_node(node.name);
+    return r.SerializeAsString();
+  }
+  std::string Error(ControlResponse::Code code, const std::string& message) {
+    ControlResponse r;
+    r.set_code(code);
+    r.set_error(message);
+    return Reply(std::move(r));
+  }
+  std::string Peer(PeerResponse r) {
+    r.set_node(node.name);
+    return r.SerializeAsString();
+  }
+  std::string PeerError(PeerResponse::Code code, const std::string& message) {
+    PeerResponse r;
+    r.set_code(code);
+    r.set_error(message);
+    return Peer(std::move(r));
+  }
+
+  // Asks the peer; `done` gets its answer, or kUnavailable/kTimeout, or kDataLoss for an
+  // answer that does not parse.
+  void AskPeer(const proto::PeerRequest& request, std::chrono::milliseconds timeout,
+               std::function<void(Result<PeerResponse>)> done) {
+    CallPeer(io, node, request.SerializeAsString(), timeout,
+             [done = std::move(done), this](Result<std::string> r) {
+               if (!r.ok()) return done(r.status());
+               PeerResponse response;
+               if (!response.ParseFromString(*r)) {
+                 return done(DataLoss(fmt::format("the peer ftd at {}:{} sent an answer that is "
+                                                  "not a PeerResponse",
+                                                  node.channel.peer_host, node.channel.peer_port)));
+               }
+               done(std::move(response));
+             });
+  }
+
+  // Stops `name`'s copy here and drops it from the list (posted: never from inside the VM's
+  // own callbacks); `done` runs once it is gone.
+  void Remove(const std::string& name, std::function<void()> done) {
+    ManagedVm* vm = Find(name);
+    if (!vm) return done();
+    std::weak_ptr<Impl> weak = shared_from_this();
+    vm->Stop([weak, name, done = std::move(done)] {
+      auto self = weak.lock();
+      if (!self) return done();
+      asio::post(self->io, [weak, name, done] {
+        if (auto me = weak.lock()) {
+          auto& v = me->vms;
+          v.erase(std::remove_if(v.begin(), v.end(),
+                                 [&](const auto& m) { return m->name() == name; }),
+                  v.end());
+        }
+        done();
+      });
+    });
+  }
+
+  // ---- start-up
+  Status StartEnabledVms() {
+    FT_ASSIGN_OR_RETURN(auto enabled, LoadEnabledVms(node));
+    for (auto& e : enabled) {
+      if (Find(e.spec.name)) {
+        log->error("vm '{}' is in {} and was also turned on with ftctl ({}); running the one "
+                   "in the config file",
+                   e.spec.name, config.source, e.source);
+        continue;
+      }
+      e.spec.qemu_binary = node.qemu;
+      auto vm = MakeManagedVm(io, node, e.spec, e.role);
+      log->info("vm '{}': FT on since an earlier enable ({}), {} on this node", e.spec.name,
+                e.source, FtRoleName(e.role));
+      if (Status s = vm->Start(); !s.ok()) {
+        log->error("vm '{}' not started: {}", e.spec.name, s.ToString());
+      }
+      vms.push_back(std::move(vm));
+    }
+    return Status::Ok();
+  }
+
+  // ---- ftctl
+  void HandleControl(const std::string& payload, ControlServer::Respond respond) {
+    proto::ControlRequest request;
+    if (!request.ParseFromString(payload)) {
+      return respond(Error(ControlResponse::BAD_REQUEST,
+                           "request is not a valid ControlRequest message"));
+    }
+    if (request.version() != kControlVersion) {
+      return respond(Error(ControlResponse::BAD_REQUEST,
+                           fmt::format("control protocol version {} is not supported (ftd speaks "
+                                       "{}); use the ftctl of the same release",
+                                       request.version(), kControlVersion)));
+    }
+    switch (request.command_case()) {
+      case proto::ControlRequest::kList: {
+        ControlResponse r;
+        for (const auto& vm : vms) *r.add_vms() = DescribeVm(*vm);
+        return respond(Reply(std::move(r)));
+      }
+      case proto::ControlRequest::kStatus: {
+        ManagedVm* vm = Find(request.status().vm());
+        if (!vm) return respond(UnknownVm(request.status().vm()));
+        ControlResponse r;
+        *r.add_vms() = DescribeVm(*vm);
+        return respond(Reply(std::move(r)));
+      }
+      case proto::ControlRequest::kEnable:
+        return Enable(request.enable(), std::move(respond));
+      case proto::ControlRequest::kDisable:
+        return Disable(request.disable(), std::move(respond));
+      case proto::ControlRequest::kFailover:
+        return Switchover(request.failover().vm(), "failover", kDefaultLiveTimeout,
+                          std::move(respond));
+      case proto::ControlRequest::kDrill: {
+        auto timeout = request.drill().timeout_ms()
+                           ? std::chrono::milliseconds(request.drill().timeout_ms())
+                           : std::chrono::milliseconds(kDefaultLiveTimeout);
+        return Switchover(request.drill().vm(), "drill", timeout, std::move(respond));
+      }
+      case proto::ControlRequest::COMMAND_NOT_SET:
+        break;
+    }
+    respond(Error(ControlResponse::BAD_REQUEST, "request names no command this ftd knows"));
+  }
+
+  std::string UnknownVm(const std::string& name) {
+    return Error(ControlResponse::UNKNOWN_VM,
+                 fmt::format("no VM named '{}' on node '{}'", name, node.name));
+  }
+
+  // Refused before anything changes, or nullopt when the VM may be operated on.
+  std::optional<std::string> Busy(const std::string& name) {
+    if (!busy.count(name)) return std::nullopt;
+    return Error(ControlResponse::REFUSED,
+                 fmt::format("vm '{}': another operation on it is in progress", name));
+  }
+
+  // enable: check here, have the peer start the backup, then start the primary here.
+  void Enable(const proto::EnableRequest& request, ControlServer::Respond respond) {
+    std::string source = request.source().empty() ? "ftctl enable" : request.source();
+    auto parsed = ParseVmSection(request.vm_config(), source);
+    if (!parsed.ok()) return respond(Error(ControlResponse::BAD_REQUEST, parsed.status().message()));
+    replay::VmSpec spec = std::move(parsed).value();
+    spec.qemu_binary = node.qemu;
+    if (ManagedVm* vm = Find(spec.name)) {
+      return respond(Error(ControlResponse::ALREADY_ENABLED,
+                           fmt::format("vm '{}' is already on node '{}' ({}): FT is already on "
+                                       "for it, or it runs here unprotected",
+                                       spec.name, node.name, RoleAndState(*vm))));
+    }
+    if (auto busy_reply = Busy(spec.name)) return respond(*busy_reply);
+    if (node.channel.key.empty() || node.channel.peer_host.empty()) {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("node '{}' cannot protect VMs: set [node] peer and "
+                                       "channel_key_file in {}",
+                                       node.name, config.source)));
+    }
+    if (Status s = CheckVmFiles(spec); !s.ok()) {
+      return respond(Error(ControlResponse::BAD_REQUEST, s.message()));
+    }
+    if (!spec.disks.empty()) {
+      return respond(Error(
+          ControlResponse::REFUSED,
+          fmt::format("vm '{}' has {} disk(s) ({} ...): ftctl enable does not create disk "
+                      "replicas on the peer yet; protect VMs with disks through ftd.conf, with "
+                      "a replica on each host",
+                      spec.name, spec.disks.size(), spec.disks[0].path)));
+    }
+    proto::PeerRequest ask;
+    ask.mutable_protect()->set_vm_config(FormatVmSection(spec));
+    ask.mutable_protect()->set_epoch(StoredEpoch(node, spec.name) + 1);
+    ask.mutable_protect()->set_source(source);
+    busy.insert(spec.name);
+    log->info("vm '{}': enabling FT ({}): asking the peer at {}:{} to run its backup", spec.name,
+              source, node.channel.peer_host, node.channel.peer_port);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    AskPeer(ask, kPeerCallTimeout,
+            [weak, spec, source, respond = std::move(respond)](Result<PeerResponse> r) {
+              auto self = weak.lock();
+              if (!self) return;
+              self->busy.erase(spec.name);
+              self->EnableWithBackup(spec, source, std::move(r), respond);
+            });
+  }
+
+  void EnableWithBackup(const replay::VmSpec& spec, const std::string& source,
+                        Result<PeerResponse> r, const ControlServer::Respond& respond) {
+    if (!r.ok()) {
+      return respond(Error(ControlResponse::PEER_UNREACHABLE,
+                           fmt::format("{}; FT was not turned on for '{}'", r.status().message(),
+                                       spec.name)));
+    }
+    if (r->code() != PeerResponse::OK) {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("peer '{}' refused to run the backup of '{}': {}",
+                                       r->node(), spec.name, r->error())));
+    }
+    if (Find(spec.name)) {
+      return respond(Error(ControlResponse::ALREADY_ENABLED,
+                           fmt::format("vm '{}' appeared on node '{}' meanwhile", spec.name,
+                                       node.name)));
+    }
+    EnabledVm record{spec, FtRole::kPrimary, source};
+    Status saved = SaveEpoch(node, spec.name, r->epoch());
+    if (saved.ok()) saved = SaveEnabledVm(node, record);
+    std::unique_ptr<ManagedVm> vm;
+    if (saved.ok()) {
+      vm = MakeManagedVm(io, node, spec, FtRole::kPrimary);
+      saved = vm->Start();
+    }
+    if (!saved.ok()) {
+      log->error("vm '{}': enabling failed here, turning the peer's backup off again: {}",
+                 spec.name, saved.ToString());
+      (void)ForgetEnabledVm(node, spec.name);
+      proto::PeerRequest undo;
+      undo.mutable_unprotect()->set_vm(spec.name);
+      undo.mutable_unprotect()->set_why("enabling failed on the primary's host");
+      AskPeer(undo, kPeerCallTimeout, [](Result<PeerResponse>) {});
+      return respond(Error(ControlResponse::INTERNAL,
+                           fmt::format("vm '{}' could not start as the primary: {}", spec.name,
+                                       saved.message())));
+    }
+    log->info("vm '{}': FT on: primary here, backup on '{}', epoch {}", spec.name, r->node(),
+              r->epoch());
+    ControlResponse ok;
+    *ok.add_vms() = DescribeVm(*vm);
+    vms.push_back(std::move(vm));
+    respond(Reply(std::move(ok)));
+  }
+
+  // disable: the peer stops its copy first, then this one runs on unprotected.
+  void Disable(const proto::DisableRequest& request, ControlServer::Respond respond) {
+    const std::string name = request.vm();
+    ManagedVm* vm = Find(name);
+    if (!vm) return respond(UnknownVm(name));
+    if (auto busy_reply = Busy(name)) return respond(*busy_reply);
+    VmReport report = vm->Report();
+    if (vm->role() == FtRole::kOff) {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("FT is not on for '{}' on node '{}'", name, node.name)));
+    }
+    if (report.ft_state == "halted") {
+      // This copy stopped for good (the other host's went live): nothing to ask the peer.
+      return DisableHere(name, "", respond);
+    }
+    if (report.role == "backup") {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("vm '{}' is the backup on node '{}': turn FT off on the "
+                                       "primary's host ('{}')",
+                                       name, node.name, report.peer)));
+    }
+    proto::PeerRequest ask;
+    ask.mutable_unprotect()->set_vm(name);
+    ask.mutable_unprotect()->set_why(fmt::format("FT turned off on '{}'", node.name));
+    busy.insert(name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    AskPeer(ask, kPeerCallTimeout,
+            [weak, name, force = request.force(), respond = std::move(respond)](
+                Result<PeerResponse> r) {
+              auto self = weak.lock();
+              if (!self) return;
+              self->busy.erase(name);
+              std::string peer_note;
+              if (!r.ok()) {
+                if (!force) {
+                  return respond(self->Error(
+                      ControlResponse::PEER_UNREACHABLE,
+                      fmt::format("{}; nothing changed. 'ftctl disable --force {}' turns FT off "
+                                  "here anyway (then turn it off on the peer too)",
+                                  r.status().message(), name)));
+                }
+                peer_note = fmt::format(" (the peer was not told: {})", r.status().message());
+              } else if (r->code() == PeerResponse::REFUSED) {
+                return respond(self->Error(ControlResponse::REFUSED,
+                                           fmt::format("peer '{}' refused: {}", r->node(),
+                                                       r->error())));
+              }
+              self->DisableHere(name, peer_note, respond);
+            });
+  }
+
+  // The peer's copy is gone (or --force): this copy runs on unprotected, or a halted one goes.
+  void DisableHere(const std::string& name, const std::string& peer_note,
+                   const ControlServer::Respond& respond) {
+    ManagedVm* vm = Find(name);
+    if (!vm) return respond(UnknownVm(name));
+    (void)ForgetEnabledVm(node, name);
+    if (vm->Report().ft_state == "halted") {
+      // Nothing to run on: the copy stopped for good (a failover went the other way).
+      std::weak_ptr<Impl> weak = shared_from_this();
+      return Remove(name, [weak, name, respond] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->log->info("vm '{}': FT off; the halted copy here is removed", name);
+        respond(self->Reply(ControlResponse()));
+      });
+    }
+    std::string why = "FT turned off by the operator (ftctl disable)" + peer_note;
+    if (Status s = vm->TurnFtOff(why); !s.ok()) {
+      return respond(Error(ControlResponse::REFUSED, s.message()));
+    }
+    log->info("vm '{}': FT off{}; it runs on unprotected", name, peer_note);
+    ControlResponse ok;
+    *ok.add_vms() = DescribeVm(*vm);
+    respond(Reply(std::move(ok)));
+  }
+
+  // failover (planned) and drill: this copy stops, the peer's goes live; the answer is the
+  // measured switchover.
+  void Switchover(const std::string& name, const std::string& kind,
+                  std::chrono::milliseconds live_timeout, ControlServer::Respond respond) {
+    ManagedVm* vm = Find(name);
+    if (!vm) return respond(UnknownVm(name));
+    if (auto busy_reply = Busy(name)) return respond(*busy_reply);
+    VmReport report = vm->Report();
+    if (report.role != "primary" || report.ft_state != "protected") {
+      return respond(Error(
+          ControlResponse::REFUSED,
+          fmt::format("vm '{}' is {}, {} on node '{}': a {} needs the protected primary{}", name,
+                      report.role, report.ft_state, node.name, kind,
+                      report.role == "backup" ? fmt::format(" (run it on '{}')", report.peer)
+                                              : "")));
+    }
+    if (!report.failover) {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("vm '{}': failover is off on node '{}' (no [node] "
+                                       "shared_storage): the backup could not go live",
+                                       name, node.name)));
+    }
+    auto started = Clock::now();
+    auto out = std::make_shared<proto::SwitchoverReport>();
+    out->set_vm(name);
+    out->set_kind(kind);
+    out->set_from_node(node.name);
+    out->set_to_node(report.peer);
+    out->set_log_bytes(report.acked_bytes);
+    busy.insert(name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    auto finish = [weak, name, respond](std::string reply) {
+      if (auto self = weak.lock()) self->busy.erase(name);
+      respond(std::move(reply));
+    };
+    if (kind == "drill") {
+      if (Status s = vm->PlayDead(); !s.ok()) {
+        return finish(Error(ControlResponse::REFUSED, s.message()));
+      }
+      out->set_stopped_ms(MsSinceStart(started));
+      (void)ForgetEnabledVm(node, name);
+      return WaitForPeerLive(name, started, Clock::now() + live_timeout, out, finish);
+    }
+    vm->DrainForHandover(kDrainTimeout, [weak, name, started, live_timeout, out,
+                                         finish](Result<uint64_t> end) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (!end.ok()) {
+        return finish(self->Error(ControlResponse::REFUSED,
+                                  fmt::format("{}; '{}' runs on here as before",
+                                              end.status().message(), name)));
+      }
+      out->set_stopped_ms(MsSinceStart(started));
+      out->set_drained_ms(MsSinceStart(started));
+      out->set_log_bytes(*end);
+      proto::PeerRequest ask;
+      ask.mutable_handover()->set_vm(name);
+      ask.mutable_handover()->set_log_end(*end);
+      self->AskPeer(ask, kPeerCallTimeout, [weak, name, started, live_timeout, out,
+                                            finish](Result<PeerResponse> r) {
+        auto me = weak.lock();
+        if (!me) return;
+        ManagedVm* primary = me->Find(name);
+        if (!primary) return finish(me->UnknownVm(name));
+        if (!r.ok() || r->code() != PeerResponse::OK) {
+          std::string why = r.ok() ? fmt::format("peer '{}' refused: {}", r->node(), r->error())
+                                   : r.status().message();
+          primary->AbortHandover(why);
+          return finish(me->Error(
+              r.ok() ? ControlResponse::REFUSED : ControlResponse::PEER_UNREACHABLE,
+              fmt::format("{}; '{}' runs on here as before", why, name)));
+        }
+        primary->CompleteHandover(r->node());
+        (void)ForgetEnabledVm(me->node, name);
+        me->WaitForPeerLive(name, started, Clock::now() + live_timeout, out, finish);
+      });
+    });
+  }
+
+  // Polls the peer until its copy reports live (or the deadline), then answers with the report.
+  void WaitForPeerLive(const std::string& name, Clock::time_point started,
+                       Clock::time_point deadline, std::shared_ptr<proto::SwitchoverReport> out,
+                       std::function<void(std::string)> finish) {
+    proto::PeerRequest ask;
+    ask.mutable_status()->set_vm(name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    AskPeer(ask, 2s, [weak, name, started, deadline, out, finish](Result<PeerResponse> r) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (r.ok() && r->code() == PeerResponse::OK && r->vm().failover().live_ns() != 0) {
+        out->set_live_ms(MsSinceStart(started));
+        out->set_to_node(r->node());
+        out->set_epoch(r->vm().epoch());
+        *out->mutable_peer_steps() = r->vm().failover();
+        out->set_protection_restored(false);
+        out->set_protection_note(fmt::format(
+            "not restored: '{}' runs unprotected on '{}' in epoch {}; ftd cannot yet seed a "
+            "new backup for a running VM (it needs a snapshot of it), so it stays unprotected "
+            "until it is restarted with FT on",
+            name, r->node(), r->vm().epoch()));
+        self->log->warn("vm '{}': {}: '{}' live {:.0f} ms after this copy stopped", name,
+                        out->kind(), r->node(), out->live_ms());
+        ControlResponse ok;
+        *ok.mutable_switchover() = *out;
+        return finish(self->Reply(std::move(ok)));
+      }
+      if (Clock::now() >= deadline) {
+        std::string last = r.ok() ? fmt::format("its state: {}, {} ({})", r->vm().role(),
+                                                 r->vm().ft_state(), r->vm().ft_note())
+                                  : r.status().message();
+        return finish(self->Error(
+            ControlResponse::INTERNAL,
+            fmt::format("vm '{}': this copy stopped ({}), but the peer did not report its copy "
+                        "live in time; {}",
+                        name, out->kind(), last)));
+      }
+      auto timer = std::make_shared<asio::steady_timer>(self->io, kPeerLivePoll);
+      timer->async_wait([weak, timer, name, started, deadline, out, finish](const std::error_code&) {
+        if (auto me = weak.lock()) me->WaitForPeerLive(name, started, deadline, out, finish);
+      });
+    });
+  }
+
+  // ---- the peer ftd
+  void HandlePeer(const std::string& payload, std::function<void(std::string)> respond) {
+    proto::PeerRequest request;
+    if (!request.ParseFromString(payload)) {
+      return respond(PeerError(PeerResponse::BAD_REQUEST, "not a PeerRequest message"));
+    }
+    switch (request.command_case()) {
+      case proto::PeerRequest::kProtect:
+        return respond(Protect(request.protect()));
+      case proto::PeerRequest::kUnprotect:
+        return Unprotect(request.unprotect(), std::move(respond));
+      case proto::PeerRequest::kHandover: {
+        ManagedVm* vm = Find(request.handover().vm());
+        if (!vm) {
+          return respond(PeerError(PeerResponse::UNKNOWN_VM,
+                                   fmt::format("no VM named '{}' on node '{}'",
+                                               request.handover().vm(), node.name)));
+        }
+        Status s = vm->AcceptHandover(request.handover().log_end());
+        if (!s.ok()) return respond(PeerError(PeerResponse::REFUSED, s.message()));
+        return respond(Peer(PeerResponse()));
+      }
+      case proto::PeerRequest::kStatus: {
+        ManagedVm* vm = Find(request.status().vm());
+        if (!vm) {
+          return respond(PeerError(PeerResponse::UNKNOWN_VM,
+                                   fmt::format("no VM named '{}' on node '{}'",
+                                               request.status().vm(), node.name)));
+        }
+        PeerResponse r;
+        *r.mutable_vm() = DescribeVm(*vm);
+        return respond(Peer(std::move(r)));
+      }
+      case proto::PeerRequest::COMMAND_NOT_SET:
+        break;
+    }
+    respond(PeerError(PeerResponse::BAD_REQUEST, "the request names no command this ftd knows"));
+  }
+
+  std::string Protect(const proto::ProtectRequest& request) {
+    auto parsed = ParseVmSection(request.vm_config(), "the peer's protect request");
+    if (!parsed.ok()) return PeerError(PeerResponse::BAD_REQUEST, parsed.status().message());
+    replay::VmSpec spec = std::move(parsed).value();
+    spec.qemu_binary = node.qemu;
+    if (ManagedVm* vm = Find(spec.name)) {
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("vm '{}' already exists on node '{}' ({})", spec.name,
+                                   node.name, RoleAndState(*vm)));
+    }
+    if (node.channel.listen_host.empty()) {
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("node '{}' has no [node] listen: it cannot run backups",
+                                   node.name));
+    }
+    if (Status s = CheckVmFiles(spec); !s.ok()) {
+      return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name,
+                                                          s.message()));
+    }
+    uint64_t epoch = std::max<uint64_t>(request.epoch(), StoredEpoch(node, spec.name) + 1);
+    Status saved = SaveEpoch(node, spec.name, epoch);
+    if (saved.ok()) saved = SaveEnabledVm(node, {spec, FtRole::kBackup, request.source()});
+    std::unique_ptr<ManagedVm> vm;
+    if (saved.ok()) {
+      vm = MakeManagedVm(io, node, spec, FtRole::kBackup);
+      saved = vm->Start();
+    }
+    if (!saved.ok()) {
+      (void)ForgetEnabledVm(node, spec.name);
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("on node '{}': the backup of '{}' could not start: {}",
+                                   node.name, spec.name, saved.message()));
+    }
+    log->info("vm '{}': backup started for the peer's enable ({}), epoch {}", spec.name,
+              request.source(), epoch);
+    vms.push_back(std::move(vm));
+    PeerResponse ok;
+    ok.set_epoch(epoch);
+    return Peer(std::move(ok));
+  }
+
+  void Unprotect(const proto::UnprotectRequest& request, std::function<void(std::string)> respond) {
+    const std::string name = request.vm();
+    ManagedVm* vm = Find(name);
+    if (!vm) {
+      return respond(PeerError(PeerResponse::UNKNOWN_VM,
+                               fmt::format("no VM named '{}' on node '{}'", name, node.name)));
+    }
+    VmReport report = vm->Report();
+    if (report.role == "primary" && report.ft_state != "halted") {
+      return respond(PeerError(
+          PeerResponse::REFUSED,
+          fmt::format("vm '{}' runs here on node '{}' as the primary ({}): turn FT off here",
+                      name, node.name, report.ft_state)));
+    }
+    log->info("vm '{}': stopping this copy ({}): {}", name, RoleAndState(*vm), request.why());
+    (void)ForgetEnabledVm(node, name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    Remove(name, [weak, respond = std::move(respond)] {
+      if (auto self = weak.lock()) respond(self->Peer(PeerResponse()));
+    });
+  }
+};
+
+Operations::Operations(asio::io_context& io, const Config& config,
+                       std::vector<std::unique_ptr<ManagedVm>>& vms)
+    : impl_(std::make_shared<Impl>(io, config, vms)) {}
+Operations::~Operations() = default;
+
+Status Operations::StartEnabledVms() { return impl_->StartEnabledVms(); }
+ManagedVm* Operations::Find(const std::string& name) const { return impl_->Find(name); }
+void Operations::HandleControl(const std::string& request, ControlServer::Respond respond) {
+  impl_->HandleControl(request, std::move(respond));
+}
+void Operations::HandlePeer(const std::string& request, std::function<void(std::string)> respond) {
+  impl_->HandlePeer(request, std::move(respond));
+}
+
+}  // namespace ft::daemon

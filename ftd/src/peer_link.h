@@ -1,0 +1,51 @@
+// Internal to ftd: requests between the two ftds themselves (turn a VM's backup on or off,
+// hand a VM over, ask how a VM is doing), on an authenticated logging-channel session whose
+// vm is channel::kPeerControlVm. One request per session: the caller connects, sends a
+// PeerRequest, reads the PeerResponse and closes. Payloads are serialized protobuf bytes so
+// no protobuf or Asio header leaks in here.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "ft/daemon/config.h"
+#include "ft/status.h"
+
+namespace asio {
+class io_context;
+}
+namespace ft::channel {
+class Session;
+struct Identity;
+}  // namespace ft::channel
+
+namespace ft::daemon {
+
+// This node's handshake identity on peer-control sessions.
+channel::Identity PeerControlIdentity(const NodeConfig& node);
+
+// The calling side. Errors: kUnavailable naming the peer's address when it cannot be reached
+// or authenticated (the message says which), kTimeout when it does not answer in time.
+void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,
+              std::chrono::milliseconds timeout,
+              std::function<void(Result<std::string> response)> done);
+
+// The answering side: the listener hands it each authenticated peer-control session.
+class PeerServer {
+ public:
+  using Respond = std::function<void(std::string response)>;
+  using Handler = std::function<void(const std::string& request, Respond respond)>;
+  PeerServer(asio::io_context& io, Handler handler);
+  ~PeerServer();
+  void Adopt(std::shared_ptr<channel::Session> session);
+  void Close();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ft::daemon
