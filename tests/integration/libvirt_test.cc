@@ -6,12 +6,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <regex>
-#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
@@ -21,51 +18,18 @@
 #include "ft/libvirt/connection.h"
 #include "ft/libvirt/domain_spec.h"
 #include "ftd_instance.h"
+#include "libvirt_domains.h"
 
 namespace ft::libvirt {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using ft::testing::RunCommand;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-const std::string kPrefix = fmt::format("ftt{}-", getpid());
-
-ft::testing::CommandOutput Virsh(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"virsh", "-q", "-c", std::string(kSystemUri)};
-  argv.insert(argv.end(), args.begin(), args.end());
-  // libvirt's first define waits for its QEMU probes when its capability cache is cold.
-  return RunCommand(argv, 100s);
-}
-
-// A domain defined in libvirt for the life of the object.
-class DefinedDomain {
- public:
-  static Result<std::unique_ptr<DefinedDomain>> Define(const std::string& name,
-                                                       const std::string& xml,
-                                                       const fs::path& dir) {
-    fs::path file = dir / (name + ".xml");
-    std::ofstream(file) << xml;
-    auto define = Virsh({"define", file.string()});
-    if (define.exit_code != 0) {
-      return Internal(fmt::format("virsh define {}: {}", name, define.output));
-    }
-    return std::unique_ptr<DefinedDomain>(new DefinedDomain(name));
-  }
-  ~DefinedDomain() {
-    auto undefine = Virsh({"undefine", name_});
-    if (undefine.exit_code != 0)
-      ADD_FAILURE() << "virsh undefine " << name_ << ": " << undefine.output;
-  }
-  DefinedDomain(const DefinedDomain&) = delete;
-  DefinedDomain& operator=(const DefinedDomain&) = delete;
-
- private:
-  explicit DefinedDomain(std::string name) : name_(std::move(name)) {}
-  std::string name_;
-};
+const std::string& kPrefix = ft::testing::TestDomainPrefix();
+using ft::testing::DefinedDomain;
 
 std::string DomainXml(const std::string& name, const fs::path& dir, const std::string& vcpus,
                       const std::string& interfaces) {
@@ -97,45 +61,17 @@ std::string DomainXml(const std::string& name, const fs::path& dir, const std::s
 class LibvirtTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (geteuid() != 0) {
-      skip_ = "needs root: libvirtd for qemu:///system is a system daemon";
+    skip_ = ft::testing::Libvirtd::SkipReason();
+    if (!skip_.empty()) return;
+    auto libvirtd = ft::testing::Libvirtd::Ensure();
+    if (!libvirtd.ok()) {
+      setup_error_ = libvirtd.status().ToString();
       return;
     }
-    if (RunCommand({"sh", "-c", "command -v libvirtd && command -v virsh"}, 5s).exit_code != 0) {
-      skip_ = "libvirtd or virsh is not installed (scripts/install-deps.sh)";
-      return;
-    }
-    if (RunCommand({"bash", FT_LIBVIRTD_SCRIPT, "status"}, 20s).exit_code != 0) {
-      auto start = RunCommand({"bash", FT_LIBVIRTD_SCRIPT, "start"}, 60s);
-      if (start.exit_code != 0) {
-        setup_error_ = "scripts/libvirtd.sh start failed: " + start.output;
-        return;
-      }
-      started_libvirtd_ = true;
-    }
-    UndefineLeftovers();
+    libvirtd_ = std::move(libvirtd).value();
   }
 
-  static void TearDownTestSuite() {
-    if (started_libvirtd_) {
-      auto stop = RunCommand({"bash", FT_LIBVIRTD_SCRIPT, "stop"}, 30s);
-      if (stop.exit_code != 0) ADD_FAILURE() << "scripts/libvirtd.sh stop: " << stop.output;
-      started_libvirtd_ = false;
-    }
-  }
-
-  // Domains of earlier runs that were killed before they could clean up (ctest timeout).
-  static void UndefineLeftovers() {
-    auto list = Virsh({"list", "--all", "--name"});
-    std::regex ours("ftt([0-9]+)-.*");
-    std::istringstream names(list.output);
-    for (std::string name; std::getline(names, name);) {
-      std::smatch m;
-      if (std::regex_match(name, m, ours) && !fs::exists("/proc/" + m[1].str())) {
-        Virsh({"undefine", name});
-      }
-    }
-  }
+  static void TearDownTestSuite() { libvirtd_.reset(); }
 
   void SetUp() override {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
@@ -153,13 +89,13 @@ class LibvirtTest : public ::testing::Test {
 
   static std::string skip_;
   static std::string setup_error_;
-  static bool started_libvirtd_;
+  static std::unique_ptr<ft::testing::Libvirtd> libvirtd_;
   fs::path dir_;
 };
 
 std::string LibvirtTest::skip_;
 std::string LibvirtTest::setup_error_;
-bool LibvirtTest::started_libvirtd_ = false;
+std::unique_ptr<ft::testing::Libvirtd> LibvirtTest::libvirtd_;
 
 TEST_F(LibvirtTest, CompatibleDomainImportsAndIncompatibleIsRefusedByName) {
   const std::string good = kPrefix + "good";

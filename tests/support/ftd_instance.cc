@@ -119,10 +119,11 @@ std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
   return text;
 }
 
-CommandOutput FtdInstance::Ftctl(const std::vector<std::string>& args) {
+CommandOutput FtdInstance::Ftctl(const std::vector<std::string>& args,
+                                 std::chrono::milliseconds timeout) {
   std::vector<std::string> argv = {FtctlBinary(), "--socket", control_socket()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv, std::chrono::seconds(20));
+  return RunCommand(argv, timeout);
 }
 
 Status FtdInstance::WriteConfig(const std::string& text) {

@@ -74,7 +74,8 @@ class FtdInstance {
   std::string pid_file(const std::string& vm) const;
   std::string control_socket() const { return run_dir() + "/ftd.sock"; }
   // Runs ftctl against this instance's control socket.
-  CommandOutput Ftctl(const std::vector<std::string>& args);
+  CommandOutput Ftctl(const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
   std::string ftd_log() const { return dir_ + "/ftd.log"; }
   replay::ChildProcess* process() { return ftd_.get(); }
 

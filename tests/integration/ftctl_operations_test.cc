@@ -1,0 +1,332 @@
+// ftctl's operations against two real ftds in the network lab, a real libvirtd and real
+// QEMU: a libvirt domain is protected with `ftctl enable` (the peer starts its backup), a
+// client talks to it, and then it is handed over with `ftctl failover` or killed with
+// `ftctl drill`; the same TCP connection carries on. Every error an operator meets first is
+// checked with its exit code: an unknown domain, an incompatible one (the device named), FT
+// already on, the peer unreachable, a VM in the wrong role. Needs root (lab, libvirtd).
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "guest_client.h"
+#include "lab.h"
+#include "lab_pair.h"
+#include "libvirt_domains.h"
+
+namespace ft::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+constexpr const char* kChannelKey = "ftd-test-channel-key-0123456789abcdef";
+constexpr uint16_t kChannelPort = 7400;
+
+// The protectable guest as a libvirt domain: direct kernel boot, one vCPU, an e1000 on the
+// lab hosts' bridge, no disk (the guest runs from its initramfs).
+std::string GuestDomainXml(const std::string& name, Lab& lab) {
+  return fmt::format(R"(<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{guest}/initrd.img</initrd>
+    <cmdline>console=ttyS0 ftguest.ip={ip}/24 ftguest.workload=timer,chaos nohz=off</cmdline>
+  </os>
+  <devices>
+    <interface type='bridge'>
+      <mac address='52:54:00:12:34:56'/>
+      <source bridge='{bridge}'/>
+      <model type='e1000'/>
+    </interface>
+  </devices>
+</domain>
+)",
+                     fmt::arg("name", name), fmt::arg("kernel", GuestKernel()),
+                     fmt::arg("guest", GuestDir()), fmt::arg("ip", lab.vm_ip()),
+                     fmt::arg("bridge", lab.bridge()));
+}
+
+// What FT cannot protect: two vCPUs and virtio-net.
+std::string IncompatibleDomainXml(const std::string& name, Lab& lab) {
+  std::string xml = GuestDomainXml(name, lab);
+  xml.replace(xml.find("<vcpu>1</vcpu>"), 14, "<vcpu>2</vcpu>");
+  xml.replace(xml.find("<model type='e1000'/>"), 21, "<model type='virtio'/>");
+  return xml;
+}
+
+json ParseJson(const CommandOutput& out) { return json::parse(out.output, nullptr, false); }
+
+// Two ftds on lab hosts A and B with no VM in their config files, a shared claim store and a
+// channel key: VMs arrive with `ftctl enable`.
+class OperationsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    skip_ = Libvirtd::SkipReason();
+    if (!skip_.empty()) return;
+    auto libvirtd = Libvirtd::Ensure();
+    if (!libvirtd.ok()) {
+      setup_error_ = libvirtd.status().ToString();
+      return;
+    }
+    libvirtd_ = std::move(libvirtd).value();
+  }
+  static void TearDownTestSuite() { libvirtd_.reset(); }
+
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+    auto lab = Lab::Create();
+    if (!lab.ok() && lab.status().code() == StatusCode::kFailedPrecondition) {
+      GTEST_SKIP() << lab.status().ToString();
+    }
+    ASSERT_TRUE(lab.ok()) << lab.status().ToString();
+    lab_ = std::move(lab).value();
+    auto store = ClaimStore::Create();
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    auto a = FtdInstance::Create("hostA");
+    auto b = FtdInstance::Create("hostB");
+    ASSERT_TRUE(a.ok() && b.ok());
+    a_ = std::move(a).value();
+    b_ = std::move(b).value();
+    // Both hosts alike, as operators set them up: roles are per VM, not per host.
+    std::string at_a = fmt::format("{}:{}", lab_->Get("FTLAB_A_FT_IP"), kChannelPort);
+    std::string at_b = fmt::format("{}:{}", lab_->b_channel_ip(), kChannelPort);
+    ASSERT_TRUE(a_->WriteConfig(NodeConfig(*a_, "listen = " + at_a + "\npeer = " + at_b)).ok());
+    ASSERT_TRUE(b_->WriteConfig(NodeConfig(*b_, "listen = " + at_b + "\npeer = " + at_a)).ok());
+    std::string templ = (fs::temp_directory_path() / (TestDomainPrefix() + "XXXXXX")).string();
+    ASSERT_NE(mkdtemp(templ.data()), nullptr);
+    xml_dir_ = templ;
+    domain_name_ = TestDomainPrefix() + "web";
+    auto domain = DefinedDomain::Define(domain_name_, GuestDomainXml(domain_name_, *lab_), xml_dir_);
+    ASSERT_TRUE(domain.ok()) << domain.status().ToString();
+    domain_ = std::move(domain).value();
+  }
+
+  void TearDown() override {
+    // ftds first (their QEMUs die with them), then the lab they ran in.
+    a_.reset();
+    b_.reset();
+    domain_.reset();
+    store_.reset();
+    lab_.reset();
+    if (!xml_dir_.empty()) fs::remove_all(xml_dir_);
+  }
+
+  // A node section only: name, dirs, QEMU, channel and failover settings.
+  std::string NodeConfig(FtdInstance& side, const std::string& channel_line) {
+    std::string key = side.dir() + "/channel.key";
+    std::ofstream(key) << kChannelKey << "\n";
+    fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+    return fmt::format(
+        "[node]\nname = {}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\nqemu = {}\n"
+        "channel_key_file = {}\n{}\nheartbeat_interval_ms = 100\nheartbeat_timeout_ms = 1000\n"
+        "shared_storage = {}\n",
+        side.node_name(), side.state_dir(), side.run_dir(), QemuBinary(), key, channel_line,
+        store_->dir());
+  }
+
+  void StartB() {
+    ASSERT_TRUE(b_->Start({}, {}, lab_->ns_b()).ok());
+    ASSERT_TRUE(WaitForFileContaining(b_->ftd_log(), "logging channel: listening", 30s))
+        << ReadFile(b_->ftd_log());
+  }
+  void StartA() {
+    ASSERT_TRUE(a_->Start({}, {}, lab_->ns_a()).ok());
+    ASSERT_TRUE(WaitForFileContaining(a_->ftd_log(), "logging channel: listening", 30s))
+        << ReadFile(a_->ftd_log());
+  }
+
+  // `ftctl status` JSON of the domain on one side (null JSON if ftctl failed).
+  json Status(FtdInstance& side) { return ParseJson(side.Ftctl({"status", domain_name_, "--json"})); }
+
+  ft::Status WaitForState(FtdInstance& side, const std::string& ft_state,
+                          std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    std::string last;
+    while (Clock::now() < deadline) {
+      json st = Status(side);
+      if (!st.is_discarded()) last = st.value("ft_state", "");
+      if (last == ft_state) return ft::Status::Ok();
+      std::this_thread::sleep_for(100ms);
+    }
+    return Timeout(fmt::format("'{}' on {} is '{}' after {} ms, expected '{}'", domain_name_,
+                               side.node_name(), last, timeout.count(), ft_state));
+  }
+
+  std::string Logs() {
+    return "\nhost A's ftd:\n" + ReadFile(a_->ftd_log()) + "\nhost B's ftd:\n" +
+           ReadFile(b_->ftd_log());
+  }
+
+  // Enables the domain on A and waits until A's copy is protected by B's.
+  void EnableAndProtect() {
+    auto enabled = a_->Ftctl({"enable", domain_name_}, 90s);
+    ASSERT_EQ(enabled.exit_code, 0) << enabled.output << Logs();
+    EXPECT_NE(enabled.output.find("FT is on for '" + domain_name_ + "'"), std::string::npos)
+        << enabled.output;
+    ASSERT_TRUE(WaitForState(*a_, "protected", 90s).ok()) << Logs();
+    json backup = Status(*b_);
+    EXPECT_EQ(backup.value("role", ""), "backup") << backup.dump();
+    EXPECT_EQ(backup.value("peer", ""), "test-hostA") << backup.dump();
+  }
+
+  static std::string skip_, setup_error_;
+  static std::unique_ptr<Libvirtd> libvirtd_;
+  std::unique_ptr<Lab> lab_;
+  std::unique_ptr<ClaimStore> store_;
+  std::unique_ptr<FtdInstance> a_, b_;
+  fs::path xml_dir_;
+  std::string domain_name_;
+  std::unique_ptr<DefinedDomain> domain_;
+};
+
+std::string OperationsTest::skip_;
+std::string OperationsTest::setup_error_;
+std::unique_ptr<Libvirtd> OperationsTest::libvirtd_;
+
+TEST_F(OperationsTest, EnableRefusalsPlannedFailoverAndDisable) {
+  StartA();
+  // The peer's ftd is not running yet: nothing may change.
+  auto unreachable = a_->Ftctl({"enable", domain_name_}, 60s);
+  EXPECT_EQ(unreachable.exit_code, 6) << unreachable.output;
+  EXPECT_NE(unreachable.output.find("not reachable"), std::string::npos) << unreachable.output;
+  EXPECT_NE(unreachable.output.find("FT was not turned on for '" + domain_name_ + "'"),
+            std::string::npos)
+      << unreachable.output;
+  EXPECT_EQ(a_->Ftctl({"status", domain_name_}).exit_code, 4);
+  StartB();
+
+  // Refusals before anything runs: an unknown domain, an incompatible one, bad flags.
+  auto unknown = a_->Ftctl({"enable", TestDomainPrefix() + "nosuch"});
+  EXPECT_EQ(unknown.exit_code, 4) << unknown.output;
+  EXPECT_NE(unknown.output.find("no domain named '" + TestDomainPrefix() + "nosuch'"),
+            std::string::npos)
+      << unknown.output;
+  std::string bad_name = TestDomainPrefix() + "smp";
+  auto bad = DefinedDomain::Define(bad_name, IncompatibleDomainXml(bad_name, *lab_), xml_dir_);
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  auto refused = a_->Ftctl({"enable", bad_name});
+  EXPECT_EQ(refused.exit_code, 7) << refused.output;
+  EXPECT_NE(refused.output.find("<vcpu>2</vcpu>"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("<model type='e1000'/>"), std::string::npos) << refused.output;
+  EXPECT_EQ(a_->Ftctl({"enable"}).exit_code, 2);
+  EXPECT_EQ(a_->Ftctl({"drill", domain_name_, "--timeout", "0"}).exit_code, 2);
+  EXPECT_EQ(a_->Ftctl({"failover", domain_name_}).exit_code, 4);
+
+  EnableAndProtect();
+  auto again = a_->Ftctl({"enable", domain_name_});
+  EXPECT_EQ(again.exit_code, 5) << again.output;
+  EXPECT_NE(again.output.find("already"), std::string::npos) << again.output;
+  // On the backup's host the operations that need the primary say where to run them.
+  auto wrong_side = b_->Ftctl({"failover", domain_name_});
+  EXPECT_EQ(wrong_side.exit_code, 7) << wrong_side.output;
+  EXPECT_NE(wrong_side.output.find("run it on 'test-hostA'"), std::string::npos)
+      << wrong_side.output;
+
+  // list: ftd's VM with its libvirt state, and the domain FT is off for.
+  auto list = ParseJson(a_->Ftctl({"list", "--json"}));
+  ASSERT_FALSE(list.is_discarded());
+  ASSERT_EQ(list["vms"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["vms"][0]["name"], domain_name_);
+  EXPECT_EQ(list["vms"][0]["role"], "primary");
+  EXPECT_EQ(list["vms"][0]["libvirt"], "shut off");
+  bool listed_bad = false;
+  for (const auto& d : list["libvirt_domains"]) {
+    if (d["name"] == bad_name) listed_bad = d["ft"] == "off";
+  }
+  EXPECT_TRUE(listed_bad) << list.dump();
+  auto table = a_->Ftctl({"list"});
+  EXPECT_NE(table.output.find("LIBVIRT"), std::string::npos) << table.output;
+
+  StreamClient client;
+  ASSERT_TRUE(ConnectClient(*lab_, client).ok()) << Logs();
+  ASSERT_TRUE(Converse(client, 30).ok()) << Logs();
+  uint64_t seq_before = client.last_seq();
+
+  // Planned failover: nothing is lost, the same connection carries on from host B.
+  auto failover = a_->Ftctl({"failover", domain_name_, "--json"}, 90s);
+  ASSERT_EQ(failover.exit_code, 0) << failover.output << Logs();
+  json report = ParseJson(failover);
+  ASSERT_FALSE(report.is_discarded()) << failover.output;
+  EXPECT_EQ(report["kind"], "failover");
+  EXPECT_EQ(report["from_node"], "test-hostA");
+  EXPECT_EQ(report["to_node"], "test-hostB");
+  EXPECT_EQ(report["epoch"], 2);
+  EXPECT_GT(report["live_ms"].get<double>(), 0);
+  EXPECT_LT(report["live_ms"].get<double>(), 10000);
+  EXPECT_GT(report["log_bytes"].get<uint64_t>(), 0u);
+  std::printf("planned failover: drained %.0f ms, live on B %.0f ms after the request\n",
+              report["drained_ms"].get<double>(), report["live_ms"].get<double>());
+  ASSERT_TRUE(Converse(client, 40).ok()) << Logs();
+  EXPECT_GT(client.last_seq(), seq_before + 30);
+
+  json live = Status(*b_);
+  EXPECT_EQ(live.value("role", ""), "primary") << live.dump();
+  EXPECT_EQ(live.value("epoch", 0), 2) << live.dump();
+  EXPECT_EQ(live["nic"].value("outbound", ""), "open") << live.dump();
+  EXPECT_EQ(Status(*a_).value("ft_state", ""), "halted");
+
+  // Turning FT off: the halted copy on A goes; B's copy runs on, unprotected.
+  auto off_a = a_->Ftctl({"disable", domain_name_});
+  EXPECT_EQ(off_a.exit_code, 0) << off_a.output << Logs();
+  EXPECT_EQ(a_->Ftctl({"status", domain_name_}).exit_code, 4);
+  auto off_b = b_->Ftctl({"disable", domain_name_});
+  EXPECT_EQ(off_b.exit_code, 0) << off_b.output << Logs();
+  EXPECT_NE(off_b.output.find("runs on test-hostB unprotected"), std::string::npos) << off_b.output;
+  ASSERT_TRUE(Converse(client, 20).ok()) << Logs();
+  EXPECT_EQ(a_->Ftctl({"disable", domain_name_}).exit_code, 4);
+}
+
+TEST_F(OperationsTest, DrillKillsThePrimaryAndReportsTheTakeover) {
+  StartB();
+  StartA();
+  EnableAndProtect();
+  StreamClient client;
+  ASSERT_TRUE(ConnectClient(*lab_, client).ok()) << Logs();
+  ASSERT_TRUE(Converse(client, 30).ok()) << Logs();
+  int qemu_pid = Status(*a_).value("qemu_pid", 0);
+  ASSERT_GT(qemu_pid, 0);
+
+  auto drill = a_->Ftctl({"drill", domain_name_, "--json"}, 90s);
+  ASSERT_EQ(drill.exit_code, 0) << drill.output << Logs();
+  json report = ParseJson(drill);
+  ASSERT_FALSE(report.is_discarded()) << drill.output;
+  EXPECT_EQ(report["kind"], "drill");
+  EXPECT_EQ(report["to_node"], "test-hostB");
+  EXPECT_EQ(report["epoch"], 2);
+  EXPECT_FALSE(report["protection_restored"].get<bool>());
+  EXPECT_NE(report["protection_note"].get<std::string>().find("unprotected"), std::string::npos);
+  // Host B noticed by its heartbeat timeout (1 s), not by a closed connection.
+  double live_ms = report["live_ms"].get<double>();
+  const json& steps = report["peer_steps"];
+  double on_b = double(steps["live_ns"].get<int64_t>() - steps["peer_lost_ns"].get<int64_t>()) / 1e6;
+  EXPECT_GE(live_ms - on_b, 900) << report.dump(2);
+  EXPECT_LT(live_ms, 5000) << report.dump(2);
+  std::printf("drill: live on B %.0f ms after the kill (detection %.0f ms, B's go-live %.0f ms)\n",
+              live_ms, live_ms - on_b, on_b);
+  EXPECT_NE(kill(qemu_pid, 0), 0) << "the drill left the primary's QEMU running";
+
+  auto text = a_->Ftctl({"status", domain_name_});
+  EXPECT_NE(text.output.find("killed by a failover drill"), std::string::npos) << text.output;
+  ASSERT_TRUE(Converse(client, 40).ok()) << Logs();
+  json live = Status(*b_);
+  EXPECT_EQ(live.value("role", ""), "primary") << live.dump();
+  // A second drill has nothing to take over.
+  auto second = a_->Ftctl({"drill", domain_name_});
+  EXPECT_EQ(second.exit_code, 7) << second.output;
+}
+
+}  // namespace
+}  // namespace ft::testing

@@ -1,0 +1,51 @@
+// A real libvirtd for tests (qemu:///system): started with scripts/libvirtd.sh when none
+// answers and stopped afterwards only if started here; domains defined with virsh under a
+// per-process name prefix and undefined whatever happens (leftovers of killed runs are
+// undefined at the next start). libvirt never runs them: ftd does.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ftd_instance.h"
+
+namespace ft::testing {
+
+// "ftt<pid>-": domains of this test process.
+const std::string& TestDomainPrefix();
+
+// virsh -q -c qemu:///system ARGS...
+CommandOutput Virsh(const std::vector<std::string>& args);
+
+class Libvirtd {
+ public:
+  // Why libvirt tests cannot run here ("" when they can): not root, or not installed.
+  static std::string SkipReason();
+  // Makes sure a libvirtd answers; undefines leftover test domains of dead processes.
+  static Result<std::unique_ptr<Libvirtd>> Ensure();
+  ~Libvirtd();  // stops libvirtd if Ensure started it
+
+ private:
+  explicit Libvirtd(bool started) : started_(started) {}
+  bool started_;
+};
+
+// A domain defined in libvirt for the life of the object.
+class DefinedDomain {
+ public:
+  static Result<std::unique_ptr<DefinedDomain>> Define(const std::string& name,
+                                                       const std::string& xml,
+                                                       const std::filesystem::path& dir);
+  ~DefinedDomain();
+  DefinedDomain(const DefinedDomain&) = delete;
+  DefinedDomain& operator=(const DefinedDomain&) = delete;
+  const std::string& name() const { return name_; }
+
+ private:
+  explicit DefinedDomain(std::string name) : name_(std::move(name)) {}
+  std::string name_;
+};
+
+}  // namespace ft::testing
