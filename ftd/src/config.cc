@@ -539,15 +539,18 @@ std::string FormatVmSection(const replay::VmSpec& spec) {
 }
 
 Result<replay::VmSpec> ParseVmSection(std::string_view text, const std::string& source) {
+  std::istringstream lines{std::string(text)};
+  for (std::string line; std::getline(lines, line);) {
+    auto eq = line.find('=');
+    if (eq != std::string::npos && Trim(line.substr(0, eq)) == "ft") {
+      return InvalidArgument(fmt::format(
+          "{}: sets ft; a VM's role comes from the command, not its definition", source));
+    }
+  }
   FT_ASSIGN_OR_RETURN(Config config, ParseConfig(text, source, "/"));
   if (config.vms.size() != 1) {
     return InvalidArgument(
         fmt::format("{}: expected one [vm NAME] section, found {}", source, config.vms.size()));
-  }
-  if (!config.roles.empty()) {
-    return InvalidArgument(fmt::format(
-        "{}: [vm {}] sets ft; a VM's role comes from the command, not its definition", source,
-        config.vms[0].name));
   }
   return config.vms[0];
 }

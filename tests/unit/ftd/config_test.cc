@@ -242,5 +242,60 @@ TEST_F(ConfigFilesTest, ChannelKeyMustBePrivateAndLongEnough) {
   EXPECT_NE(r.status().message().find("channel_key_file"), std::string::npos);
 }
 
+// A VM turned on with ftctl travels and is kept as its [vm] section: every field survives.
+TEST(VmSectionTest, FormatThenParseGivesTheSameSpec) {
+  auto r = ParseConfig(kGood, "ftd.conf", "/etc/ftd");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  replay::VmSpec spec = r->vms[0];
+  spec.disks[0].bus = replay::DiskBus::kIde;
+  spec.icount_shift = 6;
+  std::string text = FormatVmSection(spec);
+  auto back = ParseVmSection(text, "enable request");
+  ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << text;
+  EXPECT_EQ(FormatVmSection(*back), text);
+  EXPECT_EQ(back->name, "web1");
+  EXPECT_EQ(back->kernel, "/etc/ftd/img/vmlinuz");
+  EXPECT_EQ(back->icount_shift, 6);
+  ASSERT_EQ(back->disks.size(), 1u);
+  EXPECT_EQ(back->disks[0].bus, replay::DiskBus::kIde);
+  ASSERT_TRUE(back->nic.has_value());
+  EXPECT_EQ(back->nic->mac, "52:54:00:ab:cd:ef");
+  ASSERT_EQ(back->nic->forwards.size(), 2u);
+  EXPECT_EQ(back->nic->forwards[1].host_port, 17001);
+  EXPECT_EQ(back->nic->forwards[1].guest_port, 7001);
+
+  spec.nic.reset();
+  auto none = ParseVmSection(FormatVmSection(spec), "enable request");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->nic.has_value());
+}
+
+TEST(VmSectionTest, RefusesARoleTwoVmsAndBadValuesNamingTheSource) {
+  std::string vm = "[vm web1]\nkernel = /k\n";
+  auto with_role = ParseVmSection(vm + "ft = primary\n", "enable request");
+  ASSERT_FALSE(with_role.ok());
+  EXPECT_NE(with_role.status().message().find("enable request"), std::string::npos);
+  EXPECT_NE(with_role.status().message().find("sets ft"), std::string::npos)
+      << with_role.status().message();
+  auto two = ParseVmSection(vm + "[vm web2]\nkernel = /k\n", "enable request");
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.status().message().find("expected one [vm NAME] section, found 2"),
+            std::string::npos)
+      << two.status().message();
+  auto bad = ParseVmSection("[vm web1]\nmemory_mib = lots\n", "enable request");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("memory_mib"), std::string::npos);
+}
+
+TEST(ConfigParseTest, NodeQemuIsTheQemuForVmsTurnedOnAtRunTime) {
+  auto r = ParseConfig("[node]\nqemu = /usr/lib/ftd/qemu/bin/qemu-system-x86_64\n", "ftd.conf",
+                       "/etc/ftd");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->node.qemu, "/usr/lib/ftd/qemu/bin/qemu-system-x86_64");
+  auto d = ParseConfig("[node]\n", "ftd.conf", "/etc/ftd");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->node.qemu, "qemu-system-x86_64");
+}
+
 }  // namespace
 }  // namespace ft::daemon

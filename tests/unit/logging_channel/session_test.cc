@@ -441,6 +441,67 @@ TEST_F(ChannelTest, PeerCloseAbortsTheOtherSidePromptly) {
   });
 }
 
+TEST_F(ChannelTest, GoSilentLooksLikeADeadHostToThePeer) {
+  Listen();
+  ASSERT_TRUE(ConnectPrimary().ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  io_.Run([&] {
+    primary_.session->GoSilent();
+    primary_.session->SendLog(0, "never sent");  // nothing leaves a silent end
+    return 0;
+  });
+  const auto start = Clock::now();
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }, 2000ms));
+  // Found by the heartbeat timeout (300 ms), not by a closed connection.
+  EXPECT_GE(Clock::now() - start, 200ms);
+  io_.Run([&] {
+    EXPECT_EQ(backup_.closed->code(), StatusCode::kTimeout) << backup_.closed->ToString();
+    EXPECT_EQ(backup_.log, "");
+    EXPECT_FALSE(primary_.closed.has_value()) << "a silent end runs no callbacks";
+    return 0;
+  });
+}
+
+// The two ftds' own requests: a session for kPeerControlVm carries one message each way.
+TEST_F(ChannelTest, PeerControlSessionCarriesMessagesBothWays) {
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0};
+  const Identity b{"hostB", kPeerControlVm, "", 0, 0};
+  Listen(TestOptions(), {{kPeerControlVm, b}});
+  std::string request, answer;
+  ASSERT_TRUE(ConnectPrimary(a).ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  io_.Run([&] {
+    EXPECT_EQ(backup_.session->peer().vm, kPeerControlVm);
+    backup_.session->OnMessage([&](std::string_view m) {
+      request = m;
+      backup_.session->SendMessage("answer to " + request);
+    });
+    primary_.session->OnMessage([&](std::string_view m) { answer = m; });
+    primary_.session->SendMessage(std::string(5000, 'q'));
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return !answer.empty(); }));
+  io_.Run([&] {
+    EXPECT_EQ(request, std::string(5000, 'q'));
+    EXPECT_EQ(answer, "answer to " + std::string(5000, 'q'));
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, PeerMessageOnAVmSessionIsAProtocolError) {
+  Listen();
+  auto peer = AuthenticatedRawPeer();
+  proto::ChannelFrame f;
+  f.mutable_message()->set_payload("enable web2, please");
+  peer->SendFrame(f);
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.closed.has_value(); }));
+  io_.Run([&] {
+    EXPECT_EQ(backup_.closed->code(), StatusCode::kProtocol) << backup_.closed->ToString();
+    EXPECT_THAT(backup_.closed->message(), HasSubstr("peer message on a VM's log session"));
+    return 0;
+  });
+}
+
 TEST_F(ChannelTest, SessionCanBeDroppedFromItsOwnCallback) {
   Listen();
   ASSERT_TRUE(ConnectPrimary().ok());
