@@ -222,6 +222,9 @@ TEST_F(OperationsTest, EnableRefusalsPlannedFailoverAndDisable) {
   EXPECT_NE(refused.output.find("<vcpu>2</vcpu>"), std::string::npos) << refused.output;
   EXPECT_NE(refused.output.find("<model type='e1000'/>"), std::string::npos) << refused.output;
   EXPECT_EQ(a_->Ftctl({"enable"}).exit_code, 2);
+  auto no_daemon = RunCommand(
+      {FtctlBinary(), "--socket", a_->dir() + "/no-such.sock", "enable", domain_name_}, 30s);
+  EXPECT_EQ(no_daemon.exit_code, 3) << no_daemon.output;
   EXPECT_EQ(a_->Ftctl({"drill", domain_name_, "--timeout", "0"}).exit_code, 2);
   EXPECT_EQ(a_->Ftctl({"failover", domain_name_}).exit_code, 4);
 

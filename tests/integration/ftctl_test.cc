@@ -72,6 +72,36 @@ TEST(FtctlTest, ListAndStatusOfARunningVm) {
   EXPECT_NE(down.output.find("cannot reach ftd at '" + ftd.control_socket() + "'"),
             std::string::npos)
       << down.output;
+  for (const char* command : {"status", "disable", "failover", "drill"}) {
+    auto gone = ftd.Ftctl({command, "web1", "--json"});
+    EXPECT_EQ(gone.exit_code, 3) << command << ": " << gone.output;
+    auto parsed_error = nlohmann::json::parse(gone.output, nullptr, false);
+    ASSERT_FALSE(parsed_error.is_discarded()) << command << ": " << gone.output;
+    EXPECT_EQ(parsed_error["exit_code"], 3);
+    EXPECT_NE(parsed_error["error"].get<std::string>().find("is ftd running?"), std::string::npos);
+  }
+}
+
+TEST(FtctlTest, BadFlagsOfEveryCommandAreUsageErrors) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"enable"},
+           {"disable"},
+           {"disable", "web1", "--frobnicate"},
+           {"failover"},
+           {"failover", "web1", "web2"},
+           {"drill", "web1", "--timeout", "0"},
+           {"drill", "web1", "--timeout", "soon"},
+           {"list", "extra"},
+           {"init-storage"},
+           {"frobnicate"}}) {
+    std::vector<std::string> argv = {FtctlBinary(), "--socket", "/nonexistent/ftd.sock"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto out = RunCommand(argv, 10s);
+    EXPECT_EQ(out.exit_code, 2) << args[0] << ": " << out.output;
+  }
+  auto help = RunCommand({FtctlBinary(), "drill", "--help"}, 10s);
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("--timeout"), std::string::npos) << help.output;
 }
 
 TEST(FtctlTest, HelpIsPrintedAndExitsZero) {
@@ -79,6 +109,9 @@ TEST(FtctlTest, HelpIsPrintedAndExitsZero) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.output.find("list"), std::string::npos);
   EXPECT_NE(help.output.find("status"), std::string::npos);
+  for (const char* command : {"enable", "disable", "failover", "drill", "Exit codes"}) {
+    EXPECT_NE(help.output.find(command), std::string::npos) << command;
+  }
   auto none = RunCommand({FtctlBinary()}, 10s);
   EXPECT_EQ(none.exit_code, 2) << none.output;  // a subcommand is required
 }
