@@ -201,6 +201,11 @@ Status RrLogParser::Feed(std::string_view bytes, std::vector<RrEvent>* out) {
     if (out) out->push_back(e);
   }
   pending_.erase(0, pos);
+  if (ended_ && !pending_.empty()) {
+    failed_ = DataLoss(fmt::format("rr log offset {}: {} bytes after the end event", consumed_,
+                                   pending_.size()));
+    return failed_;
+  }
   return Status::Ok();
 }
 

@@ -118,6 +118,13 @@ TEST(RrLogParserTest, OversizedArrayAndTrailingBytesAreRejected) {
   RrLogParser q;
   ASSERT_TRUE(q.Feed(K(rr::kEnd), nullptr).ok());
   EXPECT_FALSE(q.Feed(EncodeInstructionEvent(1), nullptr).ok());
+
+  // In the same piece as the end event, too: nothing may follow it.
+  RrLogParser r;
+  std::vector<RrEvent> events;
+  EXPECT_FALSE(r.Feed(EncodeInstructionEvent(3) + K(rr::kEnd) + K(rr::kCheckpoint), &events).ok());
+  EXPECT_EQ(events.size(), 2u);
+  EXPECT_EQ(r.icount(), 3u);
 }
 
 TEST(RrLogParserTest, InstructionEventEncoding) {
