@@ -1,7 +1,7 @@
 // The primary of a protected VM: QEMU records; the tap reads its log as it is written and
 // the logging channel carries it to the backup. The primary holds every log byte until the
-// backup acks it, and is paced (its log read more slowly, so QEMU blocks) while the backup's
-// replay lags more than max_lag_ms behind. When the backup is gone it runs on, unprotected.
+// backup acks it, and is paced (QEMU's vCPU waits in the flush shim) so the backup's replay
+// lags at most max_lag_ms behind. When the backup is gone it runs on, unprotected.
 #include <unistd.h>
 
 #include <asio.hpp>
@@ -136,8 +136,15 @@ class PrimaryVm : public ManagedVm {
     std::function<void()> on_stopped;
 
     uint64_t max_unacked() const { return uint64_t(node.channel.max_unacked_mib) << 20; }
+    // The log's icount as QEMU wrote it (the shim scans every byte it is given), which is
+    // ahead of what the tap has read when ftd reads late; the tap's if the shim's is unknown.
+    uint64_t log_icount() const {
+      uint64_t read = tap ? tap->icount() : 0;
+      if (counters && !counters->scan_failed()) return std::max(read, counters->icount());
+      return read;
+    }
     uint64_t lag_instructions() const {
-      uint64_t at = tap ? tap->icount() : 0;
+      uint64_t at = log_icount();
       return at > replayed_icount ? at - replayed_icount : 0;
     }
 
@@ -264,6 +271,12 @@ class PrimaryVm : public ManagedVm {
       if (!s.ok()) log->error("vm '{}': {}", spec.name, s.ToString());
       log->info("vm '{}': record log closed at {} bytes, icount {}", spec.name, tap->offset(),
                 tap->icount());
+      // The shim's scan paces the VM; it must agree with the parser that feeds the backup.
+      if (auto* c = Counters(); c && (c->scan_failed() || c->icount() != tap->icount())) {
+        log->error("vm '{}': the flush shim scanned the log to icount {}{}, ftd parsed {}",
+                   spec.name, c->icount(), c->scan_failed() ? " (then failed)" : "",
+                   tap->icount());
+      }
       MaybeFinishStop();
     }
 
@@ -283,30 +296,33 @@ class PrimaryVm : public ManagedVm {
       MaybeFinishStop();
     }
 
-    // Pacing. Lag: the vCPU is held while the backup's replay is more than the hold point
-    // (below) behind in guest time, and released at half of it (hysteresis). Holding the
-    // log back instead cannot bound lag: on CPU-bound work one log byte covers ~1000
+    // Pacing. The shim holds the vCPU before its next log event while the log QEMU has
+    // written is more than the hold point (below) ahead of the backup's last acked replay
+    // position: ftd sets that icount as the shim's limit, and the shim compares it with the
+    // log it scans as QEMU writes it. Deciding on what ftd has read instead let QEMU run
+    // 100-200 ms of guest time past the bound whenever ftd read the FIFO late. Holding the
+    // log back cannot bound lag either: on CPU-bound work one log byte covers ~1000
     // instructions, so the FIFO and the shim's buffer (2 MiB) hold about a minute of guest
     // time that QEMU runs ahead before it blocks (docs/design.md). Memory: the log is not
     // read while more than max_unacked_mib is unacked, so QEMU blocks in its writes.
     void Pace() {
       if (!tap) return;
-      // Not before the backup's replayer runs: it starts only once a complete instruction
-      // span has arrived, and a vCPU held in the write that completes it would wait forever.
-      bool pace = state == PrimaryState::kProtected && !stopping && !handing_over &&
-                  replayed_icount > 0;
+      // From the moment the backup is connected, before its replayer runs: the shim holds
+      // the vCPU only between whole events, so the log the backup has always ends in complete
+      // spans, and its replayer can start and catch up while the vCPU waits.
+      bool pace = state == PrimaryState::kProtected && !stopping && !handing_over;
       double lag = GuestMs(lag_instructions(), spec.icount_shift);
       double bound = node.channel.max_lag_ms;
-      // Hold early enough that the run to the vCPU's next log write fits under the bound:
-      // that run can be as long as the longest recent instruction span (QEMU writes a span's
-      // count only when the next event comes), plus 10% for acks that are a little old.
+      // Hold early enough that the run to the vCPU's next log event fits under the bound:
+      // the event that crosses the limit can be a span as long as the longest recent one
+      // (QEMU writes a span's count only when the next event comes), plus 10% to spare.
+      // The limit moves with every ack, so the vCPU runs again as soon as the backup
+      // replays further; at least one instruction, or a vCPU held right after a span would
+      // wait for a replayer that stops one instruction before that span's end.
       double span = GuestMs(tap->recent_max_span(), spec.icount_shift);
       double hold_at = std::max(bound / 2, bound * kHoldAt - span);
-      if (!pace || lag < hold_at / 2) {
-        SetVmPaused(false);
-      } else if (lag > hold_at) {
-        SetVmPaused(true);
-      }
+      uint64_t hold_after = std::max<uint64_t>(1, GuestInstructions(hold_at, spec.icount_shift));
+      SetIcountLimit(pace ? replayed_icount + hold_after : 0);
       if (pace && lag > bound) ReportOverBound(lag, hold_at, span);
       if (!pace || unacked.size() < max_unacked() / 2) {
         tap->Resume();
@@ -325,21 +341,23 @@ class PrimaryVm : public ManagedVm {
       uint64_t unread = c && c->produced() > tap->offset() ? c->produced() - tap->offset() : 0;
       log->info(
           "vm '{}': backup {:.0f} ms behind, over max_lag_ms {} (vCPU {} for {} ms; hold point "
-          "{:.0f} ms, longest recent span {:.1f} ms, last ack {} ms ago, {} log bytes not read "
-          "yet)",
-          spec.name, lag, node.channel.max_lag_ms, vm_paused ? "held" : "running",
-          vm_paused ? MsSince(vm_paused_at) : 0, hold_at, span, MsSince(last_ack), unread);
+          "{:.0f} ms, longest recent span {:.1f} ms, last ack {} ms ago, log icount {} written "
+          "/ {} read, {} log bytes not read yet)",
+          spec.name, lag, node.channel.max_lag_ms, vm_held ? "held" : "running",
+          vm_held ? MsSince(vm_held_at) : 0, hold_at, span, MsSince(last_ack),
+          c ? c->icount() : 0, tap->icount(), unread);
     }
 
-    // Pacing holds QEMU's vCPU in its next log write through the shim's `hold` word (the
-    // shim never holds QEMU's main thread: a held main loop delivers no timer interrupts and
-    // a CPU-bound vCPU ran on for 300 ms of guest time without writing). What is already
-    // written keeps flowing, so the lag ftd sees is exact. QMP `stop` was measured too: it
-    // replays fine but takes effect 60-550 ms of guest time after it is sent.
+    // Pacing holds QEMU's vCPU before its next log event through the shim's `icount_limit`
+    // word (the shim never holds QEMU's main thread: a held main loop delivers no timer
+    // interrupts and a CPU-bound vCPU ran on for 300 ms of guest time without writing). What
+    // is already written keeps flowing, so the backup can replay all of it. QMP `stop` was
+    // measured too: it replays fine but takes effect 60-550 ms of guest time after it is sent.
     std::optional<replay::RrShimCounters> counters;
-    bool vm_paused = false;
-    Clock::time_point vm_paused_at{};
-    Clock::duration vm_paused_total{};
+    uint64_t icount_limit = 0;
+    // As last seen in the shim's `held` word: the replay stall guard and status use it.
+    bool vm_held = false;
+    Clock::time_point vm_held_at{};
 
     // The shim's counters, mapped once QEMU has opened its log.
     replay::RrShimCounters* Counters() {
@@ -361,26 +379,28 @@ class PrimaryVm : public ManagedVm {
       return c->produced();
     }
 
-    void SetVmPaused(bool paused) {
-      if (paused == vm_paused) return;
+    void SetIcountLimit(uint64_t limit) {
       auto* c = Counters();
       if (!c) return;  // QEMU has not opened its log yet
-      c->SetHold(paused);
-      vm_paused = paused;
-      log->debug("vm '{}': pacing: {} (backup {:.0f} ms behind)", spec.name,
-                 paused ? "holding the vCPU" : "releasing the vCPU",
-                 GuestMs(lag_instructions(), spec.icount_shift));
-      if (paused) {
-        vm_paused_at = Clock::now();
-      } else {
-        vm_paused_total += Clock::now() - vm_paused_at;
+      if (limit != icount_limit) {
+        c->SetIcountLimit(limit);
+        icount_limit = limit;
       }
+      bool held = c->held() > 0;
+      if (held == vm_held) return;
+      vm_held = held;
+      if (held) vm_held_at = Clock::now();
+      log->debug("vm '{}': pacing: vCPU {} (backup {:.0f} ms behind, limit icount {})",
+                 spec.name, held ? "held" : "released",
+                 GuestMs(lag_instructions(), spec.icount_shift), limit);
     }
 
+    // Time QEMU waited in the shim: held for the backup, or blocked on a full buffer while
+    // the tap was paused for memory. The shim adds a wait when it ends; add the one going on.
     std::chrono::milliseconds paced_time() const {
-      auto total = vm_paused_total;
-      if (vm_paused) total += Clock::now() - vm_paused_at;
-      if (tap) total += tap->paused_time();
+      std::chrono::nanoseconds total{0};
+      if (counters) total = counters->blocked();
+      if (vm_held) total += Clock::now() - vm_held_at;
       return std::chrono::duration_cast<std::chrono::milliseconds>(total);
     }
 
@@ -638,8 +658,8 @@ class PrimaryVm : public ManagedVm {
     }
 
     void CheckReplayProgress() {
-      if (state != PrimaryState::kProtected || !vm_paused) return;
-      auto since = std::max(last_replay_progress, vm_paused_at);
+      if (state != PrimaryState::kProtected || !vm_held) return;
+      auto since = std::max(last_replay_progress, vm_held_at);
       if (Clock::now() - since < kReplayStallTimeout) return;
       LoseBackup(Unavailable(fmt::format(
           "the backup's replay made no progress for {} s at icount {} ({:.0f} ms of guest time "
@@ -736,7 +756,7 @@ class PrimaryVm : public ManagedVm {
       r.log_bytes = tap ? tap->offset() : 0;
       r.acked_bytes = acked;
       r.log_bytes_per_sec = rate.PerSecond();
-      r.log_icount = tap ? tap->icount() : 0;
+      r.log_icount = log_icount();
       r.replayed_icount = replayed_icount;
       r.lag_instructions = state == PrimaryState::kProtected ? lag_instructions() : 0;
       r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);

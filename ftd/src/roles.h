@@ -75,4 +75,10 @@ inline double GuestMs(uint64_t instructions, int icount_shift) {
   return static_cast<double>(instructions) * static_cast<double>(uint64_t{1} << icount_shift) / 1e6;
 }
 
+// Milliseconds of guest time -> instructions (rounded down) under -icount shift=N.
+inline uint64_t GuestInstructions(double ms, int icount_shift) {
+  if (ms <= 0) return 0;
+  return static_cast<uint64_t>(ms * 1e6 / static_cast<double>(uint64_t{1} << icount_shift));
+}
+
 }  // namespace ft::daemon

@@ -11,7 +11,10 @@
  * QEMU's writes block, which is how ftd paces a primary whose backup lags.
  *
  * The counters (docs/formats/rr-shim-counters.md) are published in a shared file
- * (FTD_RR_COUNTERS): produced = bytes QEMU has written, flushed = bytes handed to the fd.
+ * (FTD_RR_COUNTERS): produced = bytes QEMU has written, flushed = bytes handed to the fd,
+ * icount = instructions in the complete events QEMU has written (rr_log_scan.c scans every
+ * byte). ftd paces the primary through icount_limit: a vCPU that has logged past it waits
+ * at its next event, so the limit is kept on what QEMU wrote, not on what ftd has read.
  *
  * Seeks: QEMU seeks to 12 at start (past the file header) and back to 0 at exit to write
  * the header. On a pipe neither can work; the shim accepts the first (so nothing is
@@ -33,7 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define COUNTERS_MAGIC 0x6674647272736831ULL /* "ftdrrsh1" */
+#include "rr_log_scan.h"
+
+#define COUNTERS_MAGIC 0x6674647272736832ULL /* "ftdrrsh2": layout version 2 */
 
 struct counters {
   uint64_t magic;
@@ -42,7 +47,10 @@ struct counters {
   _Atomic uint64_t write_errors; /* failed write() calls (reader gone) */
   _Atomic uint64_t blocked_ns;   /* time QEMU spent blocked on a full buffer */
   _Atomic uint64_t finished;     /* 1 once QEMU closed the log */
-  _Atomic uint64_t hold;         /* set by ftd: QEMU's next log write waits (pacing) */
+  _Atomic uint64_t icount_limit; /* set by ftd (0 = none): pacing, see cookie_write */
+  _Atomic uint64_t icount;       /* instructions in the complete events written */
+  _Atomic uint64_t scan_errors;  /* 1 once the log did not scan: icount_limit is ignored */
+  _Atomic uint64_t held;         /* writers waiting for icount_limit right now */
 };
 
 struct shim {
@@ -58,6 +66,7 @@ struct shim {
   pthread_t thread;
   struct counters* ctr;
   struct counters local;
+  struct ftd_rr_scan scan; /* under mu: the stream as QEMU wrote it */
 };
 
 static uint64_t now_ns(void) {
@@ -67,6 +76,13 @@ static uint64_t now_ns(void) {
 }
 
 static int is_main_thread(void) { return (pid_t)syscall(SYS_gettid) == getpid(); }
+
+/* Called with mu held. A log that did not scan is never held: a wrong icount could hold the
+ * vCPU for good, and ftd still reads and checks every byte it forwards. */
+static int over_icount_limit(struct shim* s) {
+  uint64_t limit = atomic_load(&s->ctr->icount_limit);
+  return limit != 0 && !s->scan.failed && s->scan.icount > limit;
+}
 
 static void drain(struct shim* s) {
   /* Called with mu held; writes the buffer without holding it. */
@@ -122,18 +138,22 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
     pthread_mutex_unlock(&s->mu);
     return (ssize_t)size; /* QEMU must not see an error: it would only print and go on */
   }
-  if (atomic_load(&s->ctr->hold) && !is_main_thread()) {
-    /* Pacing: the backup lags too far. The vCPU waits in this write until ftd lets go; what
-     * is already buffered still flows. The main thread is never held: its timers are what
-     * interrupt a busy vCPU, and a vCPU that is not interrupted runs on without writing. */
+  if (s->scan.pos == 0 && over_icount_limit(s) && !is_main_thread()) {
+    /* Pacing: QEMU has logged past the icount the backup may lag to. The vCPU waits here,
+     * before the first byte of its next event, until ftd raises the limit; the log written
+     * so far is whole events and still flows, so the backup can replay all of it. The main
+     * thread is never held: its timers are what interrupt a busy vCPU, and a vCPU that is
+     * not interrupted runs on without writing. */
     uint64_t t0 = now_ns();
+    atomic_fetch_add(&s->ctr->held, 1);
     pthread_cond_signal(&s->work);
-    while (atomic_load(&s->ctr->hold) && !s->broken && !s->closing) {
+    while (over_icount_limit(s) && !s->broken && !s->closing) {
       pthread_mutex_unlock(&s->mu);
       struct timespec pause = {0, 200 * 1000};
       nanosleep(&pause, NULL);
       pthread_mutex_lock(&s->mu);
     }
+    atomic_fetch_sub(&s->ctr->held, 1);
     atomic_fetch_add(&s->ctr->blocked_ns, now_ns() - t0);
   }
   if (s->len + size > s->max_buffer) {
@@ -158,6 +178,10 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
   }
   memcpy(s->buf + s->len, data, size);
   s->len += size;
+  if (!s->scan.failed) {
+    if (ftd_rr_scan_feed(&s->scan, data, size) != 0) atomic_store(&s->ctr->scan_errors, 1);
+    atomic_store(&s->ctr->icount, s->scan.icount);
+  }
   atomic_fetch_add(&s->ctr->produced, (uint64_t)size);
   pthread_mutex_unlock(&s->mu);
   return (ssize_t)size;
@@ -243,6 +267,7 @@ static FILE* wrap(const char* path, const char* mode, const char* symbol) {
   s->ctr = map_counters();
   if (!s->ctr) s->ctr = &s->local;
   s->local.magic = COUNTERS_MAGIC;
+  ftd_rr_scan_init(&s->scan);
 
   cookie_io_functions_t io = {NULL, cookie_write, cookie_seek, cookie_close};
   FILE* f = fopencookie(s, "w", io);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -19,22 +20,46 @@
 namespace ft::replay {
 namespace {
 
-constexpr uint64_t kCountersMagic = 0x6674647272736831ULL;  // "ftdrrsh1", as in the shim
-constexpr size_t kCountersSize = 7 * sizeof(uint64_t);
-enum CounterIndex { kMagic = 0, kProduced, kFlushed, kWriteErrors, kBlockedNs, kFinished, kHold };
+// Word indexes, as in the shim's struct counters (docs/formats/rr-shim-counters.md).
+enum CounterIndex {
+  kMagicWord = 0,
+  kProduced,
+  kFlushed,
+  kWriteErrors,
+  kBlockedNs,
+  kFinished,
+  kIcountLimit,
+  kIcount,
+  kScanErrors,
+  kHeld,
+  kCounterWords
+};
+constexpr size_t kCountersSize = kCounterWords * sizeof(uint64_t);
 
 }  // namespace
 
 Result<RrShimCounters> RrShimCounters::Open(const std::string& path, bool writable) {
   int fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(fmt::format("rr shim counters '{}'", path), errno);
+  // The shim creates the file, then sizes it: mapped before that, reading it is SIGBUS.
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kCountersSize)) {
+    close(fd);
+    return Unavailable(fmt::format("rr shim counters '{}' are not set up yet", path));
+  }
   void* p = mmap(nullptr, kCountersSize, writable ? PROT_READ | PROT_WRITE : PROT_READ,
                  MAP_SHARED, fd, 0);
   int err = errno;
   close(fd);
   if (p == MAP_FAILED) return ErrnoStatus(fmt::format("mmap rr shim counters '{}'", path), err);
   RrShimCounters c(p, writable);
-  if (c.Load(kMagic) != kCountersMagic) {
+  if (uint64_t magic = c.Load(kMagicWord); magic != kMagic) {
+    if ((magic >> 8) == (kMagic >> 8)) {
+      return FailedPrecondition(fmt::format(
+          "'{}' holds rr shim counters of layout '{}', this ftd reads '{}': QEMU was started "
+          "with a libftd-rrshim.so of another ftd version",
+          path, static_cast<char>(magic & 0xff), static_cast<char>(kMagic & 0xff)));
+    }
     return DataLoss(
         fmt::format("'{}' holds no rr shim counters (bad magic): was QEMU started "
                     "with the shim preloaded?",
@@ -65,11 +90,14 @@ std::chrono::nanoseconds RrShimCounters::blocked() const {
   return std::chrono::nanoseconds(Load(kBlockedNs));
 }
 bool RrShimCounters::finished() const { return Load(kFinished) != 0; }
-bool RrShimCounters::hold() const { return Load(kHold) != 0; }
-void RrShimCounters::SetHold(bool hold) {
+uint64_t RrShimCounters::icount() const { return Load(kIcount); }
+bool RrShimCounters::scan_failed() const { return Load(kScanErrors) != 0; }
+uint64_t RrShimCounters::icount_limit() const { return Load(kIcountLimit); }
+int RrShimCounters::held() const { return static_cast<int>(Load(kHeld)); }
+void RrShimCounters::SetIcountLimit(uint64_t limit) {
   assert(writable_ && "RrShimCounters opened read-only");
-  static_cast<std::atomic<uint64_t>*>(mapping_)[kHold].store(hold ? 1 : 0,
-                                                              std::memory_order_release);
+  static_cast<std::atomic<uint64_t>*>(mapping_)[kIcountLimit].store(limit,
+                                                                     std::memory_order_release);
 }
 
 std::vector<std::string> RrShimEnv(const RrShimEnvironment& env) {

@@ -73,12 +73,11 @@ struct LagSampler {
   std::thread thread;
 };
 
-// What the lag is held to today. The primary paces at (90% of the bound - the longest recent
-// instruction span), but under a replayer that is stopped 60% of the time the pair's lag was
-// measured up to 5% over max_lag_ms (992-1052 ms for 1000 on the patched QEMU; holding at
-// 80%, or adding an estimate of the log still in the shim, did not remove the spikes).
-// Until that is found, the tests hold it to 1.5x and print the measured figure.
-constexpr double kLagTolerance = 1.5;
+// The lag is held to max_lag_ms itself. The primary's flush shim holds the vCPU once the log
+// QEMU has written is past the backup's last acked position plus the hold point (90% of the
+// bound - the longest recent instruction span). When ftd decided on the log it had read, the
+// pair's lag went to 992-1052 ms for a 1000 ms bound under a replayer stopped 60% of the
+// time: on 2 busy cores ftd read the FIFO 100-200 ms of guest time late.
 
 void ExpectIdenticalConsoles(LockstepPair& pair) {
   std::string primary = pair.primary_console();
@@ -136,7 +135,7 @@ TEST(LockstepTest, BackupConsoleIsByteIdenticalAfterTwoMinutesOfGuestTime) {
       "lockstep: %d echoes, %zu console bytes, max lag %.1f ms over %d samples, paced %llu ms\n",
       echoes, console.size(), lag.max_lag_ms.load(), lag.samples.load(),
       static_cast<unsigned long long>(lag.paced_ms.load()));
-  EXPECT_LE(lag.max_lag_ms.load(), options.max_lag_ms * kLagTolerance) << lag.worst;
+  EXPECT_LE(lag.max_lag_ms.load(), options.max_lag_ms) << lag.worst;
 }
 
 TEST(LockstepTest, BackupWithAnotherVmDefinitionIsRefusedByName) {
@@ -217,7 +216,7 @@ TEST(LockstepTest, LagStaysBoundedWithChannelLatencyAndASlowedBackup) {
         lag.max_lag_ms.load(), options.max_lag_ms, lag.samples.load(),
         static_cast<unsigned long long>(lag.paced_ms.load()));
     EXPECT_GT(lag.samples.load(), 50);
-    EXPECT_LE(lag.max_lag_ms.load(), options.max_lag_ms * kLagTolerance) << lag.worst;
+    EXPECT_LE(lag.max_lag_ms.load(), options.max_lag_ms) << lag.worst;
     EXPECT_GT(lag.paced_ms.load(), 0u) << "the primary was never paced: the test proves nothing";
     // What the primary said when it was over the bound (for the open overshoot question).
     std::istringstream log(ReadFile(p.primary().ftd_log()));

@@ -12,10 +12,13 @@
 namespace ft::replay {
 
 // The counters libftd-rrshim.so publishes in its FTD_RR_COUNTERS file
-// (docs/formats/rr-shim-counters.md). Counters only grow; `hold` is ftd's to set.
+// (docs/formats/rr-shim-counters.md). Counters only grow; `icount_limit` is ftd's to set.
 class RrShimCounters {
  public:
-  // `writable`: for ftd, which sets `hold`; readers (tests, benchmarks) map it read-only.
+  // The layout version this build reads ("ftdrrsh2"); Open refuses any other.
+  static constexpr uint64_t kMagic = 0x6674647272736832ULL;
+
+  // `writable`: for ftd, which sets the limit; readers (tests, benchmarks) map it read-only.
   static Result<RrShimCounters> Open(const std::string& path, bool writable = false);
   RrShimCounters(RrShimCounters&& other) noexcept;
   RrShimCounters& operator=(RrShimCounters&&) = delete;
@@ -27,9 +30,15 @@ class RrShimCounters {
   uint64_t write_errors() const;             // write() failures: the reader went away
   std::chrono::nanoseconds blocked() const;  // QEMU blocked on a full shim buffer
   bool finished() const;                     // QEMU closed the log
-  // Pacing: while held, QEMU waits in its next log write (bytes already written still flow).
-  void SetHold(bool hold);
-  bool hold() const;
+  // Instructions in the complete events QEMU has written: the log's icount as QEMU wrote
+  // it, ahead of what ftd has read. Frozen once the shim met bytes it cannot scan.
+  uint64_t icount() const;
+  bool scan_failed() const;
+  // Pacing: while icount() > limit (0 = no limit), QEMU's vCPU waits before its next log
+  // event; bytes already written still flow. Never applies to QEMU's main thread.
+  void SetIcountLimit(uint64_t limit);
+  uint64_t icount_limit() const;
+  int held() const;  // QEMU threads waiting for the limit right now
 
  private:
   RrShimCounters(void* mapping, bool writable) : mapping_(mapping), writable_(writable) {}
