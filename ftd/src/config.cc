@@ -359,6 +359,15 @@ class Parser {
       }
       FtRole role = config_.RoleOf(vm.name);
       const auto& ch = config_.node.channel;
+      for (const auto& disk : vm.disks) {
+        if (role != FtRole::kOff && disk.format != "qcow2") {
+          return InvalidArgument(fmt::format(
+              "{}: [vm {}] disk.{}: a protected VM's disks must be qcow2 ({} cannot hold the "
+              "snapshot a backup goes live from); convert it: qemu-img convert -O qcow2 {} "
+              "NEW.qcow2",
+              source_, vm.name, disk.id, disk.format, disk.path));
+        }
+      }
       if (role != FtRole::kOff && ch.key_file.empty()) {
         return InvalidArgument(
             fmt::format("{}: [vm {}] ft = {} needs [node] channel_key_file (no key, no log)",

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "ft/disk/image_digest.h"
 #include "ft/replay/rr_stream.h"
 #include "roles.h"
 
@@ -143,7 +144,8 @@ std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& n
   return std::make_unique<PlainVm>(io, node, spec);
 }
 
-Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec) {
+Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
+                                        bool digest_replicas) {
   static std::map<std::string, uint32_t> versions;  // per QEMU binary, for the daemon's life
   channel::Identity id;
   id.node = node.name;
@@ -159,6 +161,9 @@ Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::Vm
   }
   id.rr_version = it->second;
   FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(PathsFor(node, spec.name).state_dir));
+  if (digest_replicas) {
+    FT_ASSIGN_OR_RETURN(id.replica_digest, disk::ReplicaSetDigest(spec));
+  }
   return id;
 }
 

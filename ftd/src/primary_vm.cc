@@ -149,7 +149,7 @@ class PrimaryVm : public ManagedVm {
     }
 
     Status Start() {
-      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec));
+      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/!live));
       FT_ASSIGN_OR_RETURN(std::string shim, FindRrShim());
       std::weak_ptr<Impl> weak = shared_from_this();
       if (!live) {

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "ft/disk/image_use.h"
 #include "ft/log.h"
 #include "ft/replay/process.h"
 #include "ft/replay/qemu_command.h"
@@ -111,6 +112,14 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
           spec.name, paths.qmp_socket, sizeof(sockaddr_un{}.sun_path) - 1));
     }
     FT_RETURN_IF_ERROR(ClearStaleRuntime());
+    for (const auto& disk : spec.disks) {
+      // A second writer would corrupt the image (and QEMU would only say so in its log).
+      FT_RETURN_IF_ERROR(disk::CheckImageNotInUse(spec.name, disk.id, disk.path));
+      if (disk.format == "qcow2" && run.loadvm.empty() && run.mode != replay::RunMode::kPlain) {
+        Status cleaned = replay::DeleteStaleGoLiveSnapshot(disk.path, paths.run_dir + "/" + disk.id);
+        if (!cleaned.ok()) log->warn("vm '{}': {}", spec.name, cleaned.message());
+      }
+    }
 
     replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, run.rr_file,
                                paths.monitor_socket, paths.nic_socket, ""};

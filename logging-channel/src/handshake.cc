@@ -67,6 +67,7 @@ void FillHello(const Identity& self, std::string_view nonce, proto::Hello* hello
   hello->set_rr_version(self.rr_version);
   hello->set_epoch(self.epoch);
   hello->set_nonce(nonce.data(), nonce.size());
+  hello->set_replica_digest(self.replica_digest);
 }
 
 Identity IdentityOf(const proto::Hello& hello) {
@@ -76,6 +77,7 @@ Identity IdentityOf(const proto::Hello& hello) {
   id.config_digest = hello.config_digest();
   id.rr_version = hello.rr_version();
   id.epoch = hello.epoch();
+  id.replica_digest = hello.replica_digest();
   return id;
 }
 
@@ -115,6 +117,14 @@ Status CompareIdentities(const Identity& self, const Identity& peer) {
     return FailedPrecondition(
         vm + "rr log version differs: " + who + " has " + RrVersionHex(peer.rr_version) + " but " +
         me + " has " + RrVersionHex(self.rr_version) + "; the hosts run different QEMU builds");
+  }
+  if (self.replica_digest != peer.replica_digest) {
+    return FailedPrecondition(
+        vm + "disk replicas differ: " + who + " has " + AbbreviateDigest(peer.replica_digest) +
+        " but " + me + " has " + AbbreviateDigest(self.replica_digest) +
+        " (sha256 of the disk images when each side started); replay needs the backup's "
+        "replica to be the primary's image as it was at the primary's start: copy it again "
+        "(ftctl enable does) while the VM is stopped");
   }
   if (self.epoch != peer.epoch) {
     return FailedPrecondition(

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -11,28 +12,53 @@
 
 namespace ft::replay {
 
+namespace {
+
+// Runs qemu-img (bounded); its output, or an error naming `what` and quoting qemu-img.
+Result<std::string> RunQemuImg(const std::vector<std::string>& args, const std::string& what,
+                               const std::string& scratch) {
+  std::vector<std::string> argv = {"qemu-img"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string output = scratch + ".qemu-img.log";
+  SpawnOptions options;
+  options.output_path = output;
+  auto child = ChildProcess::Spawn(argv, options);
+  if (!child.ok()) return child.status().WithContext(what);
+  auto exit = (*child)->WaitFor(std::chrono::seconds(20));
+  if (!exit) exit = (*child)->Terminate(std::chrono::milliseconds(500));
+  std::string said = TailOfFile(output, 4000);
+  std::error_code ec;
+  std::filesystem::remove(output, ec);
+  if (!exit || !exit->clean()) {
+    return Unavailable(fmt::format("{}: qemu-img {}: {}", what,
+                                   exit ? exit->Describe() : "did not finish within 20 s",
+                                   said.empty() ? "no output" : said));
+  }
+  return said;
+}
+
+}  // namespace
+
 Status CreateVmStateDrive(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove(path, ec);  // a stale one may hold an old snapshot
-  std::string output = path + ".qemu-img.log";
-  SpawnOptions options;
-  options.output_path = output;
-  auto child = ChildProcess::Spawn({"qemu-img", "create", "-q", "-f", "qcow2", path, "1M"}, options);
-  if (!child.ok()) {
-    return child.status().WithContext(fmt::format("creating the VM-state drive '{}'", path));
+  return RunQemuImg({"create", "-q", "-f", "qcow2", path, "1M"},
+                    fmt::format("creating the VM-state drive '{}'", path), path)
+      .status();
+}
+
+Status DeleteStaleGoLiveSnapshot(const std::string& image, const std::string& scratch) {
+  FT_ASSIGN_OR_RETURN(std::string list,
+                      RunQemuImg({"snapshot", "-l", "-U", image},
+                                 fmt::format("listing the snapshots of '{}'", image), scratch));
+  if (list.find(std::string(" ") + kGoLiveSnapshot + " ") == std::string::npos) {
+    return Status::Ok();
   }
-  auto exit = (*child)->WaitFor(std::chrono::seconds(20));
-  std::string said = TailOfFile(output, 600);
-  std::filesystem::remove(output, ec);
-  if (!exit) {
-    return Timeout(
-        fmt::format("qemu-img did not create the VM-state drive '{}' within 20 s", path));
-  }
-  if (!exit->clean()) {
-    return Unavailable(fmt::format("qemu-img could not create the VM-state drive '{}' ({}): {}",
-                                   path, exit->Describe(), said.empty() ? "no output" : said));
-  }
-  return Status::Ok();
+  return RunQemuImg({"snapshot", "-d", kGoLiveSnapshot, image},
+                    fmt::format("deleting the stale go-live snapshot '{}' of '{}'",
+                                kGoLiveSnapshot, image),
+                    scratch)
+      .status();
 }
 
 }  // namespace ft::replay

@@ -70,6 +70,34 @@ TEST(DiskTest, ReplicasAreIdenticalAfterACleanRun) {
   EXPECT_EQ(sums.output.substr(0, 64), sums.output.substr(lines + 1, 64)) << sums.output;
 }
 
+// A backup whose replica is not the primary's image is refused before any log flows: its
+// replay would diverge at the first read of a block that differs.
+TEST(DiskTest, BackupWithADifferentReplicaIsRefused) {
+  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+  LockstepOptions options;
+  options.vm.workload = "chaos";
+  options.prepare_backup = [](FtdInstance& backup) -> Status {
+    auto out = RunCommand({"qemu-io", "-f", "qcow2", "-c", "write -P 0x55 1M 4k",
+                           DataDisk(backup, "web1")},
+                          30s);
+    if (out.exit_code != 0) return Internal("qemu-io write failed: " + out.output);
+    return Status::Ok();
+  };
+  auto pair = LockstepPair::Start(options);
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  auto& p = **pair;
+  ASSERT_TRUE(WaitForFileContaining(p.primary().ftd_log(), "disk replicas differ", 60s))
+      << ReadFile(p.primary().ftd_log());
+  EXPECT_TRUE(WaitForFileContaining(p.backup().ftd_log(), "disk replicas differ", 5s))
+      << ReadFile(p.backup().ftd_log());
+  auto st = p.Status(p.primary());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)["ft_state"], "waiting-for-backup") << st->dump();
+  auto backup = p.Status(p.backup());
+  ASSERT_TRUE(backup.ok());
+  EXPECT_EQ((*backup)["qemu_pid"], 0) << "no replayer may start on a differing replica";
+}
+
 TEST(DiskTest, AcknowledgedRecordsSurviveAFailoverDrill) {
   auto lab = Lab::Create();
   if (!lab.ok() && lab.status().code() == StatusCode::kFailedPrecondition) {

@@ -87,6 +87,7 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
   FT_RETURN_IF_ERROR(
       pair->primary_->WriteConfig(PairConfig(*pair->primary_, primary_options, "primary",
                                              fmt::format("peer = {}:{}", peer_host, peer_port))));
+  if (options.prepare_backup) FT_RETURN_IF_ERROR(options.prepare_backup(*pair->backup_));
   FT_RETURN_IF_ERROR(pair->backup_->Start({}, options.backup_env, lab ? lab->ns_b() : ""));
   if (!WaitForFileContaining(pair->backup_->ftd_log(), "logging channel: listening",
                              std::chrono::seconds(30))) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,9 @@ struct LockstepOptions {
   std::string shared_storage;
   // The backup's VM definition when it must differ (tests of the handshake's refusals).
   std::optional<GuestVmOptions> backup_vm;
+  // Runs on the backup's instance after its config (and data disk copy) is written, before
+  // its ftd starts: e.g. to make its replica differ.
+  std::function<ft::Status(FtdInstance& backup)> prepare_backup;
 };
 
 class LockstepPair {

@@ -242,6 +242,17 @@ TEST_F(ConfigFilesTest, ChannelKeyMustBePrivateAndLongEnough) {
   EXPECT_NE(r.status().message().find("channel_key_file"), std::string::npos);
 }
 
+TEST(ConfigParseTest, ProtectedVmsNeedQcow2Disks) {
+  std::string node = "[node]\nname = hostA\npeer = 10.0.0.2:7400\nchannel_key_file = /k\n";
+  std::string vm = "[vm web1]\nkernel = /k\ndisk.vda = /d.img\ndisk.vda.format = raw\n";
+  EXPECT_NE(ErrorOf(node + vm + "ft = primary\n")
+                .find("disk.vda: a protected VM's disks must be qcow2 (raw cannot hold the "
+                      "snapshot a backup goes live from)"),
+            std::string::npos)
+      << ErrorOf(node + vm + "ft = primary\n");
+  EXPECT_EQ(ErrorOf(node + vm), "(parsed)");  // an unprotected VM may run from raw
+}
+
 // A VM turned on with ftctl travels and is kept as its [vm] section: every field survives.
 TEST(VmSectionTest, FormatThenParseGivesTheSameSpec) {
   auto r = ParseConfig(kGood, "ftd.conf", "/etc/ftd");

@@ -148,7 +148,7 @@ TEST(Handshake, NoncesAreFresh) {
 }
 
 TEST(Handshake, IdentityMismatchNamesFieldNodesAndValues) {
-  Identity a{"hostA", "web1", "3fa2c81d09e4b7a65f01aa", 0x00e0200c, 3};
+  Identity a{"hostA", "web1", "3fa2c81d09e4b7a65f01aa", 0x00e0200c, 3, "9c1e0b7d44aa"};
   Identity b = a;
   b.node = "hostB";
   EXPECT_TRUE(CompareIdentities(a, b).ok());
@@ -172,6 +172,14 @@ TEST(Handshake, IdentityMismatchNamesFieldNodesAndValues) {
   EXPECT_THAT(CompareIdentities(a, e).message(),
               HasSubstr("epoch differs: peer 'hostB' is at epoch 4 but this host 'hostA' is at "
                         "epoch 3"));
+
+  // A backup replica that is not the primary's image as it was at start: replay would
+  // diverge at the first read of a differing block.
+  Identity disk = b;
+  disk.replica_digest = "51ab03e2f9c0";
+  EXPECT_THAT(CompareIdentities(a, disk).message(),
+              HasSubstr("disk replicas differ: peer 'hostB' has 51ab03e2f9c0 but this host "
+                        "'hostA' has 9c1e0b7d44aa"));
 
   Identity v = b;
   v.vm = "db1";

@@ -24,8 +24,8 @@ using testing::RawPeer;
 using testing::RecordingProxy;
 using Clock = std::chrono::steady_clock;
 
-const Identity kPrimary{"hostA", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3};
-const Identity kBackup{"hostB", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3};
+const Identity kPrimary{"hostA", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3, ""};
+const Identity kBackup{"hostB", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3, ""};
 
 Options TestOptions(std::string key = "s3cret channel key") {
   Options o;
@@ -464,8 +464,8 @@ TEST_F(ChannelTest, GoSilentLooksLikeADeadHostToThePeer) {
 
 // The two ftds' own requests: a session for kPeerControlVm carries one message each way.
 TEST_F(ChannelTest, PeerControlSessionCarriesMessagesBothWays) {
-  const Identity a{"hostA", kPeerControlVm, "", 0, 0};
-  const Identity b{"hostB", kPeerControlVm, "", 0, 0};
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0, ""};
+  const Identity b{"hostB", kPeerControlVm, "", 0, 0, ""};
   Listen(TestOptions(), {{kPeerControlVm, b}});
   std::string request, answer;
   ASSERT_TRUE(ConnectPrimary(a).ok());

@@ -35,6 +35,9 @@ struct Identity {
   std::string config_digest;  // hex digest of the VM's replicated configuration
   uint32_t rr_version = 0;    // REPLAY_VERSION of this host's QEMU
   uint64_t epoch = 0;         // FT epoch of the VM pair
+  // sha256 over the VM's disk images as they were when this side started ("" without
+  // disks): replay from the start needs the backup's replicas equal to the primary's images.
+  std::string replica_digest;
 };
 
 struct Options {

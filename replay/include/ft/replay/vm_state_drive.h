@@ -16,4 +16,10 @@ inline constexpr const char* kGoLiveSnapshot = "ft-golive";
 // size is tiny; the VM state lives beyond it. Errors name the path and quote qemu-img.
 Status CreateVmStateDrive(const std::string& path);
 
+// A go-live saves the VM state into the first writable qcow2, which may be a data disk, and
+// the new recorder deletes it once it runs (delvm). A crash in between leaves it there: this
+// deletes it from `image` if present (qemu-img snapshot), so snapshots never pile up in a
+// disk replica. `scratch` is a path prefix for qemu-img's output.
+Status DeleteStaleGoLiveSnapshot(const std::string& image, const std::string& scratch);
+
 }  // namespace ft::replay
