@@ -16,7 +16,7 @@ using asio::local::stream_protocol;
 // Reading the request is bounded tightly; answering is bounded by the handler (a drill or a
 // planned failover takes seconds) and, as a last resort, by kAnswerTimeout.
 constexpr auto kSessionTimeout = std::chrono::seconds(5);
-constexpr auto kAnswerTimeout = std::chrono::seconds(300);
+constexpr auto kAnswerTimeout = std::chrono::seconds(3600);  // enable copies whole disks
 
 uint32_t ReadBigEndian32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};

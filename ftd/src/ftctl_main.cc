@@ -466,7 +466,8 @@ int main(int argc, char** argv) {
     request.mutable_enable()->set_vm_config(in.vm_config);
     request.mutable_enable()->set_source(in.source);
     warnings = in.warnings;
-    timeout = std::chrono::seconds(60);  // the peer probes its QEMU and starts the backup
+    // The peer receives a replica of every disk (minutes for large ones), then starts the backup.
+    timeout = std::chrono::seconds(3600);
   }
   if (*disable) {
     request.mutable_disable()->set_vm(vm_name);

@@ -13,11 +13,13 @@
 #include "ft/proto/control.pb.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
+#include "replica_transfer.h"
 #include "roles.h"
 
 namespace ft::daemon {
 namespace {
 
+namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using proto::ControlResponse;
@@ -126,6 +128,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   std::vector<std::unique_ptr<ManagedVm>>& vms;
   std::shared_ptr<spdlog::logger> log;
   std::set<std::string> busy;  // VMs with an operation in progress
+  ReplicaReceiver replicas{node};  // disk replicas the peer is sending for its enables
 
   ManagedVm* Find(const std::string& name) const {
     for (const auto& vm : vms) {
@@ -156,20 +159,25 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     return Peer(std::move(r));
   }
 
-  // Asks the peer; `done` gets its answer, or kUnavailable/kTimeout, or kDataLoss for an
+  // The peer's answer, or why there is none: kUnavailable/kTimeout, or kDataLoss for an
   // answer that does not parse.
+  Result<PeerResponse> ParsePeerAnswer(Result<std::string> r) const {
+    if (!r.ok()) return r.status();
+    PeerResponse response;
+    if (!response.ParseFromString(*r)) {
+      return DataLoss(fmt::format("the peer ftd at {}:{} sent an answer that is not a "
+                                  "PeerResponse",
+                                  node.channel.peer_host, node.channel.peer_port));
+    }
+    return response;
+  }
+
+  // Asks the peer one thing on its own session.
   void AskPeer(const proto::PeerRequest& request, std::chrono::milliseconds timeout,
                std::function<void(Result<PeerResponse>)> done) {
     CallPeer(io, node, request.SerializeAsString(), timeout,
              [done = std::move(done), this](Result<std::string> r) {
-               if (!r.ok()) return done(r.status());
-               PeerResponse response;
-               if (!response.ParseFromString(*r)) {
-                 return done(DataLoss(fmt::format("the peer ftd at {}:{} sent an answer that is "
-                                                  "not a PeerResponse",
-                                                  node.channel.peer_host, node.channel.peer_port)));
-               }
-               done(std::move(response));
+               done(ParsePeerAnswer(std::move(r)));
              });
   }
 
@@ -296,37 +304,72 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (Status s = CheckVmFiles(spec); !s.ok()) {
       return respond(Error(ControlResponse::BAD_REQUEST, s.message()));
     }
-    if (!spec.disks.empty()) {
-      return respond(Error(
-          ControlResponse::REFUSED,
-          fmt::format("vm '{}' has {} disk(s) ({} ...): ftctl enable does not create disk "
-                      "replicas on the peer yet; protect VMs with disks through ftd.conf, with "
-                      "a replica on each host",
-                      spec.name, spec.disks.size(), spec.disks[0].path)));
+    for (const auto& d : spec.disks) {
+      if (d.format != "qcow2") {
+        return respond(Error(
+            ControlResponse::REFUSED,
+            fmt::format("vm '{}': disk.{} '{}' is {}: a protected VM's disks must be qcow2 (the "
+                        "snapshot a backup goes live from lives in them); convert it with "
+                        "qemu-img convert -O qcow2",
+                        spec.name, d.id, d.path, d.format)));
+      }
     }
     proto::PeerRequest ask;
     ask.mutable_protect()->set_vm_config(FormatVmSection(spec));
     ask.mutable_protect()->set_epoch(StoredEpoch(node, spec.name) + 1);
     ask.mutable_protect()->set_source(source);
     busy.insert(spec.name);
-    log->info("vm '{}': enabling FT ({}): asking the peer at {}:{} to run its backup", spec.name,
-              source, node.channel.peer_host, node.channel.peer_port);
+    log->info("vm '{}': enabling FT ({}): copying {} disk(s) to the peer at {}:{} and asking it "
+              "to run the backup",
+              spec.name, source, spec.disks.size(), node.channel.peer_host,
+              node.channel.peer_port);
     std::weak_ptr<Impl> weak = shared_from_this();
-    AskPeer(ask, kPeerCallTimeout,
-            [weak, spec, source, respond = std::move(respond)](Result<PeerResponse> r) {
-              auto self = weak.lock();
-              if (!self) return;
-              self->busy.erase(spec.name);
-              self->EnableWithBackup(spec, source, std::move(r), respond);
-            });
+    auto finish = [weak, spec, source, respond = std::move(respond)](Result<PeerResponse> r) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->busy.erase(spec.name);
+      self->EnableWithBackup(spec, source, std::move(r), respond);
+    };
+    PeerConversation::Open(
+        io, node, kPeerCallTimeout,
+        [weak, spec, ask, finish](Result<std::shared_ptr<PeerConversation>> opened) {
+          auto self = weak.lock();
+          if (!self) return;
+          if (!opened.ok()) return finish(opened.status());
+          auto conversation = std::move(opened).value();
+          SendReplicas(conversation, spec, [weak, conversation, spec, ask, finish](Status sent) {
+            auto me = weak.lock();
+            if (!me) return;
+            if (!sent.ok()) {
+              conversation->Close();
+              me->UndoPeerBackup(spec.name, "creating the disk replicas failed");
+              return finish(sent);
+            }
+            conversation->Ask(ask.SerializeAsString(), kPeerCallTimeout,
+                              [weak, conversation, finish](Result<std::string> r) {
+                                conversation->Close();
+                                if (auto me2 = weak.lock()) finish(me2->ParsePeerAnswer(std::move(r)));
+                              });
+          });
+        });
+  }
+
+  // Tells the peer to drop what it has of `name` (its backup, its replicas).
+  void UndoPeerBackup(const std::string& name, const std::string& why) {
+    proto::PeerRequest undo;
+    undo.mutable_unprotect()->set_vm(name);
+    undo.mutable_unprotect()->set_why(why);
+    AskPeer(undo, kPeerCallTimeout, [](Result<PeerResponse>) {});
   }
 
   void EnableWithBackup(const replay::VmSpec& spec, const std::string& source,
                         Result<PeerResponse> r, const ControlServer::Respond& respond) {
     if (!r.ok()) {
-      return respond(Error(ControlResponse::PEER_UNREACHABLE,
-                           fmt::format("{}; FT was not turned on for '{}'", r.status().message(),
-                                       spec.name)));
+      bool unreachable = r.status().code() == StatusCode::kUnavailable ||
+                         r.status().code() == StatusCode::kTimeout;
+      return respond(Error(
+          unreachable ? ControlResponse::PEER_UNREACHABLE : ControlResponse::REFUSED,
+          fmt::format("{}; FT was not turned on for '{}'", r.status().message(), spec.name)));
     }
     if (r->code() != PeerResponse::OK) {
       return respond(Error(ControlResponse::REFUSED,
@@ -350,10 +393,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       log->error("vm '{}': enabling failed here, turning the peer's backup off again: {}",
                  spec.name, saved.ToString());
       (void)ForgetEnabledVm(node, spec.name);
-      proto::PeerRequest undo;
-      undo.mutable_unprotect()->set_vm(spec.name);
-      undo.mutable_unprotect()->set_why("enabling failed on the primary's host");
-      AskPeer(undo, kPeerCallTimeout, [](Result<PeerResponse>) {});
+      UndoPeerBackup(spec.name, "enabling failed on the primary's host");
       return respond(Error(ControlResponse::INTERNAL,
                            fmt::format("vm '{}' could not start as the primary: {}", spec.name,
                                        saved.message())));
@@ -599,10 +639,21 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         *r.mutable_vm() = DescribeVm(*vm);
         return respond(Peer(std::move(r)));
       }
+      case proto::PeerRequest::kReplicaBegin:
+        return respond(ReplicaAnswer(replicas.Begin(request.replica_begin())));
+      case proto::PeerRequest::kReplicaChunk:
+        return respond(ReplicaAnswer(replicas.Chunk(request.replica_chunk())));
+      case proto::PeerRequest::kReplicaEnd:
+        return respond(ReplicaAnswer(replicas.End(request.replica_end())));
       case proto::PeerRequest::COMMAND_NOT_SET:
         break;
     }
     respond(PeerError(PeerResponse::BAD_REQUEST, "the request names no command this ftd knows"));
+  }
+
+  std::string ReplicaAnswer(const Status& s) {
+    if (s.ok()) return Peer(PeerResponse());
+    return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name, s.message()));
   }
 
   std::string Protect(const proto::ProtectRequest& request) {
@@ -620,6 +671,15 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                        fmt::format("node '{}' has no [node] listen: it cannot run backups",
                                    node.name));
     }
+    // This host's disks are the replicas the primary's host just sent.
+    for (auto& d : spec.disks) {
+      d.path = ReplicaPath(node, spec.name, d.id);
+      if (!fs::exists(d.path)) {
+        return PeerError(PeerResponse::REFUSED,
+                         fmt::format("on node '{}': no replica of disk.{} of '{}' was received",
+                                     node.name, d.id, spec.name));
+      }
+    }
     if (Status s = CheckVmFiles(spec); !s.ok()) {
       return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name,
                                                           s.message()));
@@ -634,6 +694,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     if (!saved.ok()) {
       (void)ForgetEnabledVm(node, spec.name);
+      replicas.Forget(spec.name);
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("on node '{}': the backup of '{}' could not start: {}",
                                    node.name, spec.name, saved.message()));
@@ -650,6 +711,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     const std::string name = request.vm();
     ManagedVm* vm = Find(name);
     if (!vm) {
+      replicas.Forget(name);  // an enable that failed half way may have left some
       return respond(PeerError(PeerResponse::UNKNOWN_VM,
                                fmt::format("no VM named '{}' on node '{}'", name, node.name)));
     }
@@ -663,8 +725,11 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     log->info("vm '{}': stopping this copy ({}): {}", name, RoleAndState(*vm), request.why());
     (void)ForgetEnabledVm(node, name);
     std::weak_ptr<Impl> weak = shared_from_this();
-    Remove(name, [weak, respond = std::move(respond)] {
-      if (auto self = weak.lock()) respond(self->Peer(PeerResponse()));
+    Remove(name, [weak, name, respond = std::move(respond)] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->replicas.Forget(name);  // a backup's replicas are ftd's own copies
+      respond(self->Peer(PeerResponse()));
     });
   }
 };

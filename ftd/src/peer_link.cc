@@ -1,6 +1,7 @@
 #include "peer_link.h"
 
 #include <asio.hpp>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -22,61 +23,116 @@ channel::Identity PeerControlIdentity(const NodeConfig& node) {
   return id;
 }
 
-void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,
-              std::chrono::milliseconds timeout,
-              std::function<void(Result<std::string>)> done) {
-  struct Call {
-    std::function<void(Result<std::string>)> done;
-    std::shared_ptr<channel::Session> session;
-    std::unique_ptr<asio::steady_timer> timer;
-    void Finish(Result<std::string> r) {
-      if (!done) return;
-      auto cb = std::move(done);
-      done = nullptr;
-      timer->cancel();
-      if (session) session->Close();
-      session.reset();
-      cb(std::move(r));
-    }
-  };
-  auto call = std::make_shared<Call>();
-  call->done = std::move(done);
-  call->timer = std::make_unique<asio::steady_timer>(io);
-  std::string peer = fmt::format("peer ftd at {}:{}", node.channel.peer_host, node.channel.peer_port);
+struct PeerConversation::Impl {
+  Impl(asio::io_context& io_context, std::string p) : io(io_context), timer(io_context), peer(std::move(p)) {}
+  asio::io_context& io;
+  asio::steady_timer timer;
+  std::string peer;  // "peer ftd at 10.78.0.2:7400"
+  std::shared_ptr<channel::Session> session;
+  std::function<void(Result<std::string>)> waiting;
+  std::optional<Status> broken;
+
+  void Finish(Result<std::string> r) {
+    timer.cancel();
+    if (!waiting) return;
+    auto cb = std::move(waiting);
+    waiting = nullptr;
+    cb(std::move(r));
+  }
+  void Break(Status why) {
+    if (!broken) broken = why;
+    if (session) session->Close();
+    session.reset();
+    Finish(std::move(why));
+  }
+};
+
+PeerConversation::PeerConversation(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PeerConversation::~PeerConversation() { Close(); }
+
+void PeerConversation::Open(asio::io_context& io, const NodeConfig& node,
+                            std::chrono::milliseconds timeout, Opened done) {
+  std::string peer =
+      fmt::format("peer ftd at {}:{}", node.channel.peer_host, node.channel.peer_port);
   if (node.channel.peer_host.empty()) {
-    asio::post(io, [call] {
-      call->Finish(FailedPrecondition(
+    asio::post(io, [done = std::move(done)] {
+      done(FailedPrecondition(
           "this node has no [node] peer = ADDRESS:PORT: there is no peer ftd to ask"));
     });
     return;
   }
-  call->timer->expires_after(timeout);
-  call->timer->async_wait([call, peer, timeout](const std::error_code& ec) {
-    if (ec) return;
-    call->Finish(Timeout(fmt::format("{} did not answer within {} ms", peer, timeout.count())));
-  });
   channel::Options options = ChannelOptionsFrom(node.channel);
   options.handshake_timeout = std::min<std::chrono::milliseconds>(timeout, options.handshake_timeout);
   channel::Connect(
       io, node.channel.peer_host, node.channel.peer_port, PeerControlIdentity(node), options,
-      [call, peer, request = std::move(request)](Result<std::shared_ptr<channel::Session>> r) {
-        if (!call->done) {
-          if (r.ok()) (*r)->Close();
-          return;
-        }
+      [&io, peer, done = std::move(done)](Result<std::shared_ptr<channel::Session>> r) {
         if (!r.ok()) {
-          return call->Finish(
+          return done(
               Unavailable(fmt::format("{} is not reachable: {}", peer, r.status().message())));
         }
-        call->session = std::move(r).value();
-        call->session->OnMessage([call](std::string_view answer) {
-          call->Finish(std::string(answer));
+        auto impl = std::make_unique<Impl>(io, peer);
+        impl->session = std::move(r).value();
+        Impl* raw = impl.get();
+        std::shared_ptr<PeerConversation> conversation(new PeerConversation(std::move(impl)));
+        std::weak_ptr<PeerConversation> weak = conversation;
+        raw->session->OnMessage([weak](std::string_view answer) {
+          if (auto self = weak.lock()) self->impl_->Finish(std::string(answer));
         });
-        call->session->OnClosed([call, peer](Status why) {
-          call->Finish(Unavailable(
-              fmt::format("{} closed the connection before answering: {}", peer, why.message())));
+        raw->session->OnClosed([weak](Status why) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->impl_->session.reset();
+          self->impl_->Break(Unavailable(fmt::format("{} closed the connection: {}",
+                                                     self->impl_->peer, why.message())));
         });
-        call->session->SendMessage(request);
+        done(std::move(conversation));
+      });
+}
+
+void PeerConversation::Ask(std::string request, std::chrono::milliseconds timeout,
+                           std::function<void(Result<std::string>)> done) {
+  if (impl_->broken || !impl_->session) {
+    Status why = impl_->broken.value_or(Aborted(impl_->peer + ": the conversation is closed"));
+    asio::post(impl_->io, [done = std::move(done), why] { done(why); });
+    return;
+  }
+  impl_->waiting = std::move(done);
+  impl_->timer.expires_after(timeout);
+  std::weak_ptr<PeerConversation> weak = shared_from_this();
+  impl_->timer.async_wait([weak, timeout](const std::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;
+    self->impl_->Break(Timeout(
+        fmt::format("{} did not answer within {} ms", self->impl_->peer, timeout.count())));
+  });
+  impl_->session->SendMessage(request);
+}
+
+void PeerConversation::Close() {
+  impl_->timer.cancel();
+  impl_->waiting = nullptr;
+  if (impl_->session) impl_->session->Close();
+  impl_->session.reset();
+  if (!impl_->broken) impl_->broken = Aborted(impl_->peer + ": the conversation is closed");
+}
+
+void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,
+              std::chrono::milliseconds timeout,
+              std::function<void(Result<std::string>)> done) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  PeerConversation::Open(
+      io, node, timeout,
+      [deadline, request = std::move(request), done = std::move(done)](
+          Result<std::shared_ptr<PeerConversation>> opened) mutable {
+        if (!opened.ok()) return done(opened.status());
+        auto conversation = std::move(opened).value();
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        conversation->Ask(std::move(request), std::max(left, std::chrono::milliseconds(1)),
+                          [conversation, done = std::move(done)](Result<std::string> r) {
+                            conversation->Close();
+                            done(std::move(r));
+                          });
       });
 }
 

@@ -27,8 +27,28 @@ namespace ft::daemon {
 // This node's handshake identity on peer-control sessions.
 channel::Identity PeerControlIdentity(const NodeConfig& node);
 
-// The calling side. Errors: kUnavailable naming the peer's address when it cannot be reached
-// or authenticated (the message says which), kTimeout when it does not answer in time.
+// The calling side of several requests in a row on one session (a replica's chunks).
+// Errors: kUnavailable naming the peer's address when it cannot be reached or authenticated
+// (the message says which) or closes, kTimeout when it does not answer in time. After an
+// error the conversation is over.
+class PeerConversation : public std::enable_shared_from_this<PeerConversation> {
+ public:
+  using Opened = std::function<void(Result<std::shared_ptr<PeerConversation>>)>;
+  static void Open(asio::io_context& io, const NodeConfig& node,
+                   std::chrono::milliseconds timeout, Opened done);
+  ~PeerConversation();
+  // One request; the next may be asked once `done` ran.
+  void Ask(std::string request, std::chrono::milliseconds timeout,
+           std::function<void(Result<std::string> response)> done);
+  void Close();
+
+ private:
+  struct Impl;
+  explicit PeerConversation(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One request on its own session (Open, Ask, Close).
 void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,
               std::chrono::milliseconds timeout,
               std::function<void(Result<std::string> response)> done);

@@ -17,6 +17,7 @@
 #include "guest_client.h"
 #include "lab.h"
 #include "lab_pair.h"
+#include "ft/replay/process.h"
 #include "libvirt_domains.h"
 
 namespace ft::testing {
@@ -54,6 +55,17 @@ std::string GuestDomainXml(const std::string& name, Lab& lab) {
                      fmt::arg("name", name), fmt::arg("kernel", GuestKernel()),
                      fmt::arg("guest", GuestDir()), fmt::arg("ip", lab.vm_ip()),
                      fmt::arg("bridge", lab.bridge()));
+}
+
+// The guest with a qcow2 data disk (a copy of the guest's template) as vda.
+std::string DiskDomainXml(const std::string& name, Lab& lab, const std::string& image,
+                          const std::string& format = "qcow2") {
+  std::string xml = GuestDomainXml(name, lab);
+  xml.replace(xml.find("<devices>"), 9,
+              fmt::format("<devices>\n    <disk type='file' device='disk'><driver name='qemu' "
+                          "type='{}'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+                          format, image));
+  return xml;
 }
 
 // What FT cannot protect: two vCPUs and virtio-net.
@@ -329,6 +341,72 @@ TEST_F(OperationsTest, DrillKillsThePrimaryAndReportsTheTakeover) {
   // A second drill has nothing to take over.
   auto second = a_->Ftctl({"drill", domain_name_});
   EXPECT_EQ(second.exit_code, 7) << second.output;
+}
+
+// enable copies the VM's disk to the peer, which verifies it before its backup starts; a raw
+// disk and a disk another process holds are refused; disable removes the peer's replica.
+TEST_F(OperationsTest, EnableCreatesTheBackupsDiskReplica) {
+  StartB();
+  StartA();
+  std::string image = (xml_dir_ / "web-vda.qcow2").string();
+  ASSERT_TRUE(fs::copy_file(GuestDir() + "/data.qcow2", image));
+  std::string name = TestDomainPrefix() + "db";
+  auto domain = DefinedDomain::Define(name, DiskDomainXml(name, *lab_, image), xml_dir_);
+  ASSERT_TRUE(domain.ok()) << domain.status().ToString();
+
+  // Held open by another process (as a QEMU would): refused, naming the image.
+  {
+    auto holder = replay::ChildProcess::Spawn({"qemu-io", "-c", "sleep 20000", image}, {});
+    ASSERT_TRUE(holder.ok());
+    std::this_thread::sleep_for(500ms);
+    auto in_use = a_->Ftctl({"enable", name}, 60s);
+    EXPECT_EQ(in_use.exit_code, 7) << in_use.output;
+    EXPECT_NE(in_use.output.find("'" + image + "' is in use by another process"), std::string::npos)
+        << in_use.output;
+    (*holder)->Terminate(2s);
+  }
+  EXPECT_EQ(a_->Ftctl({"status", name}).exit_code, 4);
+
+  auto enabled = a_->Ftctl({"enable", name}, 120s);
+  ASSERT_EQ(enabled.exit_code, 0) << enabled.output << Logs();
+  std::string replica = b_->state_dir() + "/vms/" + name + "/replica-vda.qcow2";
+  EXPECT_TRUE(fs::exists(replica));
+  EXPECT_TRUE(WaitForFileContaining(a_->ftd_log(), "disk.vda: replica created on the peer", 5s));
+  EXPECT_TRUE(WaitForFileContaining(b_->ftd_log(), "replica of disk.vda verified", 5s));
+  std::string saved = domain_name_;
+  domain_name_ = name;  // Status() and WaitForState() look at this VM now
+  ASSERT_TRUE(WaitForState(*a_, "protected", 90s).ok()) << Logs();
+  json backup = Status(*b_);
+  EXPECT_EQ(backup.value("role", ""), "backup") << backup.dump();
+
+  // The guest writes to it through lockstep.
+  RecordClient records;
+  ft::Status connected;
+  ASSERT_TRUE(RunInNetns(lab_->ns_client(), [&] {
+                connected = records.Connect(lab_->vm_ip(), 7001, 90s);
+              }).ok());
+  ASSERT_TRUE(connected.ok()) << connected.ToString();
+  for (uint64_t n = 1; n <= 10; ++n) {
+    ASSERT_TRUE(records.Append(n, fmt::format("row-{}", n), 20s).ok()) << n;
+  }
+  records.Close();
+
+  auto off = a_->Ftctl({"disable", name});
+  EXPECT_EQ(off.exit_code, 0) << off.output << Logs();
+  EXPECT_FALSE(fs::exists(replica)) << "the backup's replica outlived FT";
+  domain_name_ = saved;
+
+  // A raw disk cannot hold the snapshot a backup goes live from.
+  std::string raw_name = TestDomainPrefix() + "raw";
+  std::string raw = (xml_dir_ / "raw.img").string();
+  std::ofstream(raw).close();
+  fs::resize_file(raw, 1 << 20);
+  auto raw_domain = DefinedDomain::Define(raw_name, DiskDomainXml(raw_name, *lab_, raw, "raw"),
+                                          xml_dir_);
+  ASSERT_TRUE(raw_domain.ok()) << raw_domain.status().ToString();
+  auto refused = a_->Ftctl({"enable", raw_name});
+  EXPECT_EQ(refused.exit_code, 7) << refused.output;
+  EXPECT_NE(refused.output.find("must be qcow2"), std::string::npos) << refused.output;
 }
 
 }  // namespace

@@ -1,0 +1,51 @@
+// Internal to ftd: creating the backup's disk replicas when FT is turned on (ftctl enable).
+// The primary's host sends each image in order (ReplicaBegin, ReplicaChunk..., ReplicaEnd
+// with size and sha256) on one peer conversation; the peer writes it with
+// disk::ReplicaWriter to <state_dir>/vms/VM/replica-DISK.qcow2, which lands only when the
+// digest matches. The VM is not running on either host meanwhile, so the image is stable.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "ft/daemon/config.h"
+#include "ft/disk/replica_copy.h"
+#include "ft/status.h"
+
+namespace ft::proto {
+class ReplicaBegin;
+class ReplicaChunk;
+class ReplicaEnd;
+}  // namespace ft::proto
+
+namespace ft::daemon {
+
+class PeerConversation;
+
+// Where this host keeps its replica of `disk` when it is the backup of a VM turned on at
+// run time.
+std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std::string& disk);
+
+// Sends every disk of `spec` to the peer; `done` gets Ok or the first error (naming the VM,
+// the disk and what failed). Logs each copy's size, time and rate.
+void SendReplicas(std::shared_ptr<PeerConversation> conversation, const replay::VmSpec& spec,
+                  std::function<void(Status)> done);
+
+// The receiving side: the copies in progress, by VM and disk.
+class ReplicaReceiver {
+ public:
+  explicit ReplicaReceiver(const NodeConfig& node) : node_(node) {}
+  Status Begin(const proto::ReplicaBegin& begin);
+  Status Chunk(const proto::ReplicaChunk& chunk);
+  Status End(const proto::ReplicaEnd& end);
+  // Drops copies in progress for `vm` and removes its replicas (FT off, or enabling failed).
+  void Forget(const std::string& vm);
+
+ private:
+  const NodeConfig& node_;
+  std::map<std::string, std::unique_ptr<disk::ReplicaWriter>> writing_;  // "vm/disk"
+};
+
+}  // namespace ft::daemon
