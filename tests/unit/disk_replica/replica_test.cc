@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -127,6 +128,26 @@ TEST_F(ReplicaTest, ChunksOutOfOrderOrPastTheEndAreRefused) {
   EXPECT_EQ((*writer)->Append(10, "x").code(), StatusCode::kInvalidArgument);
   ImageDigest short_one{11, "00"};
   EXPECT_EQ((*writer)->Finish(short_one).code(), StatusCode::kDataLoss);
+}
+
+// A full disk on the receiving host: the error names the file and the cause, and no
+// replica is left behind. Needs root for a small tmpfs.
+TEST_F(ReplicaTest, FullDiskIsAnErrorNamingTheReplicaAndLeavesNothing) {
+  fs::path mnt = dir_ / "small";
+  fs::create_directories(mnt);
+  if (geteuid() != 0 ||
+      std::system(("mount -t tmpfs -o size=64k ftd-test-small " + mnt.string()).c_str()) != 0) {
+    GTEST_SKIP() << "needs root to mount a 64 KiB tmpfs";
+  }
+  std::string replica = (mnt / "replica-vda.qcow2").string();
+  Status s = Copy(replica, 16384);
+  std::string left = fs::exists(replica + ".ftd-partial") ? "partial" : "";
+  if (fs::exists(replica)) left += " replica";
+  std::system(("umount " + mnt.string()).c_str());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(replica + ".ftd-partial"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("No space left on device"), std::string::npos) << s.message();
+  EXPECT_EQ(left, "") << "left behind after the failed copy";
 }
 
 }  // namespace
