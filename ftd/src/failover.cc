@@ -1,6 +1,7 @@
 #include "failover.h"
 
 #include <asio.hpp>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -21,6 +22,13 @@ int64_t MonotonicNs(Clock::time_point t) {
 
 }  // namespace
 
+// Where a claim thread delivers its answer. Closed when the VM's failover goes away: a thread
+// stuck on dead storage may finish after ftd's event loop is gone, and must then not touch it.
+struct ClaimReturn {
+  std::mutex mu;
+  asio::io_context* io = nullptr;  // null once closed
+};
+
 struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover::Impl> {
   Impl(asio::io_context& io_context, const NodeConfig& node_config, const std::string& vm_name,
        arbiter::Role role, uint64_t epoch, FailoverHooks failover_hooks)
@@ -31,13 +39,20 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
         store(std::make_shared<shared_disk::SharedDirectoryTestAndSet>(node.shared_storage)),
         arbiter({vm, node.name}, role, epoch, *this),
         timer(io_context),
-        log(Logger("failover")) {}
+        log(Logger("failover")) {
+    claim_return->io = &io_context;
+  }
+  ~Impl() override {
+    std::lock_guard lock(claim_return->mu);
+    claim_return->io = nullptr;
+  }
 
   asio::io_context& io;
   NodeConfig node;
   std::string vm;
   FailoverHooks hooks;
   std::shared_ptr<shared_disk::TestAndSet> store;  // shared with claim threads
+  std::shared_ptr<ClaimReturn> claim_return = std::make_shared<ClaimReturn>();
   arbiter::VmArbiter arbiter;
   asio::steady_timer timer;
   std::shared_ptr<spdlog::logger> log;
@@ -50,13 +65,14 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
     log->info("vm '{}': claiming epoch {} on '{}' ({})", vm, request.epoch, node.shared_storage,
               request.reason);
     std::weak_ptr<Impl> weak = weak_from_this();
-    auto claim_store = store;
-    asio::io_context& loop = io;
     // One claim at a time (the arbiter waits for the answer); the thread holds only the
-    // store and a weak handle, so a claim stuck on dead storage never blocks a stop.
-    std::thread([weak, claim_store, request, &loop] {
+    // store, a weak handle and the return it posts through, so a claim stuck on dead storage
+    // never blocks a stop nor outlives the event loop it answers to.
+    std::thread([weak, claim_store = store, back = claim_return, request] {
       auto result = claim_store->Claim(request);
-      asio::post(loop, [weak, result = std::move(result)] {
+      std::lock_guard lock(back->mu);
+      if (!back->io) return;
+      asio::post(*back->io, [weak, result = std::move(result)] {
         if (auto self = weak.lock()) self->OnClaimed(result);
       });
     }).detach();
