@@ -93,7 +93,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   std::shared_ptr<replay::QmpClient> qmp;
   asio::steady_timer poll_timer;
   VmState state = VmState::kStarting;
-  std::function<void()> on_stopped;
+  std::vector<std::function<void()>> on_stopped;  // every Stop() caller, told once
   std::chrono::steady_clock::time_point spawned_at;
   std::string last_error;
 
@@ -271,7 +271,8 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   }
 
   void Stop(std::function<void()> done) {
-    on_stopped = std::move(done);
+    on_stopped.push_back(std::move(done));
+    if (state == VmState::kStopping) return;  // already on its way: told with the first
     if (!qemu || !qemu->running() || state == VmState::kFailed) {
       if (state != VmState::kFailed) state = VmState::kStopped;
       RemoveRuntime();
@@ -325,9 +326,10 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   }
 
   void Finish() {
-    if (auto done = std::move(on_stopped)) {
-      on_stopped = nullptr;
-      done();
+    auto waiting = std::move(on_stopped);
+    on_stopped.clear();
+    for (auto& done : waiting) {
+      if (done) done();
     }
   }
 
