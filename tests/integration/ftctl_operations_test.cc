@@ -82,21 +82,12 @@ json ParseJson(const CommandOutput& out) { return json::parse(out.output, nullpt
 // channel key: VMs arrive with `ftctl enable`.
 class OperationsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    skip_ = Libvirtd::SkipReason();
-    if (!skip_.empty()) return;
-    auto libvirtd = Libvirtd::Ensure();
-    if (!libvirtd.ok()) {
-      setup_error_ = libvirtd.status().ToString();
-      return;
-    }
-    libvirtd_ = std::move(libvirtd).value();
-  }
-  static void TearDownTestSuite() { libvirtd_.reset(); }
+  static void SetUpTestSuite() { libvirt_ = LibvirtdForSuite::Start(); }
+  static void TearDownTestSuite() { libvirt_ = {}; }
 
   void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    if (!libvirt_.skip.empty()) GTEST_SKIP() << libvirt_.skip;
+    ASSERT_TRUE(libvirt_.error.empty()) << libvirt_.error;
     ASSERT_FALSE(GuestDir().empty()) << "guest not built";
     auto lab = Lab::Create();
     if (!lab.ok() && lab.status().code() == StatusCode::kFailedPrecondition) {
@@ -194,8 +185,7 @@ class OperationsTest : public ::testing::Test {
     EXPECT_EQ(backup.value("peer", ""), "test-hostA") << backup.dump();
   }
 
-  static std::string skip_, setup_error_;
-  static std::unique_ptr<Libvirtd> libvirtd_;
+  static LibvirtdForSuite libvirt_;
   std::unique_ptr<Lab> lab_;
   std::unique_ptr<ClaimStore> store_;
   std::unique_ptr<FtdInstance> a_, b_;
@@ -204,9 +194,7 @@ class OperationsTest : public ::testing::Test {
   std::unique_ptr<DefinedDomain> domain_;
 };
 
-std::string OperationsTest::skip_;
-std::string OperationsTest::setup_error_;
-std::unique_ptr<Libvirtd> OperationsTest::libvirtd_;
+LibvirtdForSuite OperationsTest::libvirt_;
 
 TEST_F(OperationsTest, EnableRefusalsPlannedFailoverAndDisable) {
   StartA();

@@ -60,22 +60,13 @@ std::string DomainXml(const std::string& name, const fs::path& dir, const std::s
 
 class LibvirtTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    skip_ = ft::testing::Libvirtd::SkipReason();
-    if (!skip_.empty()) return;
-    auto libvirtd = ft::testing::Libvirtd::Ensure();
-    if (!libvirtd.ok()) {
-      setup_error_ = libvirtd.status().ToString();
-      return;
-    }
-    libvirtd_ = std::move(libvirtd).value();
-  }
+  static void SetUpTestSuite() { libvirt_ = ft::testing::LibvirtdForSuite::Start(); }
 
-  static void TearDownTestSuite() { libvirtd_.reset(); }
+  static void TearDownTestSuite() { libvirt_ = {}; }
 
   void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    if (!libvirt_.skip.empty()) GTEST_SKIP() << libvirt_.skip;
+    ASSERT_TRUE(libvirt_.error.empty()) << libvirt_.error;
     std::string templ = (fs::temp_directory_path() / (kPrefix + "XXXXXX")).string();
     ASSERT_NE(mkdtemp(templ.data()), nullptr);
     dir_ = templ;
@@ -87,15 +78,11 @@ class LibvirtTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  static std::string skip_;
-  static std::string setup_error_;
-  static std::unique_ptr<ft::testing::Libvirtd> libvirtd_;
+  static ft::testing::LibvirtdForSuite libvirt_;
   fs::path dir_;
 };
 
-std::string LibvirtTest::skip_;
-std::string LibvirtTest::setup_error_;
-std::unique_ptr<ft::testing::Libvirtd> LibvirtTest::libvirtd_;
+ft::testing::LibvirtdForSuite LibvirtTest::libvirt_;
 
 TEST_F(LibvirtTest, CompatibleDomainImportsAndIncompatibleIsRefusedByName) {
   const std::string good = kPrefix + "good";

@@ -54,6 +54,19 @@ Result<std::unique_ptr<Libvirtd>> Libvirtd::Ensure() {
   return std::unique_ptr<Libvirtd>(new Libvirtd(started));
 }
 
+LibvirtdForSuite LibvirtdForSuite::Start() {
+  LibvirtdForSuite suite;
+  suite.skip = Libvirtd::SkipReason();
+  if (!suite.skip.empty()) return suite;
+  auto libvirtd = Libvirtd::Ensure();
+  if (!libvirtd.ok()) {
+    suite.error = libvirtd.status().ToString();
+  } else {
+    suite.libvirtd = std::move(libvirtd).value();
+  }
+  return suite;
+}
+
 Libvirtd::~Libvirtd() {
   if (!started_) return;
   auto stop = RunCommand({"bash", FT_LIBVIRTD_SCRIPT, "stop"}, 30s);

@@ -32,6 +32,14 @@ class Libvirtd {
   bool started_;
 };
 
+// What a test suite holds while it uses libvirtd: why it must skip, or why libvirtd could not
+// be had, or libvirtd itself.
+struct LibvirtdForSuite {
+  std::string skip, error;
+  std::unique_ptr<Libvirtd> libvirtd;
+  static LibvirtdForSuite Start();
+};
+
 // A domain defined in libvirt for the life of the object.
 class DefinedDomain {
  public:
