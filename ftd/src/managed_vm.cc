@@ -119,7 +119,9 @@ void ManagedVm::DrainForHandover(std::chrono::milliseconds,
                                  std::function<void(Result<uint64_t>)> done) {
   done(NotInRole(*this, "a planned failover", "the primary's host"));
 }
-void ManagedVm::CompleteHandover(const std::string&) {}
+Status ManagedVm::CompleteHandover(const std::string&) {
+  return NotInRole(*this, "a planned failover", "the primary's host");
+}
 void ManagedVm::AbortHandover(const std::string&) {}
 Status ManagedVm::PlayDead() { return NotInRole(*this, "a drill", "the primary's host"); }
 Status ManagedVm::AcceptHandover(uint64_t) {

@@ -89,8 +89,8 @@ class PrimaryVm : public ManagedVm {
                         std::function<void(Result<uint64_t>)> done) override {
     impl_->DrainForHandover(timeout, std::move(done));
   }
-  void CompleteHandover(const std::string& to_node) override {
-    impl_->CompleteHandover(to_node);
+  Status CompleteHandover(const std::string& to_node) override {
+    return impl_->CompleteHandover(to_node);
   }
   void AbortHandover(const std::string& why) override { impl_->AbortHandover(why); }
   Status PlayDead() override { return impl_->PlayDead(); }
@@ -566,6 +566,7 @@ class PrimaryVm : public ManagedVm {
       uint64_t produced = c ? c->produced() : 0;
       uint64_t end = tap ? tap->offset() : 0;
       if (state != PrimaryState::kProtected || !session) {
+        AbortHandover("the backup was lost while draining");
         return done(Aborted(fmt::format("vm '{}': the backup was lost while draining ({})",
                                         spec.name, note)));
       }
@@ -588,6 +589,10 @@ class PrimaryVm : public ManagedVm {
                               done = std::move(done)](const std::error_code& ec) mutable {
         auto self = weak.lock();
         if (!self || ec) return done(Aborted("the primary is stopping"));
+        if (self->stopping) {
+          self->handing_over = false;
+          return done(Aborted(fmt::format("vm '{}': ftd is stopping", self->spec.name)));
+        }
         self->WaitForDrain(deadline, std::move(done));
       });
     }
@@ -602,9 +607,18 @@ class PrimaryVm : public ManagedVm {
       Pace();
     }
 
-    void CompleteHandover(const std::string& to_node) {
+    Status CompleteHandover(const std::string& to_node) {
+      if (!handing_over || state != PrimaryState::kProtected || !session) {
+        // The channel dropped while the peer's answer was on its way: the claim decides now,
+        // and this copy must not halt on top of it.
+        return Aborted(fmt::format(
+            "vm '{}': the channel to '{}' closed before the handover completed; the failover "
+            "claim decides which copy runs ({})",
+            spec.name, to_node, PrimaryStateName(state)));
+      }
       failover.reset();  // the backup claims the next epoch; this copy does not contest it
       Halt(fmt::format("handed over to '{}' (planned failover); this copy is stopped", to_node));
+      return Status::Ok();
     }
 
     // The copy dies as in a host crash: QEMU is SIGKILLed (it is ftd's own child) and the
@@ -671,6 +685,14 @@ class PrimaryVm : public ManagedVm {
     // ---- orderly stop: QEMU quits (END goes into the log), the tap reads to EOF, the
     // backup acks the last byte (bounded), then the channel closes.
     void Stop(std::function<void()> done) {
+      if (stopping && on_stopped) {
+        // Already stopping (ftd's shutdown and an operation's removal can meet): both hear.
+        on_stopped = [first = std::move(on_stopped), done = std::move(done)] {
+          first();
+          done();
+        };
+        return;
+      }
       on_stopped = std::move(done);
       stopping = true;
       reconnect_timer.cancel();

@@ -561,6 +561,7 @@ void Connection::QueueFrame(const proto::ChannelFrame& f, uint64_t log_bytes) {
 }
 
 void Connection::QueuePayload(std::string payload, uint64_t log_bytes) {
+  if (silent_) return;  // playing dead: nothing leaves
   OutFrame& out = queue_.emplace_back();
   out.header = EncodeFrameHeader(payload);
   out.payload = std::move(payload);
@@ -830,7 +831,7 @@ void Connection::FlushHeld() {
 void Connection::ArmHeartbeat() {
   heartbeat_timer_.expires_after(options_.heartbeat_interval);
   heartbeat_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-    if (ec || self->state_ != State::kOpen) return;
+    if (ec || self->state_ != State::kOpen || self->silent_) return;
     self->SendHeartbeat();
     self->ArmHeartbeat();
   });
@@ -852,7 +853,7 @@ void Connection::SendHeartbeat() {
 void Connection::ArmWatchdog() {
   watchdog_timer_.expires_at(last_rx_ + options_.heartbeat_timeout);
   watchdog_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-    if (ec || self->state_ != State::kOpen) return;
+    if (ec || self->state_ != State::kOpen || self->silent_) return;
     if (Clock::now() - self->last_rx_ >= self->options_.heartbeat_timeout) {
       self->Fail(Timeout(self->prefix_ + "no frame from " + self->PeerName() + " for " +
                          Ms(self->options_.heartbeat_timeout)));

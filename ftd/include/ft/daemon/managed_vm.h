@@ -76,8 +76,9 @@ class ManagedVm {
   virtual void DrainForHandover(std::chrono::milliseconds timeout,
                                 std::function<void(Result<uint64_t>)> done);
   // Step 2, once the backup accepted: close the channel (the backup goes live at once) and
-  // stop this copy for good.
-  virtual void CompleteHandover(const std::string& to_node);
+  // stop this copy for good. kAborted when the channel dropped meanwhile (the failover claim
+  // decides then, and this copy is left to it).
+  virtual Status CompleteHandover(const std::string& to_node);
   // Step 2 instead, when the backup refused: run on as before.
   virtual void AbortHandover(const std::string& why);
   // Primary, drill: kill this copy's QEMU and go silent on the channel, as a dead host would.
