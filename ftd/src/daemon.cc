@@ -134,6 +134,7 @@ int RunDaemon(const Config& config) {
     if (e) return;
     log->info("signal {} received: stopping {} VM(s)", signo, runners.size());
     systemd.Stopping();
+    operations.Stop();
     auto remaining = std::make_shared<size_t>(runners.size());
     control.Stop();
     if (listener) listener->Close();

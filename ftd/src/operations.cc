@@ -129,6 +129,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   std::shared_ptr<spdlog::logger> log;
   std::set<std::string> busy;  // VMs with an operation in progress
   ReplicaReceiver replicas{node};  // disk replicas the peer is sending for its enables
+  bool stopping = false;           // ftd got SIGTERM: no new VMs
 
   ManagedVm* Find(const std::string& name) const {
     for (const auto& vm : vms) {
@@ -204,8 +205,12 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- start-up
   Status StartEnabledVms() {
-    FT_ASSIGN_OR_RETURN(auto enabled, LoadEnabledVms(node));
-    for (auto& e : enabled) {
+    EnabledVmsOnDisk enabled = LoadEnabledVms(node);
+    for (const auto& damaged : enabled.damaged) {
+      log->error("a VM turned on with ftctl is not started: {} (fix or remove the file)",
+                 damaged.message());
+    }
+    for (auto& e : enabled.vms) {
       if (Find(e.spec.name)) {
         log->error("vm '{}' is in {} and was also turned on with ftctl ({}); running the one "
                    "in the config file",
@@ -342,7 +347,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
             if (!me) return;
             if (!sent.ok()) {
               conversation->Close();
-              me->UndoPeerBackup(spec.name, "creating the disk replicas failed");
+              // A refusal cleaned up after itself on the peer; a lost conversation may not.
+              if (sent.code() == StatusCode::kUnavailable || sent.code() == StatusCode::kTimeout) {
+                me->UndoPeerBackup(spec.name, "creating the disk replicas failed");
+              }
               return finish(sent);
             }
             conversation->Ask(ask.SerializeAsString(), kPeerCallTimeout,
@@ -367,6 +375,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (!r.ok()) {
       bool unreachable = r.status().code() == StatusCode::kUnavailable ||
                          r.status().code() == StatusCode::kTimeout;
+      // The answer was lost, not refused: the peer may have started the backup (or kept a
+      // partial replica) meanwhile. Take it back.
+      if (unreachable) UndoPeerBackup(spec.name, "enabling failed: " + r.status().message());
       return respond(Error(
           unreachable ? ControlResponse::PEER_UNREACHABLE : ControlResponse::REFUSED,
           fmt::format("{}; FT was not turned on for '{}'", r.status().message(), spec.name)));
@@ -376,7 +387,15 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                            fmt::format("peer '{}' refused to run the backup of '{}': {}",
                                        r->node(), spec.name, r->error())));
     }
+    if (stopping) {
+      UndoPeerBackup(spec.name, "ftd on the primary's host is stopping");
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("ftd on node '{}' is stopping; FT was not turned on for "
+                                       "'{}'",
+                                       node.name, spec.name)));
+    }
     if (Find(spec.name)) {
+      UndoPeerBackup(spec.name, "the VM appeared on the primary's host meanwhile");
       return respond(Error(ControlResponse::ALREADY_ENABLED,
                            fmt::format("vm '{}' appeared on node '{}' meanwhile", spec.name,
                                        node.name)));
@@ -420,6 +439,13 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (report.ft_state == "halted") {
       // This copy stopped for good (the other host's went live): nothing to ask the peer.
       return DisableHere(name, "", respond);
+    }
+    if (report.ft_state == "arbitrating") {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("vm '{}' is arbitrating on node '{}' (its backup was "
+                                       "lost and the claim is not decided): turn FT off once "
+                                       "it has settled",
+                                       name, node.name)));
     }
     if (report.role == "backup") {
       return respond(Error(ControlResponse::REFUSED,
@@ -555,7 +581,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
               r.ok() ? ControlResponse::REFUSED : ControlResponse::PEER_UNREACHABLE,
               fmt::format("{}; '{}' runs on here as before", why, name)));
         }
-        primary->CompleteHandover(r->node());
+        if (Status s = primary->CompleteHandover(r->node()); !s.ok()) {
+          return finish(me->Error(ControlResponse::INTERNAL, s.message()));
+        }
         (void)ForgetEnabledVm(me->node, name);
         me->WaitForPeerLive(name, started, Clock::now() + live_timeout, out, finish);
       });
@@ -639,8 +667,24 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         *r.mutable_vm() = DescribeVm(*vm);
         return respond(Peer(std::move(r)));
       }
-      case proto::PeerRequest::kReplicaBegin:
+      case proto::PeerRequest::kReplicaBegin: {
+        // Never write over the disks of a copy that runs here (e.g. the VM went live here
+        // and the other host is enabling it again from its stale image).
+        const std::string& vm = request.replica_begin().vm();
+        if (ManagedVm* existing = Find(vm)) {
+          return respond(PeerError(PeerResponse::REFUSED,
+                                   fmt::format("vm '{}' already exists on node '{}' ({}); its "
+                                               "disks are not replaced",
+                                               vm, node.name, RoleAndState(*existing))));
+        }
+        if (busy.count(vm)) {
+          return respond(PeerError(PeerResponse::REFUSED,
+                                   fmt::format("vm '{}': an operation on it is in progress on "
+                                               "node '{}'",
+                                               vm, node.name)));
+        }
         return respond(ReplicaAnswer(replicas.Begin(request.replica_begin())));
+      }
       case proto::PeerRequest::kReplicaChunk:
         return respond(ReplicaAnswer(replicas.Chunk(request.replica_chunk())));
       case proto::PeerRequest::kReplicaEnd:
@@ -659,6 +703,11 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   std::string Protect(const proto::ProtectRequest& request) {
     auto parsed = ParseVmSection(request.vm_config(), "the peer's protect request");
     if (!parsed.ok()) return PeerError(PeerResponse::BAD_REQUEST, parsed.status().message());
+    if (stopping) {
+      replicas.Forget(parsed->name);
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("ftd on node '{}' is stopping", node.name));
+    }
     replay::VmSpec spec = std::move(parsed).value();
     spec.qemu_binary = node.qemu;
     if (ManagedVm* vm = Find(spec.name)) {
@@ -666,7 +715,13 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                        fmt::format("vm '{}' already exists on node '{}' ({})", spec.name,
                                    node.name, RoleAndState(*vm)));
     }
+    if (busy.count(spec.name)) {
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("vm '{}': an operation on it is in progress on node '{}'",
+                                   spec.name, node.name));
+    }
     if (node.channel.listen_host.empty()) {
+      replicas.Forget(spec.name);
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("node '{}' has no [node] listen: it cannot run backups",
                                    node.name));
@@ -675,12 +730,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     for (auto& d : spec.disks) {
       d.path = ReplicaPath(node, spec.name, d.id);
       if (!fs::exists(d.path)) {
+        replicas.Forget(spec.name);
         return PeerError(PeerResponse::REFUSED,
                          fmt::format("on node '{}': no replica of disk.{} of '{}' was received",
                                      node.name, d.id, spec.name));
       }
     }
     if (Status s = CheckVmFiles(spec); !s.ok()) {
+      replicas.Forget(spec.name);
       return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name,
                                                           s.message()));
     }
@@ -716,6 +773,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                                fmt::format("no VM named '{}' on node '{}'", name, node.name)));
     }
     VmReport report = vm->Report();
+    if (report.role == "backup" &&
+        (report.ft_state == "primary-lost" || report.ft_state == "going-live")) {
+      return respond(PeerError(
+          PeerResponse::REFUSED,
+          fmt::format("vm '{}' on node '{}' is {}: a failover is under way; turn FT off once "
+                      "it has settled",
+                      name, node.name, report.ft_state)));
+    }
     if (report.role == "primary" && report.ft_state != "halted") {
       return respond(PeerError(
           PeerResponse::REFUSED,
@@ -740,6 +805,7 @@ Operations::Operations(asio::io_context& io, const Config& config,
 Operations::~Operations() = default;
 
 Status Operations::StartEnabledVms() { return impl_->StartEnabledVms(); }
+void Operations::Stop() { impl_->stopping = true; }
 ManagedVm* Operations::Find(const std::string& name) const { return impl_->Find(name); }
 void Operations::HandleControl(const std::string& request, ControlServer::Respond respond) {
   impl_->HandleControl(request, std::move(respond));

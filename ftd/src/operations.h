@@ -29,6 +29,9 @@ class Operations {
   // VMs kept in the state dir by earlier enables, started in their roles; a VM also in
   // ftd.conf is skipped with an error (the config file wins).
   Status StartEnabledVms();
+  // ftd is stopping: operations still under way create no VM any more (an enable whose copy
+  // finishes later gives the peer's backup back and answers that ftd is stopping).
+  void Stop();
   // The VM named `name`, or null.
   ManagedVm* Find(const std::string& name) const;
 

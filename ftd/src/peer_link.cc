@@ -13,7 +13,7 @@
 namespace ft::daemon {
 namespace {
 // The caller closes once it has the answer; a caller that never does is dropped after this.
-constexpr auto kServeTimeout = std::chrono::seconds(120);
+constexpr auto kServeTimeout = std::chrono::seconds(120);  // idle: no request meanwhile
 }  // namespace
 
 channel::Identity PeerControlIdentity(const NodeConfig& node) {
@@ -148,26 +148,34 @@ struct PeerServer::Impl : std::enable_shared_from_this<Impl> {
     sessions.erase(s);
   }
 
-  void Adopt(std::shared_ptr<channel::Session> s) {
-    if (closed) return s->Close();
-    sessions.insert(s);
-    std::weak_ptr<Impl> weak = shared_from_this();
-    std::weak_ptr<channel::Session> ws = s;
-    auto timer = std::make_shared<asio::steady_timer>(io, kServeTimeout);
-    timer->async_wait([weak, ws](const std::error_code& ec) {
+  // Drops a session that has been idle (no request) for kServeTimeout: its caller is gone.
+  void ArmIdle(const std::shared_ptr<asio::steady_timer>& timer,
+               std::weak_ptr<channel::Session> ws) {
+    timer->expires_after(kServeTimeout);
+    timer->async_wait([weak = weak_from_this(), ws](const std::error_code& ec) {
       auto self = weak.lock();
       auto session = ws.lock();
       if (ec || !self || !session) return;
       self->Drop(session);
     });
+  }
+
+  void Adopt(std::shared_ptr<channel::Session> s) {
+    if (closed) return s->Close();
+    sessions.insert(s);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    std::weak_ptr<channel::Session> ws = s;
+    auto timer = std::make_shared<asio::steady_timer>(io);
+    ArmIdle(timer, ws);
     s->OnClosed([weak, ws, timer](Status) {
       timer->cancel();
       auto self = weak.lock();
       if (auto session = ws.lock(); self && session) self->sessions.erase(session);
     });
-    s->OnMessage([weak, ws, peer = s->peer().node](std::string_view request) {
+    s->OnMessage([weak, ws, timer, peer = s->peer().node](std::string_view request) {
       auto self = weak.lock();
       if (!self) return;
+      self->ArmIdle(timer, ws);  // a long replica copy is many requests, each in time
       Logger("peer")->debug("request from peer '{}' ({} bytes)", peer, request.size());
       self->handler(std::string(request), [ws](std::string response) {
         if (auto session = ws.lock()) session->SendMessage(response);
