@@ -25,6 +25,7 @@
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/replay_feeder.h"
 #include "ft/replay/vm_state_drive.h"
+#include "enabled_vms.h"
 #include "failover.h"
 #include "roles.h"
 
@@ -447,6 +448,11 @@ class BackupVm : public ManagedVm {
         if (!s.ok()) return self->GoLiveFailed(s);
         self->state = BackupState::kLive;
         self->failover->GoLiveDone(Status::Ok());
+        // If FT was turned on at run time, this host's record said "backup": it is the
+        // primary now, and a restarted ftd must run it as such.
+        if (Status promoted = PromoteEnabledVm(self->node, self->spec.name); !promoted.ok()) {
+          self->log->error("vm '{}': {}", self->spec.name, promoted.ToString());
+        }
         self->note = self->failover->note();
         self->log->warn("vm '{}': LIVE on this host: {}", self->spec.name, self->note);
       };

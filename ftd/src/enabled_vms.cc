@@ -1,5 +1,8 @@
 #include "enabled_vms.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -55,17 +58,26 @@ Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
   std::string path = RecordPath(node, vm.spec.name), tmp = path + ".tmp";
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << "# ftd: fault tolerance turned on at run time; 'ftctl disable " << vm.spec.name
-        << "' removes it. Do not edit while ftd runs.\n"
-        << kRolePrefix << FtRoleName(vm.role) << "\n"
-        << kSourcePrefix << vm.source << "\n"
-        << FormatVmSection(vm.spec);
-    if (!out.flush()) return ErrnoStatus(fmt::format("cannot write '{}'", tmp), errno);
-  }
+  std::string text = std::string("# ftd: fault tolerance turned on at run time; 'ftctl disable ") +
+                     vm.spec.name + "' removes it. Do not edit while ftd runs.\n" + kRolePrefix +
+                     FtRoleName(vm.role) + "\n" + kSourcePrefix + vm.source + "\n" +
+                     FormatVmSection(vm.spec);
+  // Written, fsynced and renamed, then the directory fsynced: after a power cut the record
+  // is the old one or the new one, never empty.
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(fmt::format("cannot write '{}'", tmp), errno);
+  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+            fsync(fd) == 0;
+  int err = errno;
+  close(fd);
+  if (!ok) return ErrnoStatus(fmt::format("cannot write '{}'", tmp), err);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return ErrnoStatus(fmt::format("cannot replace '{}'", path), errno);
+  }
+  int dir = open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
   }
   return Status::Ok();
 }
@@ -79,11 +91,23 @@ Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm) {
   return Status::Ok();
 }
 
-Result<std::vector<EnabledVm>> LoadEnabledVms(const NodeConfig& node) {
-  std::vector<EnabledVm> vms;
+Status PromoteEnabledVm(const NodeConfig& node, const std::string& vm) {
+  std::string path = RecordPath(node, vm);
+  std::ifstream in(path);
+  if (!in) return Status::Ok();
+  std::stringstream text;
+  text << in.rdbuf();
+  FT_ASSIGN_OR_RETURN(EnabledVm record, ParseRecord(path, text.str()));
+  if (record.role == FtRole::kPrimary) return Status::Ok();
+  record.role = FtRole::kPrimary;
+  return SaveEnabledVm(node, record);
+}
+
+EnabledVmsOnDisk LoadEnabledVms(const NodeConfig& node) {
+  EnabledVmsOnDisk out;
   fs::path dir = fs::path(node.state_dir) / "vms";
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return vms;
+  if (!fs::is_directory(dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     fs::path record = entry.path() / kRecord;
     if (!fs::exists(record, ec)) continue;
@@ -91,18 +115,25 @@ Result<std::vector<EnabledVm>> LoadEnabledVms(const NodeConfig& node) {
     std::stringstream text;
     text << in.rdbuf();
     if (!in.good() && !in.eof()) {
-      return ErrnoStatus(fmt::format("cannot read '{}'", record.string()), errno);
+      out.damaged.push_back(ErrnoStatus(fmt::format("cannot read '{}'", record.string()), errno));
+      continue;
     }
-    FT_ASSIGN_OR_RETURN(EnabledVm vm, ParseRecord(record.string(), text.str()));
-    if (vm.spec.name != entry.path().filename().string()) {
-      return DataLoss(fmt::format("'{}' defines vm '{}', not '{}'", record.string(), vm.spec.name,
-                                  entry.path().filename().string()));
+    auto vm = ParseRecord(record.string(), text.str());
+    if (!vm.ok()) {
+      out.damaged.push_back(vm.status());
+      continue;
     }
-    vms.push_back(std::move(vm));
+    if (vm->spec.name != entry.path().filename().string()) {
+      out.damaged.push_back(DataLoss(fmt::format("'{}' defines vm '{}', not '{}'",
+                                                 record.string(), vm->spec.name,
+                                                 entry.path().filename().string())));
+      continue;
+    }
+    out.vms.push_back(std::move(vm).value());
   }
-  std::sort(vms.begin(), vms.end(),
+  std::sort(out.vms.begin(), out.vms.end(),
             [](const EnabledVm& a, const EnabledVm& b) { return a.spec.name < b.spec.name; });
-  return vms;
+  return out;
 }
 
 }  // namespace ft::daemon

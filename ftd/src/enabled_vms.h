@@ -22,8 +22,16 @@ struct EnabledVm {
 Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm);
 // Removes the record (not the VM's other state: its epoch stays, epochs only grow).
 Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm);
-// Every record under the state dir, sorted by name. A record that does not parse is an
-// error naming its file: a VM must never silently lose its protection.
-Result<std::vector<EnabledVm>> LoadEnabledVms(const NodeConfig& node);
+// A copy that went live on this host is the VM's primary now: its record says so, so a
+// restarted ftd runs it (no record: nothing to do).
+Status PromoteEnabledVm(const NodeConfig& node, const std::string& vm);
+
+struct EnabledVmsOnDisk {
+  std::vector<EnabledVm> vms;    // sorted by name
+  std::vector<Status> damaged;   // records that do not parse, each naming its file
+};
+// Every record under the state dir. A damaged record is reported, never silently dropped,
+// and does not keep the others from running.
+EnabledVmsOnDisk LoadEnabledVms(const NodeConfig& node);
 
 }  // namespace ft::daemon
