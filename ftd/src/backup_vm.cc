@@ -225,6 +225,10 @@ class BackupVm : public ManagedVm {
     }
 
     void OnLog(uint64_t offset, std::string_view data) {
+      if (!handover_from.empty() && offset + data.size() > handover_log_end) {
+        // The primary resumed (its handover was abandoned): a later loss is a real one.
+        handover_from.clear();
+      }
       received = offset + data.size();
       if (receipts) {
         timespec ts{};
@@ -336,12 +340,14 @@ class BackupVm : public ManagedVm {
             received, log_end));
       }
       handover_from = peer_node;
+      handover_log_end = log_end;
       log->warn("vm '{}': planned failover: '{}' stopped at {} log bytes; taking over when its "
                 "channel closes",
                 spec.name, peer_node, log_end);
       return Status::Ok();
     }
     std::string handover_from;  // set: a planned failover, not a lost primary
+    uint64_t handover_log_end = 0;
 
     void OnSessionClosed(Status why) {
       session.reset();
