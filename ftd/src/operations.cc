@@ -432,7 +432,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (!vm) return respond(UnknownVm(name));
     if (auto busy_reply = Busy(name)) return respond(*busy_reply);
     VmReport report = vm->Report();
-    if (vm->role() == FtRole::kOff) {
+    if (vm->role() == FtRole::kOff || report.role == "off") {
       return respond(Error(ControlResponse::REFUSED,
                            fmt::format("FT is not on for '{}' on node '{}'", name, node.name)));
     }
@@ -781,11 +781,13 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                       "it has settled",
                       name, node.name, report.ft_state)));
     }
-    if (report.role == "primary" && report.ft_state != "halted") {
+    if (report.role != "backup" && report.ft_state != "halted") {
+      // A copy that runs as a primary, or with FT off, is this host's operator's business.
       return respond(PeerError(
           PeerResponse::REFUSED,
-          fmt::format("vm '{}' runs here on node '{}' as the primary ({}): turn FT off here",
-                      name, node.name, report.ft_state)));
+          fmt::format("vm '{}' runs here on node '{}' ({}, {}): it is not a backup this host "
+                      "can give up; turn FT off here",
+                      name, node.name, report.role, report.ft_state)));
     }
     log->info("vm '{}': stopping this copy ({}): {}", name, RoleAndState(*vm), request.why());
     (void)ForgetEnabledVm(node, name);

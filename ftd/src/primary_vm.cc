@@ -130,6 +130,7 @@ class PrimaryVm : public ManagedVm {
     RateMeter rate;
     bool connecting = false, stopping = false, log_closed = false;
     bool handing_over = false;  // planned failover: the vCPU stops, pacing lets go
+    bool ft_off = false;        // the operator turned FT off: this VM is no one's primary
     asio::steady_timer drain_timer{io};
     std::shared_ptr<channel::Session> silent_session;  // a drill's: closed with this copy
     Status last_connect_error;
@@ -528,6 +529,7 @@ class PrimaryVm : public ManagedVm {
       }
       failover.reset();  // no claim to make: the peer stopped its copy first
       GoUnprotected(why);
+      ft_off = true;
       return Status::Ok();
     }
 
@@ -769,8 +771,10 @@ class PrimaryVm : public ManagedVm {
     VmReport Report() const {
       VmReport r;
       FillRunnerReport(runner, "record", r);
-      r.role = "primary";
-      r.ft_state = PrimaryStateName(state);
+      // FT turned off: the VM still runs (and records, until it restarts), but it is no
+      // one's primary any more; `ftctl list` says so.
+      r.role = ft_off ? "off" : "primary";
+      r.ft_state = ft_off ? "off" : PrimaryStateName(state);
       r.ft_note = note;
       r.epoch = identity.epoch;
       r.peer = session ? session->peer().node
