@@ -129,6 +129,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   std::shared_ptr<spdlog::logger> log;
   std::set<std::string> busy;  // VMs with an operation in progress
   ReplicaReceiver replicas{node};  // disk replicas the peer is sending for its enables
+  asio::steady_timer replica_sweep{io};
   bool stopping = false;           // ftd got SIGTERM: no new VMs
 
   ManagedVm* Find(const std::string& name) const {
@@ -204,6 +205,23 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // ---- start-up
+  // While copies are coming in: every minute, those whose sender went silent for 2 minutes
+  // are dropped. Armed only then, so it never keeps a stopping ftd's event loop alive.
+  bool sweeping = false;
+  void SweepReplicas() {
+    if (sweeping || stopping || !replicas.receiving()) return;
+    sweeping = true;
+    replica_sweep.expires_after(std::chrono::minutes(1));
+    replica_sweep.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->sweeping = false;
+      if (ec) return;
+      self->replicas.DropIdle(std::chrono::minutes(2));
+      self->SweepReplicas();
+    });
+  }
+
   Status StartEnabledVms() {
     EnabledVmsOnDisk enabled = LoadEnabledVms(node);
     for (const auto& damaged : enabled.damaged) {
@@ -683,7 +701,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                                                "node '{}'",
                                                vm, node.name)));
         }
-        return respond(ReplicaAnswer(replicas.Begin(request.replica_begin())));
+        std::string answer = ReplicaAnswer(replicas.Begin(request.replica_begin()));
+        SweepReplicas();
+        return respond(answer);
       }
       case proto::PeerRequest::kReplicaChunk:
         return respond(ReplicaAnswer(replicas.Chunk(request.replica_chunk())));
@@ -807,7 +827,10 @@ Operations::Operations(asio::io_context& io, const Config& config,
 Operations::~Operations() = default;
 
 Status Operations::StartEnabledVms() { return impl_->StartEnabledVms(); }
-void Operations::Stop() { impl_->stopping = true; }
+void Operations::Stop() {
+  impl_->stopping = true;
+  impl_->replica_sweep.cancel();
+}
 ManagedVm* Operations::Find(const std::string& name) const { return impl_->Find(name); }
 void Operations::HandleControl(const std::string& request, ControlServer::Respond respond) {
   impl_->HandleControl(request, std::move(respond));

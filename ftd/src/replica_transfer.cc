@@ -135,7 +135,7 @@ Status ReplicaReceiver::Begin(const proto::ReplicaBegin& begin) {
   // A replica left by an earlier enable is replaced: only the primary's image counts.
   auto writer = disk::ReplicaWriter::Create(path, begin.size(), /*overwrite=*/true);
   if (!writer.ok()) return writer.status();
-  writing_[Key(begin.vm(), begin.disk())] = std::move(writer).value();
+  writing_[Key(begin.vm(), begin.disk())] = {std::move(writer).value(), Clock::now()};
   Logger("ops")->info("vm '{}': receiving the replica of disk.{} ({} bytes) into '{}'", begin.vm(),
                       begin.disk(), begin.size(), path);
   return Status::Ok();
@@ -147,7 +147,8 @@ Status ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk) {
     return FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
                                           chunk.vm(), chunk.disk()));
   }
-  Status s = it->second->Append(chunk.offset(), chunk.data());
+  Status s = it->second.writer->Append(chunk.offset(), chunk.data());
+  it->second.last = Clock::now();
   if (!s.ok()) writing_.erase(it);  // removes the partial file
   return s;
 }
@@ -158,13 +159,29 @@ Status ReplicaReceiver::End(const proto::ReplicaEnd& end) {
     return FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
                                           end.vm(), end.disk()));
   }
-  Status s = it->second->Finish({end.size(), end.sha256()});
+  Status s = it->second.writer->Finish({end.size(), end.sha256()});
   writing_.erase(it);
   if (s.ok()) {
     Logger("ops")->info("vm '{}': replica of disk.{} verified (sha256 {}) and in place", end.vm(),
                         end.disk(), end.sha256().substr(0, 12));
   }
   return s;
+}
+
+int ReplicaReceiver::DropIdle(std::chrono::steady_clock::duration idle) {
+  int dropped = 0;
+  for (auto it = writing_.begin(); it != writing_.end();) {
+    if (Clock::now() - it->second.last < idle) {
+      ++it;
+      continue;
+    }
+    Logger("ops")->warn("replica {}: nothing received for {} s, dropped with its partial file",
+                        it->first,
+                        std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+    it = writing_.erase(it);
+    ++dropped;
+  }
+  return dropped;
 }
 
 void ReplicaReceiver::Forget(const std::string& vm) {

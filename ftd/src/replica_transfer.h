@@ -5,6 +5,7 @@
 // digest matches. The VM is not running on either host meanwhile, so the image is stable.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -42,10 +43,18 @@ class ReplicaReceiver {
   Status End(const proto::ReplicaEnd& end);
   // Drops copies in progress for `vm` and removes its replicas (FT off, or enabling failed).
   void Forget(const std::string& vm);
+  // Drops copies that received nothing for `idle` (their sender's ftd died or lost the
+  // peer): their partial files go. Returns how many.
+  int DropIdle(std::chrono::steady_clock::duration idle);
+  bool receiving() const { return !writing_.empty(); }
 
  private:
+  struct Writing {
+    std::unique_ptr<disk::ReplicaWriter> writer;
+    std::chrono::steady_clock::time_point last;
+  };
   const NodeConfig& node_;
-  std::map<std::string, std::unique_ptr<disk::ReplicaWriter>> writing_;  // "vm/disk"
+  std::map<std::string, Writing> writing_;  // "vm/disk"
 };
 
 }  // namespace ft::daemon
