@@ -141,8 +141,21 @@ class BackupVm : public ManagedVm {
     FILE* receipts = nullptr;
 
     Status Start() {
-      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec));
+      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/false));
       std::weak_ptr<Impl> weak = shared_from_this();
+      if (!spec.disks.empty()) {
+        // Hashed off the event loop; a primary that connects meanwhile is asked to retry.
+        digest_job = std::make_unique<BackgroundDigest>(io, spec, [weak](Result<std::string> d) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->digest_job.reset();
+          if (!d.ok()) return self->Fail("cannot hash the disk replicas: " + d.status().message());
+          self->identity.replica_digest = *d;
+          self->replicas_hashed = true;
+        });
+      } else {
+        replicas_hashed = true;
+      }
       FailoverHooks hooks;
       hooks.go_live = [weak](uint64_t epoch) {
         if (auto self = weak.lock()) self->GoLive(epoch);
@@ -171,6 +184,12 @@ class BackupVm : public ManagedVm {
         return FailedPrecondition(fmt::format(
             "vm '{}': this backup is {} and cannot start over; restart its ftd to re-protect",
             spec.name, BackupStateName(state)));
+      }
+      if (!replicas_hashed) {
+        return FailedPrecondition(fmt::format(
+            "vm '{}': still hashing its disk replicas (the handshake compares them); try again "
+            "shortly",
+            spec.name));
       }
       return identity;
     }
@@ -346,6 +365,8 @@ class BackupVm : public ManagedVm {
                 spec.name, peer_node, log_end);
       return Status::Ok();
     }
+    std::unique_ptr<BackgroundDigest> digest_job;
+    bool replicas_hashed = false;  // identity.replica_digest is known
     std::string handover_from;  // set: a planned failover, not a lost primary
     uint64_t handover_log_end = 0;
 
@@ -533,6 +554,7 @@ class BackupVm : public ManagedVm {
     }
 
     void Shutdown() {
+      digest_job.reset();
       ack_timer.cancel();
       catch_up_timer.cancel();
       if (receipts) {

@@ -1,9 +1,13 @@
 #include "ft/daemon/managed_vm.h"
 
+#include <asio.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <cstdio>
 #include <map>
+#include <thread>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -167,6 +171,39 @@ Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::Vm
     FT_ASSIGN_OR_RETURN(id.replica_digest, disk::ReplicaSetDigest(spec));
   }
   return id;
+}
+
+struct BackgroundDigest::Slot {
+  std::mutex mu;
+  asio::io_context* io = nullptr;  // null once the owner is gone
+  std::function<void(Result<std::string>)> done;
+};
+
+BackgroundDigest::BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
+                                   std::function<void(Result<std::string>)> done)
+    : slot_(std::make_shared<Slot>()) {
+  slot_->io = &io;
+  slot_->done = std::move(done);
+  std::thread([slot = slot_, spec = std::move(spec)] {
+    auto digest = disk::ReplicaSetDigest(spec);
+    std::lock_guard lock(slot->mu);
+    if (!slot->io) return;
+    asio::post(*slot->io, [slot, digest = std::move(digest)]() mutable {
+      std::function<void(Result<std::string>)> cb;
+      {
+        std::lock_guard inner(slot->mu);
+        if (!slot->io) return;
+        cb = std::move(slot->done);
+      }
+      if (cb) cb(std::move(digest));
+    });
+  }).detach();
+}
+
+BackgroundDigest::~BackgroundDigest() {
+  std::lock_guard lock(slot_->mu);
+  slot_->io = nullptr;
+  slot_->done = nullptr;
 }
 
 channel::Options ChannelOptionsFrom(const ChannelConfig& config) {

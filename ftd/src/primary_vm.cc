@@ -150,7 +150,8 @@ class PrimaryVm : public ManagedVm {
     }
 
     Status Start() {
-      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/!live));
+      // The replicas' digest is hashed off the event loop, before QEMU may touch the disks.
+      FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/false));
       FT_ASSIGN_OR_RETURN(std::string shim, FindRrShim());
       std::weak_ptr<Impl> weak = shared_from_this();
       if (!live) {
@@ -204,11 +205,39 @@ class PrimaryVm : public ManagedVm {
         return served.status();
       }
       nic = std::move(served).value();
-      if (Status s = runner.Start(run); !s.ok()) {
+      Tick();
+      if (!live && !spec.disks.empty()) {
+        note = "hashing the disk images before QEMU starts (the handshake compares them)";
+        digest_job = std::make_unique<BackgroundDigest>(
+            io, spec, [weak, run](Result<std::string> digest) {
+              auto self = weak.lock();
+              if (!self || self->stopping) return;
+              self->digest_job.reset();
+              if (!digest.ok()) return self->StartFailed(digest.status());
+              self->identity.replica_digest = *digest;
+              self->note.clear();
+              if (Status s = self->StartQemu(run); !s.ok()) self->StartFailed(s);
+            });
+        return Status::Ok();
+      }
+      if (Status s = StartQemu(run); !s.ok()) {
         CloseNic();
         RemoveFiles();
         return s;
       }
+      return Status::Ok();
+    }
+    std::unique_ptr<BackgroundDigest> digest_job;
+
+    // What could not start after Start() returned: said in the log and in status.
+    void StartFailed(const Status& why) {
+      log->error("vm '{}': not started: {}", spec.name, why.ToString());
+      note = "not started: " + why.message();
+      CloseNic();
+    }
+
+    Status StartQemu(const RunOptions& run) {
+      FT_RETURN_IF_ERROR(runner.Start(run));
       tap->Start();
       if (live) {
         state = PrimaryState::kUnprotected;
@@ -224,7 +253,6 @@ class PrimaryVm : public ManagedVm {
             DescribeFailover(node));
         Connect();
       }
-      Tick();
       return Status::Ok();
     }
 
@@ -740,6 +768,7 @@ class PrimaryVm : public ManagedVm {
     }
 
     void Shutdown() {
+      digest_job.reset();
       reconnect_timer.cancel();
       tick_timer.cancel();
       stop_timer.cancel();

@@ -39,6 +39,22 @@ std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& 
 Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
                                         bool digest_replicas = true);
 
+// Hashes a VM's disk images (disk::ReplicaSetDigest) on a worker thread and posts the
+// digest back to `io`: reading a multi-GiB disk on the event loop would stall every VM's
+// heartbeats. If this object is destroyed first, the result is dropped.
+class BackgroundDigest {
+ public:
+  BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
+                   std::function<void(Result<std::string>)> done);
+  ~BackgroundDigest();
+  BackgroundDigest(const BackgroundDigest&) = delete;
+  BackgroundDigest& operator=(const BackgroundDigest&) = delete;
+
+ private:
+  struct Slot;
+  std::shared_ptr<Slot> slot_;
+};
+
 // Records `epoch` as the VM's current one (state_dir/vms/NAME/epoch), atomically: after a
 // won claim, before the winner acts on it.
 Status SaveEpoch(const NodeConfig& node, const std::string& vm, uint64_t epoch);
