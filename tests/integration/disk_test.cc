@@ -189,12 +189,12 @@ void RecordsThroughADrill(bool quiet_at_kill) {
 
 TEST(DiskTest, AcknowledgedRecordsSurviveAFailoverDrill) { RecordsThroughADrill(true); }
 
-// KNOWN TO FAIL, hence disabled: when host A dies with a guest disk request in flight, the
-// backup's replayer ends the log with that request's completion still pending, and QEMU 7.2
-// refuses the go-live snapshot ("Record/replay does not allow making snapshot right now"):
-// the backup halts and no copy runs. Seen in CI on 2026-11-24 (issue 7 stays open for it).
-// Run it with --gtest_also_run_disabled_tests.
-TEST(DiskTest, DISABLED_FailoverWithADiskRequestInFlight) { RecordsThroughADrill(false); }
+// Host A dies in the middle of the stream, typically with a guest disk request in flight:
+// the backup's replayer ends the log with that request's completion still queued. Before
+// replay/qemu-patches/replay-flush-events-for-go-live-savevm.patch QEMU refused the
+// go-live snapshot then ("Record/replay does not allow making snapshot right now") and the
+// backup halted, leaving no copy running (CI, 2026-11-24).
+TEST(DiskTest, FailoverWithADiskRequestInFlight) { RecordsThroughADrill(false); }
 
 }  // namespace
 }  // namespace ft::testing
