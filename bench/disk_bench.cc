@@ -43,6 +43,7 @@
 #include "ft/proto/control.pb.h"
 #include "guest_client.h"
 #include "lab.h"
+#include "lab_pair.h"
 #include "lockstep_pair.h"
 #include "stats.h"
 
@@ -262,16 +263,12 @@ int RunRecords(int warmup, int count, const std::string& guest_args) {
     LockstepOptions options;
     options.vm = vm;
     options.lab = lab->get();
-    auto pair = LockstepPair::Start(options);
+    auto pair = StartProtected(options);  // the primary's ftd log is in the error
     if (!pair.ok()) {
       std::fprintf(stderr, "with FT: %s\n", pair.status().ToString().c_str());
       return 1;
     }
     auto& p = **pair;
-    if (!p.WaitForFtState(p.primary(), "protected", 90s).ok()) {
-      std::fprintf(stderr, "with FT: never protected\n%s", ReadFile(p.primary().ftd_log()).c_str());
-      return 1;
-    }
     uint64_t paced_before = 0;
     std::string monitor = p.primary().monitor_socket(p.vm());
     Result<BlockCounters> io_before = Unavailable("not read");
