@@ -164,13 +164,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   // The peer's answer, or why there is none: kUnavailable/kTimeout, or kDataLoss for an
   // answer that does not parse.
   Result<PeerResponse> ParsePeerAnswer(Result<std::string> r) const {
-    if (!r.ok()) return r.status();
     PeerResponse response;
-    if (!response.ParseFromString(*r)) {
-      return DataLoss(fmt::format("the peer ftd at {}:{} sent an answer that is not a "
-                                  "PeerResponse",
-                                  node.channel.peer_host, node.channel.peer_port));
-    }
+    FT_RETURN_IF_ERROR(daemon::ParsePeerAnswer(node, r, response));
     return response;
   }
 
@@ -360,7 +355,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
           if (!self) return;
           if (!opened.ok()) return finish(opened.status());
           auto conversation = std::move(opened).value();
-          SendReplicas(conversation, spec, [weak, conversation, spec, ask, finish](Status sent) {
+          SendReplicas(conversation, self->node, spec,
+                       [weak, conversation, spec, ask, finish](Status sent) {
             auto me = weak.lock();
             if (!me) return;
             if (!sent.ok()) {

@@ -8,6 +8,7 @@
 #include "ft/channel/session.h"
 #include "ft/daemon/managed_vm.h"
 #include "ft/log.h"
+#include "ft/proto/peer.pb.h"
 #include "roles.h"
 
 namespace ft::daemon {
@@ -114,6 +115,17 @@ void PeerConversation::Close() {
   if (impl_->session) impl_->session->Close();
   impl_->session.reset();
   if (!impl_->broken) impl_->broken = Aborted(impl_->peer + ": the conversation is closed");
+}
+
+Status ParsePeerAnswer(const NodeConfig& node, const Result<std::string>& answer,
+                       proto::PeerResponse& response) {
+  if (!answer.ok()) return answer.status();
+  if (!response.ParseFromString(*answer)) {
+    return DataLoss(fmt::format("the peer ftd at {}:{} sent an answer that is not a "
+                                "PeerResponse",
+                                node.channel.peer_host, node.channel.peer_port));
+  }
+  return Status::Ok();
 }
 
 void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,

@@ -21,6 +21,9 @@ namespace ft::channel {
 class Session;
 struct Identity;
 }  // namespace ft::channel
+namespace ft::proto {
+class PeerResponse;
+}
 
 namespace ft::daemon {
 
@@ -47,6 +50,11 @@ class PeerConversation : public std::enable_shared_from_this<PeerConversation> {
   explicit PeerConversation(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The peer's answer into `response`, or why there is none: the call's own error
+// (kUnavailable/kTimeout), or kDataLoss naming the peer for an answer that does not parse.
+Status ParsePeerAnswer(const NodeConfig& node, const Result<std::string>& answer,
+                       proto::PeerResponse& response);
 
 // One request on its own session (Open, Ask, Close).
 void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,

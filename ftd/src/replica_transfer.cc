@@ -25,6 +25,7 @@ std::string Key(const std::string& vm, const std::string& disk) { return vm + "/
 // One disk: begin, chunks, end; then the next disk.
 struct Sender : std::enable_shared_from_this<Sender> {
   std::shared_ptr<PeerConversation> conversation;
+  NodeConfig node;
   replay::VmSpec spec;
   size_t index = 0;
   std::unique_ptr<disk::ImageReader> reader;
@@ -45,10 +46,9 @@ struct Sender : std::enable_shared_from_this<Sender> {
     auto self = shared_from_this();
     conversation->Ask(request.SerializeAsString(), kAnswerTimeout,
                       [self, next = std::move(next)](Result<std::string> r) {
-                        if (!r.ok()) return self->Fail(r.status().WithContext(self->Name()));
                         proto::PeerResponse response;
-                        if (!response.ParseFromString(*r)) {
-                          return self->Fail(DataLoss(self->Name() + ": the peer's answer does not parse"));
+                        if (Status s = ParsePeerAnswer(self->node, r, response); !s.ok()) {
+                          return self->Fail(s.WithContext(self->Name()));
                         }
                         if (response.code() != proto::PeerResponse::OK) {
                           return self->Fail(FailedPrecondition(
@@ -115,10 +115,11 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
   return PathsFor(node, vm).state_dir + "/replica-" + disk + ".qcow2";
 }
 
-void SendReplicas(std::shared_ptr<PeerConversation> conversation, const replay::VmSpec& spec,
-                  std::function<void(Status)> done) {
+void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConfig& node,
+                  const replay::VmSpec& spec, std::function<void(Status)> done) {
   auto sender = std::make_shared<Sender>();
   sender->conversation = std::move(conversation);
+  sender->node = node;
   sender->spec = spec;
   sender->done = std::move(done);
   sender->NextDisk();
