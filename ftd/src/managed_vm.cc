@@ -14,6 +14,7 @@
 #include "ft/disk/image_digest.h"
 #include "ft/replay/rr_stream.h"
 #include "roles.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
@@ -65,40 +66,18 @@ class PlainVm : public ManagedVm {
   std::shared_ptr<net::GuestNic> nic_;
 };
 
-Result<uint64_t> LoadEpoch(const std::string& state_dir) {
-  std::error_code ec;
-  fs::create_directories(state_dir, ec);
-  std::string path = state_dir + "/epoch";
-  std::ifstream in(path);
-  uint64_t epoch = 0;
-  if (in) {
-    if (!(in >> epoch) || epoch == 0) {
-      return DataLoss(fmt::format("epoch file '{}' does not hold a positive number", path));
-    }
-    return epoch;
-  }
-  std::ofstream out(path);
-  out << 1 << "\n";
-  if (!out.flush()) return ErrnoStatus(fmt::format("cannot write epoch file '{}'", path), errno);
+// The VM's epoch on this host; a VM never protected here starts in epoch 1, recorded now.
+Result<uint64_t> LoadEpoch(const NodeConfig& node, const std::string& vm) {
+  FT_ASSIGN_OR_RETURN(uint64_t epoch, ReadEpochRecord(node, vm));
+  if (epoch != 0) return epoch;
+  FT_RETURN_IF_ERROR(WriteEpochRecord(node, vm, 1));
   return uint64_t{1};
 }
 
 }  // namespace
 
 Status SaveEpoch(const NodeConfig& node, const std::string& vm, uint64_t epoch) {
-  std::string dir = PathsFor(node, vm).state_dir;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  std::string path = dir + "/epoch", tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << epoch << "\n";
-    if (!out.flush()) return ErrnoStatus(fmt::format("cannot write epoch file '{}'", tmp), errno);
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return ErrnoStatus(fmt::format("cannot replace epoch file '{}'", path), errno);
-  }
-  return Status::Ok();
+  return WriteEpochRecord(node, vm, epoch);
 }
 
 Result<channel::Identity> ManagedVm::ExpectPrimary() {
@@ -166,7 +145,7 @@ Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::Vm
     it = versions.emplace(spec.qemu_binary, v).first;
   }
   id.rr_version = it->second;
-  FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(PathsFor(node, spec.name).state_dir));
+  FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(node, spec.name));
   if (digest_replicas) {
     FT_ASSIGN_OR_RETURN(id.replica_digest, disk::ReplicaSetDigest(spec));
   }

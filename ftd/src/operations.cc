@@ -15,6 +15,7 @@
 #include "peer_link.h"
 #include "replica_transfer.h"
 #include "roles.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
@@ -104,11 +105,12 @@ std::string RoleAndState(const ManagedVm& vm) {
   return fmt::format("{}, {}", r.role, r.ft_state);
 }
 
-// The epoch in the VM's state dir (0: never protected here).
+// The epoch in the VM's state dir (0: never protected here). A damaged record is logged and
+// read as 0, as before: the callers take no error yet, and their SaveEpoch replaces it.
 uint64_t StoredEpoch(const NodeConfig& node, const std::string& vm) {
-  std::ifstream in(PathsFor(node, vm).state_dir + "/epoch");
-  uint64_t epoch = 0;
-  if (in && in >> epoch) return epoch;
+  Result<uint64_t> epoch = ReadEpochRecord(node, vm);
+  if (epoch.ok()) return *epoch;
+  Logger("ops")->error("{}", epoch.status().ToString());
   return 0;
 }
 
