@@ -1,38 +1,107 @@
 #include "enabled_vms.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
+#include <charconv>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "ft/daemon/vm_runner.h"
+#include "ft/replay/vm_spec.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr char kRecord[] = "enabled.conf";
-constexpr char kRolePrefix[] = "# role: ";
-constexpr char kSourcePrefix[] = "# source: ";
+constexpr uint32_t kVersion = 1;
+constexpr std::string_view kVersionPrefix = "# ftd-enabled-vm ";
+constexpr std::string_view kRolePrefix = "# role: ";
+constexpr std::string_view kSourcePrefix = "# source: ";
+// The CRC line is a comment too, so the file still reads as a [vm] section.
+constexpr std::string_view kCrcLinePrefix = "# ";
+// A VM section is a few hundred bytes; anything this big is not a record.
+constexpr size_t kMaxRecordBytes = 1 << 20;
 
 std::string RecordPath(const NodeConfig& node, const std::string& vm) {
   return PathsFor(node, vm).state_dir + "/" + kRecord;
 }
 
-Result<EnabledVm> ParseRecord(const std::string& path, const std::string& text) {
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// A source is one header line: control characters (a newline could start a line of its own,
+// "# role: backup") become spaces.
+std::string SanitizeSource(std::string_view source) {
+  std::string out(source);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return out;
+}
+
+std::string EncodeRecord(const EnabledVm& vm) {
+  std::string text = fmt::format(
+      "{}{}\n"
+      "# ftd: fault tolerance turned on at run time; 'ftctl disable {}' removes it. A CRC "
+      "protects this file: do not edit it.\n"
+      "{}{}\n{}{}\n{}",
+      kVersionPrefix, kVersion, vm.spec.name, kRolePrefix, FtRoleName(vm.role), kSourcePrefix,
+      SanitizeSource(vm.source), FormatVmSection(vm.spec));
+  return AppendCrcLine(std::move(text), kCrcLinePrefix);
+}
+
+// Records written before the version and CRC lines (older ftd) have neither; a record that
+// has either one is checked as a current one, so a damaged version line cannot make a
+// record pass as legacy and skip its CRC.
+bool IsVersioned(std::string_view text) {
+  std::string_view last = text;
+  if (!last.empty() && last.back() == '\n') last.remove_suffix(1);
+  size_t nl = last.rfind('\n');
+  last = nl == std::string_view::npos ? last : last.substr(nl + 1);
+  return StartsWith(text, kVersionPrefix) ||
+         StartsWith(last, std::string(kCrcLinePrefix) + "crc32");
+}
+
+// The role and source come only from the header: the comment lines before the [vm] section.
+// A line in the section that looks like a header line (a cmdline with a newline in it) is
+// not one.
+Result<EnabledVm> DecodeRecord(const std::string& path, std::string_view text) {
+  std::string_view content = text;
+  if (IsVersioned(text)) {
+    Result<std::string_view> checked = CheckCrcLine(text, kCrcLinePrefix);
+    if (!checked.ok()) return checked.status().WithContext(fmt::format("'{}'", path));
+    content = *checked;
+    std::string_view first = content.substr(0, content.find('\n'));
+    uint32_t version = 0;
+    std::string_view digits =
+        StartsWith(first, kVersionPrefix) ? first.substr(kVersionPrefix.size()) : "";
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) {
+      return DataLoss(fmt::format("'{}': first line is not '{}<version>'", path, kVersionPrefix));
+    }
+    if (version != kVersion) {
+      return FailedPrecondition(fmt::format(
+          "'{}': enabled-VM record format version {}, written by a newer ftd; this ftd reads "
+          "version {} only",
+          path, version, kVersion));
+    }
+  }
   EnabledVm vm;
-  std::istringstream in(text);
-  bool has_role = false;
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(kRolePrefix, 0) == 0) {
-      std::string role = line.substr(sizeof kRolePrefix - 1);
+  bool has_role = false, has_source = false;
+  for (std::string_view rest = content; !rest.empty();) {
+    size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    size_t first = line.find_first_not_of(" \t");
+    if (first != std::string_view::npos && line[first] == '[') break;  // the section starts
+    if (StartsWith(line, kRolePrefix)) {
+      std::string_view role = line.substr(kRolePrefix.size());
+      if (has_role) return DataLoss(fmt::format("'{}' has two '{}' lines", path, kRolePrefix));
       if (role == "primary") {
         vm.role = FtRole::kPrimary;
       } else if (role == "backup") {
@@ -41,45 +110,35 @@ Result<EnabledVm> ParseRecord(const std::string& path, const std::string& text) 
         return DataLoss(fmt::format("'{}': role '{}' is not primary or backup", path, role));
       }
       has_role = true;
-    } else if (line.rfind(kSourcePrefix, 0) == 0) {
-      vm.source = line.substr(sizeof kSourcePrefix - 1);
+    } else if (StartsWith(line, kSourcePrefix) && !has_source) {
+      vm.source = std::string(line.substr(kSourcePrefix.size()));
+      has_source = true;
     }
   }
-  if (!has_role) return DataLoss(fmt::format("'{}' has no '{}' line", path, kRolePrefix));
-  auto spec = ParseVmSection(text, path);
+  if (!has_role) {
+    return DataLoss(
+        fmt::format("'{}' has no '{}' line before its [vm] section", path, kRolePrefix));
+  }
+  auto spec = ParseVmSection(content, path);
   if (!spec.ok()) return DataLoss(spec.status().message());
   vm.spec = std::move(spec).value();
   return vm;
 }
 
+Result<std::optional<EnabledVm>> ReadRecord(const std::string& path) {
+  FT_ASSIGN_OR_RETURN(std::optional<std::string> text, ReadSmallFile(path, kMaxRecordBytes));
+  if (!text) return std::optional<EnabledVm>();
+  FT_ASSIGN_OR_RETURN(EnabledVm vm, DecodeRecord(path, *text));
+  return std::optional<EnabledVm>(std::move(vm));
+}
+
 }  // namespace
 
 Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
-  std::string path = RecordPath(node, vm.spec.name), tmp = path + ".tmp";
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  std::string text = std::string("# ftd: fault tolerance turned on at run time; 'ftctl disable ") +
-                     vm.spec.name + "' removes it. Do not edit while ftd runs.\n" + kRolePrefix +
-                     FtRoleName(vm.role) + "\n" + kSourcePrefix + vm.source + "\n" +
-                     FormatVmSection(vm.spec);
-  // Written, fsynced and renamed, then the directory fsynced: after a power cut the record
-  // is the old one or the new one, never empty.
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus(fmt::format("cannot write '{}'", tmp), errno);
-  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            fsync(fd) == 0;
-  int err = errno;
-  close(fd);
-  if (!ok) return ErrnoStatus(fmt::format("cannot write '{}'", tmp), err);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return ErrnoStatus(fmt::format("cannot replace '{}'", path), errno);
+  if (!replay::IsValidVmName(vm.spec.name)) {
+    return InvalidArgument(fmt::format("invalid vm name '{}'", vm.spec.name));
   }
-  int dir = open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    fsync(dir);
-    close(dir);
-  }
-  return Status::Ok();
+  return WriteFileDurably(RecordPath(node, vm.spec.name), EncodeRecord(vm), 0600);
 }
 
 Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm) {
@@ -92,15 +151,10 @@ Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm) {
 }
 
 Status PromoteEnabledVm(const NodeConfig& node, const std::string& vm) {
-  std::string path = RecordPath(node, vm);
-  std::ifstream in(path);
-  if (!in) return Status::Ok();
-  std::stringstream text;
-  text << in.rdbuf();
-  FT_ASSIGN_OR_RETURN(EnabledVm record, ParseRecord(path, text.str()));
-  if (record.role == FtRole::kPrimary) return Status::Ok();
-  record.role = FtRole::kPrimary;
-  return SaveEnabledVm(node, record);
+  FT_ASSIGN_OR_RETURN(std::optional<EnabledVm> record, ReadRecord(RecordPath(node, vm)));
+  if (!record || record->role == FtRole::kPrimary) return Status::Ok();
+  record->role = FtRole::kPrimary;
+  return SaveEnabledVm(node, *record);
 }
 
 EnabledVmsOnDisk LoadEnabledVms(const NodeConfig& node) {
@@ -109,27 +163,21 @@ EnabledVmsOnDisk LoadEnabledVms(const NodeConfig& node) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    fs::path record = entry.path() / kRecord;
-    if (!fs::exists(record, ec)) continue;
-    std::ifstream in(record);
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in.good() && !in.eof()) {
-      out.damaged.push_back(ErrnoStatus(fmt::format("cannot read '{}'", record.string()), errno));
-      continue;
-    }
-    auto vm = ParseRecord(record.string(), text.str());
+    if (!entry.is_directory(ec)) continue;
+    std::string path = (entry.path() / kRecord).string();
+    Result<std::optional<EnabledVm>> vm = ReadRecord(path);
     if (!vm.ok()) {
       out.damaged.push_back(vm.status());
       continue;
     }
-    if (vm->spec.name != entry.path().filename().string()) {
-      out.damaged.push_back(DataLoss(fmt::format("'{}' defines vm '{}', not '{}'",
-                                                 record.string(), vm->spec.name,
-                                                 entry.path().filename().string())));
+    if (!*vm) continue;
+    if ((*vm)->spec.name != entry.path().filename().string()) {
+      out.damaged.push_back(
+          DataLoss(fmt::format("'{}' defines vm '{}', not '{}'", path, (*vm)->spec.name,
+                               entry.path().filename().string())));
       continue;
     }
-    out.vms.push_back(std::move(vm).value());
+    out.vms.push_back(std::move(**vm));
   }
   std::sort(out.vms.begin(), out.vms.end(),
             [](const EnabledVm& a, const EnabledVm& b) { return a.spec.name < b.spec.name; });

@@ -1,13 +1,19 @@
 // VMs turned on at run time are kept in the state dir: saved atomically, loaded back in
-// their roles, forgotten on disable; a damaged record is an error naming its file.
+// their roles, forgotten on disable; a damaged record is an error naming its file, and
+// nothing in a VM's definition can change the role it is run in.
 #include "enabled_vms.h"
 
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include "ft/crc32.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
@@ -36,6 +42,20 @@ class EnabledVmsTest : public ::testing::Test {
     nic.bridge = "br0";
     spec.nic = nic;
     return spec;
+  }
+
+  std::string PathOf(const std::string& vm) const {
+    return node_.state_dir + "/vms/" + vm + "/enabled.conf";
+  }
+  static std::string ReadAll(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  static void WriteAll(const std::string& path, std::string_view text) {
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path, std::ios::trunc) << text;
   }
 
   fs::path dir_;
@@ -101,6 +121,159 @@ TEST_F(EnabledVmsTest, DamagedRecordIsReportedNamingTheFileAndOthersStillLoad) {
   ASSERT_EQ(loaded.damaged.size(), 1u);
   EXPECT_NE(loaded.damaged[0].message().find("defines vm 'web9', not 'web1'"), std::string::npos)
       << loaded.damaged[0].message();
+}
+
+// docs/formats/state-files.md: a version line first, the role and source in the header, the
+// section, and a CRC line over all of it last.
+TEST_F(EnabledVmsTest, TheRecordIsVersionedAndSealedWithACrc) {
+  ASSERT_TRUE(SaveEnabledVm(node_, {Spec("web1"), FtRole::kPrimary, "libvirt domain 'web1'"}).ok());
+  std::string text = ReadAll(PathOf("web1"));
+  EXPECT_EQ(text.rfind("# ftd-enabled-vm 1\n# ftd: ", 0), 0u) << text;
+  EXPECT_NE(text.find("\n# role: primary\n# source: libvirt domain 'web1'\n" +
+                      FormatVmSection(Spec("web1")) + "# crc32 "),
+            std::string::npos)
+      << text;
+  std::string content = text.substr(0, text.rfind("# crc32 "));
+  EXPECT_EQ(text.substr(content.size()), fmt::format("# crc32 {:08x}\n", Crc32(content)));
+}
+
+// The example in docs/formats/state-files.md, byte for byte.
+TEST_F(EnabledVmsTest, TheDocumentedExampleIsWhatIsWritten) {
+  replay::VmSpec spec = Spec("web1");
+  spec.qemu_binary = "/usr/bin/qemu-system-x86_64";
+  spec.kernel = "/srv/guest/vmlinuz";
+  spec.initrd = "/srv/guest/initrd.img";
+  spec.cmdline = "console=ttyS0 nohz=off";
+  spec.disks.push_back({"vda", "/var/lib/ftd/web1-vda.qcow2", "qcow2", replay::DiskBus::kVirtio});
+  ASSERT_TRUE(
+      SaveEnabledVm(node_, {spec, FtRole::kPrimary, "libvirt domain 'web1' (qemu:///system)"})
+          .ok());
+  EXPECT_EQ(ReadAll(PathOf("web1")),
+            "# ftd-enabled-vm 1\n"
+            "# ftd: fault tolerance turned on at run time; 'ftctl disable web1' removes it. A "
+            "CRC protects this file: do not edit it.\n"
+            "# role: primary\n"
+            "# source: libvirt domain 'web1' (qemu:///system)\n"
+            "[vm web1]\n"
+            "memory_mib = 256\n"
+            "icount_shift = 5\n"
+            "qemu = /usr/bin/qemu-system-x86_64\n"
+            "kernel = /srv/guest/vmlinuz\n"
+            "initrd = /srv/guest/initrd.img\n"
+            "cmdline = console=ttyS0 nohz=off\n"
+            "disk.vda = /var/lib/ftd/web1-vda.qcow2\n"
+            "disk.vda.format = qcow2\n"
+            "disk.vda.bus = virtio\n"
+            "nic = bridge\n"
+            "nic_model = e1000\n"
+            "mac = 52:54:00:12:34:56\n"
+            "bridge = br0\n"
+            "# crc32 794ab131\n");
+}
+
+TEST_F(EnabledVmsTest, EveryCorruptedByteIsReportedNotRunInSomeOtherWay) {
+  ASSERT_TRUE(SaveEnabledVm(node_, {Spec("web1"), FtRole::kBackup, "libvirt domain 'web1'"}).ok());
+  const std::string good = ReadAll(PathOf("web1"));
+  for (size_t i = 0; i < good.size(); ++i) {
+    for (unsigned char mask : {0x01, 0x20, 0x80}) {
+      std::string bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ mask);
+      WriteAll(PathOf("web1"), bad);
+      auto loaded = LoadEnabledVms(node_);
+      ASSERT_TRUE(loaded.vms.empty()) << "byte " << i << " ^ " << int(mask) << " went unnoticed";
+      ASSERT_EQ(loaded.damaged.size(), 1u);
+      ASSERT_EQ(loaded.damaged[0].code(), StatusCode::kDataLoss) << loaded.damaged[0].ToString();
+      ASSERT_NE(loaded.damaged[0].message().find(PathOf("web1")), std::string::npos)
+          << loaded.damaged[0].message();
+    }
+  }
+  std::string bad = good;
+  bad[bad.find("memory_mib = ") + 13] ^= 0x01;
+  WriteAll(PathOf("web1"), bad);
+  Status s = LoadEnabledVms(node_).damaged.at(0);
+  EXPECT_NE(s.message().find("CRC mismatch"), std::string::npos) << s.message();
+  // Cut short (a torn copy, a full disk under an editor): also reported.
+  WriteAll(PathOf("web1"), good.substr(0, good.size() - 5));
+  EXPECT_EQ(LoadEnabledVms(node_).damaged.size(), 1u);
+  // A damaged record is not promoted (rewritten) either.
+  EXPECT_EQ(PromoteEnabledVm(node_, "web1").code(), StatusCode::kDataLoss);
+}
+
+TEST_F(EnabledVmsTest, ANewerVersionIsRefusedNotMisread) {
+  WriteAll(
+      PathOf("web1"),
+      AppendCrcLine("# ftd-enabled-vm 2\n# role: primary\n" + FormatVmSection(Spec("web1")), "# "));
+  auto loaded = LoadEnabledVms(node_);
+  ASSERT_EQ(loaded.damaged.size(), 1u);
+  EXPECT_EQ(loaded.damaged[0].code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(loaded.damaged[0].message().find("version 2, written by a newer ftd"),
+            std::string::npos)
+      << loaded.damaged[0].message();
+}
+
+// A kernel cmdline or a source with a newline in it must not inject a role line.
+TEST_F(EnabledVmsTest, NothingInTheDefinitionOrSourceCanChangeTheRole) {
+  replay::VmSpec spec = Spec("web1");
+  spec.cmdline = "console=ttyS0\n# role: backup\n";
+  ASSERT_TRUE(
+      SaveEnabledVm(node_, {spec, FtRole::kPrimary, "domain 'web1'\n# role: backup\r\n"}).ok());
+  auto loaded = LoadEnabledVms(node_);
+  ASSERT_EQ(loaded.vms.size(), 1u);
+  EXPECT_EQ(loaded.vms[0].role, FtRole::kPrimary);
+  EXPECT_EQ(loaded.vms[0].source, "domain 'web1' # role: backup  ");
+
+  // Even a well-sealed record (hand-made) takes its role from the header only.
+  WriteAll(PathOf("web1"),
+           AppendCrcLine("# ftd-enabled-vm 1\n# role: primary\n# source: x\n" +
+                             FormatVmSection(Spec("web1")) + "# role: backup\n# source: y\n",
+                         "# "));
+  loaded = LoadEnabledVms(node_);
+  ASSERT_EQ(loaded.vms.size(), 1u);
+  EXPECT_EQ(loaded.vms[0].role, FtRole::kPrimary);
+  EXPECT_EQ(loaded.vms[0].source, "x");
+  // Two role lines in the header: nobody can tell which one is meant.
+  WriteAll(PathOf("web1"), AppendCrcLine("# ftd-enabled-vm 1\n# role: primary\n# role: backup\n" +
+                                             FormatVmSection(Spec("web1")),
+                                         "# "));
+  loaded = LoadEnabledVms(node_);
+  ASSERT_EQ(loaded.damaged.size(), 1u);
+  EXPECT_NE(loaded.damaged[0].message().find("two '# role: ' lines"), std::string::npos);
+}
+
+// What the previous ftd wrote (no version, no CRC) still loads, so an upgrade loses no VM;
+// its role, too, comes from the header only. Promoting it rewrites it in the current format.
+TEST_F(EnabledVmsTest, ALegacyRecordLoadsAndIsRewrittenWhenPromoted) {
+  const std::string legacy =
+      "# ftd: fault tolerance turned on at run time; 'ftctl disable web1' removes it. Do not "
+      "edit while ftd runs.\n# role: backup\n# source: libvirt domain 'web1'\n" +
+      FormatVmSection(Spec("web1")) + "# role: primary\n";
+  WriteAll(PathOf("web1"), legacy);
+  auto loaded = LoadEnabledVms(node_);
+  ASSERT_TRUE(loaded.damaged.empty()) << loaded.damaged[0].ToString();
+  ASSERT_EQ(loaded.vms.size(), 1u);
+  EXPECT_EQ(loaded.vms[0].role, FtRole::kBackup);
+  EXPECT_EQ(loaded.vms[0].source, "libvirt domain 'web1'");
+  EXPECT_EQ(FormatVmSection(loaded.vms[0].spec), FormatVmSection(Spec("web1")));
+
+  ASSERT_TRUE(PromoteEnabledVm(node_, "web1").ok());
+  std::string text = ReadAll(PathOf("web1"));
+  EXPECT_EQ(text.rfind("# ftd-enabled-vm 1\n", 0), 0u) << text;
+  loaded = LoadEnabledVms(node_);
+  ASSERT_EQ(loaded.vms.size(), 1u);
+  EXPECT_EQ(loaded.vms[0].role, FtRole::kPrimary);
+  EXPECT_EQ(loaded.vms[0].source, "libvirt domain 'web1'");
+}
+
+TEST_F(EnabledVmsTest, AFailedSaveLeavesTheOldRecord) {
+  ASSERT_TRUE(SaveEnabledVm(node_, {Spec("web1"), FtRole::kBackup, "first"}).ok());
+  fs::create_directory(PathOf("web1") + ".tmp");
+  Status s = SaveEnabledVm(node_, {Spec("web1"), FtRole::kPrimary, "second"});
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(PathOf("web1")), std::string::npos) << s.message();
+  auto loaded = LoadEnabledVms(node_);
+  ASSERT_EQ(loaded.vms.size(), 1u);
+  EXPECT_EQ(loaded.vms[0].role, FtRole::kBackup);
+  EXPECT_EQ(loaded.vms[0].source, "first");
 }
 
 }  // namespace
