@@ -441,8 +441,8 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitUsage;
   }
   if (*init_storage) {
-    ft::Status s = ft::shared_disk::SharedDirectoryTestAndSet::Initialize(storage_dir);
-    if (!s.ok()) return Fail({kExitFailed, s.message()}, json);
+    auto id = ft::shared_disk::SharedDirectoryTestAndSet::Initialize(storage_dir);
+    if (!id.ok()) return Fail({kExitFailed, id.status().message()}, json);
     if (json) {
       std::printf("%s\n", nlohmann::json{{"shared_storage", storage_dir}}.dump(2).c_str());
     } else {

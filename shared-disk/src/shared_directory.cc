@@ -19,12 +19,13 @@
 
 #include "ft/log.h"
 #include "ft/shared_disk/claim_record.h"
+#include "ft/shared_disk/mount_point.h"
+#include "ft/shared_disk/store_marker.h"
 
 namespace ft::shared_disk {
 namespace {
 
 constexpr std::string_view kTempPrefix = ".tmp-";
-constexpr std::string_view kStoreMarkerContent = "ftd-claim-store 1\n";
 
 Status StorageError(std::string_view what, const std::string& path, int err) {
   return Unavailable(fmt::format("{} '{}': {}", what, path, std::strerror(err)));
@@ -59,6 +60,24 @@ std::string RandomHex() {
         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
   return fmt::format("{:016x}", v);
+}
+
+// Two stores must never have the same id, so there is no fallback to weaker randomness.
+Result<std::string> NewStoreId() {
+  unsigned char bytes[kStoreIdHexChars / 2];
+  size_t done = 0;
+  while (done < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + done, sizeof bytes - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return Internal(fmt::format("cannot draw a random claim store id: getrandom: {}",
+                                  std::strerror(n < 0 ? errno : EIO)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  std::string id;
+  for (unsigned char b : bytes) id += fmt::format("{:02x}", b);
+  return id;
 }
 
 int64_t NowUnixMs() {
@@ -114,6 +133,12 @@ class TempFile {
     return ::fstat(fd_.get(), &st) == 0 && st.st_nlink == 2;
   }
 
+  // Renamed to its final name: nothing left to remove.
+  void Renamed() {
+    fd_.Reset();
+    path_.clear();
+  }
+
   void Remove() {
     fd_.Reset();
     if (path_.empty()) return;
@@ -162,6 +187,34 @@ Result<DirListing> ListDir(const std::string& dir) {
   return listing;
 }
 
+std::string MarkerPath(const std::string& root) {
+  return fmt::format("{}/{}", root, kStoreMarkerName);
+}
+
+// NotFound if there is no marker.
+Result<StoreMarker> ReadMarker(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return NotFound(fmt::format("no claim store marker '{}'", path));
+    return StorageError("cannot open claim store marker", path, errno);
+  }
+  std::string bytes(kMaxStoreMarkerBytes + 1, '\0');
+  size_t size = 0;
+  while (size < bytes.size()) {
+    ssize_t n = ::read(fd.get(), bytes.data() + size, bytes.size() - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return StorageError("cannot read claim store marker", path, errno);
+    if (n == 0) break;
+    size += static_cast<size_t>(n);
+  }
+  bytes.resize(size);
+  Result<StoreMarker> marker = DecodeStoreMarker(bytes);
+  if (!marker.ok()) {
+    return marker.status().WithContext(fmt::format("claim store marker '{}'", path));
+  }
+  return marker;
+}
+
 }  // namespace
 
 SharedDirectoryTestAndSet::SharedDirectoryTestAndSet(std::string root,
@@ -170,22 +223,71 @@ SharedDirectoryTestAndSet::SharedDirectoryTestAndSet(std::string root,
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
 }
 
-Status SharedDirectoryTestAndSet::Initialize(const std::string& root) {
+Result<std::string> SharedDirectoryTestAndSet::Initialize(const std::string& root,
+                                                          InitOptions options) {
+  SharedDirectoryTestAndSet store(root);
   struct stat st {};
   if (::stat(root.c_str(), &st) != 0) return StorageError("claim store", root, errno);
   if (!S_ISDIR(st.st_mode))
     return Unavailable(fmt::format("claim store '{}' is not a directory", root));
-  std::string marker = fmt::format("{}/{}", root, kStoreMarkerName);
-  if (::stat(marker.c_str(), &st) == 0) return Status::Ok();
-  SharedDirectoryOptions real;
-  FT_ASSIGN_OR_RETURN(TempFile temp, TempFile::Create(root, "store", kStoreMarkerContent, real));
-  if (::link(temp.path().c_str(), marker.c_str()) != 0) {
-    int err = errno;
-    if (err != EEXIST && !temp.IsLinked()) return StorageError("cannot create", marker, err);
+  if (options.expect_mount) {
+    FT_ASSIGN_OR_RETURN(bool mounted, IsMountPoint(root));
+    if (!mounted) {
+      return FailedPrecondition(fmt::format(
+          "'{}' is not a mount point: is the shared storage mounted? (--expect-mount)", root));
+    }
   }
-  temp.Remove();
-  SharedDirectoryTestAndSet store(root);
-  return store.SyncDir(root);
+  const std::string marker = MarkerPath(store.root_);
+  // Twice at most: a second init-storage may link its marker between our read and our link.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Result<StoreMarker> existing = ReadMarker(marker);
+    if (existing.ok()) {
+      if (existing->format_version >= kStoreMarkerVersion) return existing->id;
+      return store.UpgradeMarker();
+    }
+    if (existing.status().code() != StatusCode::kNotFound) {
+      if (existing.status().code() != StatusCode::kDataLoss) return existing.status();
+      return DataLoss(fmt::format(
+          "{}; init-storage leaves it as it is: remove it by hand to make '{}' a new store "
+          "(only while no ftd uses it)",
+          existing.status().message(), store.root_));
+    }
+    FT_ASSIGN_OR_RETURN(std::string id, NewStoreId());
+    FT_ASSIGN_OR_RETURN(TempFile temp, TempFile::Create(store.root_, "store", EncodeStoreMarker(id),
+                                                        store.options_));
+    // link(2), not rename(2): a marker someone else just made is never replaced.
+    bool linked = ::link(temp.path().c_str(), marker.c_str()) == 0;
+    int err = linked ? 0 : errno;
+    if (!linked) linked = temp.IsLinked();
+    temp.Remove();
+    if (linked) {
+      FT_RETURN_IF_ERROR(store.SyncDir(store.root_));
+      return id;
+    }
+    if (err != EEXIST) return StorageError("cannot create", marker, err);
+  }
+  return Unavailable(fmt::format("'{}' appeared and vanished again; try again", marker));
+}
+
+// A version-1 marker (no id) replaced by a version-2 one: rename(2) swaps the whole file, so
+// a reader sees the old marker or the new one, and the store is a store throughout.
+Result<std::string> SharedDirectoryTestAndSet::UpgradeMarker() {
+  const std::string marker = MarkerPath(root_);
+  FT_ASSIGN_OR_RETURN(std::string id, NewStoreId());
+  FT_ASSIGN_OR_RETURN(TempFile temp,
+                      TempFile::Create(root_, "store", EncodeStoreMarker(id), options_));
+  if (::rename(temp.path().c_str(), marker.c_str()) != 0) {
+    return StorageError("cannot replace", marker, errno);
+  }
+  temp.Renamed();
+  FT_RETURN_IF_ERROR(SyncDir(root_));
+  // Two upgrades at once: the last rename is the store's id, so answer with what is there.
+  FT_ASSIGN_OR_RETURN(StoreMarker now, ReadMarker(marker));
+  if (now.format_version < kStoreMarkerVersion) {
+    return Unavailable(
+        fmt::format("'{}' was replaced by an older marker meanwhile; try again", marker));
+  }
+  return now.id;
 }
 
 Status SharedDirectoryTestAndSet::CheckStore() const {
@@ -194,7 +296,7 @@ Status SharedDirectoryTestAndSet::CheckStore() const {
   if (!S_ISDIR(st.st_mode)) {
     return Unavailable(fmt::format("claim store '{}' is not a directory", root_));
   }
-  std::string marker = fmt::format("{}/{}", root_, kStoreMarkerName);
+  std::string marker = MarkerPath(root_);
   if (::stat(marker.c_str(), &st) != 0) {
     if (errno != ENOENT) return StorageError("claim store", marker, errno);
     return Unavailable(fmt::format(
@@ -203,6 +305,18 @@ Status SharedDirectoryTestAndSet::CheckStore() const {
         root_, kStoreMarkerName));
   }
   return Status::Ok();
+}
+
+Result<std::string> SharedDirectoryTestAndSet::StoreId() {
+  FT_RETURN_IF_ERROR(CheckStore());
+  FT_ASSIGN_OR_RETURN(StoreMarker marker, ReadMarker(MarkerPath(root_)));
+  if (marker.format_version < kStoreMarkerVersion) {
+    return FailedPrecondition(
+        fmt::format("claim store '{}' has no identity (made by an older ftd): run 'ftctl "
+                    "init-storage {}' again",
+                    root_, root_));
+  }
+  return marker.id;
 }
 
 std::string SharedDirectoryTestAndSet::VmDir(const std::string& vm) const {

@@ -53,6 +53,11 @@ int FakeTestAndSet::claim_calls() const {
   return claim_calls_;
 }
 
+void FakeTestAndSet::SetStoreId(std::string id) {
+  std::lock_guard lock(mu_);
+  store_id_ = std::move(id);
+}
+
 Result<ClaimRecord> FakeTestAndSet::ReadLocked(const std::string& vm, uint64_t epoch) const {
   if (unreachable_) return UnreachableStatus();
   if (corrupt_.count({vm, epoch})) {
@@ -131,6 +136,12 @@ Status FakeTestAndSet::Prune(const std::string& vm, uint64_t keep_from) {
     it = v->second.erase(it);
   }
   return Status::Ok();
+}
+
+Result<std::string> FakeTestAndSet::StoreId() {
+  std::lock_guard lock(mu_);
+  if (unreachable_) return UnreachableStatus();
+  return store_id_;
 }
 
 }  // namespace ft::fakes

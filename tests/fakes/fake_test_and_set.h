@@ -30,11 +30,15 @@ class FakeTestAndSet final : public shared_disk::TestAndSet {
   void SetTimeMs(int64_t unix_time_ms);
   // How many times Claim was called (whatever it answered).
   int claim_calls() const;
+  // The id StoreId answers ("fake-store" until set), so that a test can give the two hosts of
+  // a pair the same store or different ones.
+  void SetStoreId(std::string id);
 
   Result<shared_disk::ClaimOutcome> Claim(const shared_disk::ClaimRequest& request) override;
   Result<shared_disk::ClaimRecord> Read(const std::string& vm, uint64_t epoch) override;
   Result<uint64_t> LatestEpoch(const std::string& vm) override;
   Status Prune(const std::string& vm, uint64_t keep_from) override;
+  Result<std::string> StoreId() override;
 
  private:
   Result<shared_disk::ClaimRecord> ReadLocked(const std::string& vm, uint64_t epoch) const;
@@ -46,6 +50,7 @@ class FakeTestAndSet final : public shared_disk::TestAndSet {
   bool full_ = false;
   int64_t time_ms_ = 1'700'000'000'000;
   int claim_calls_ = 0;
+  std::string store_id_ = "fake-store";
 };
 
 }  // namespace ft::fakes

@@ -20,7 +20,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "ft/crc32.h"
 #include "ft/shared_disk/claim_record.h"
+#include "ft/shared_disk/store_marker.h"
 #include "test_dirs.h"
 
 namespace ft::shared_disk {
@@ -66,6 +68,119 @@ TEST_F(SharedDirectoryTest, InitializeIsIdempotentAndTrailingSlashesDoNotMatter)
   SharedDirectoryTestAndSet slashed(root_ + "//");
   EXPECT_TRUE(slashed.Claim({"web1", 1, "hostA", ""}).ok());
   EXPECT_TRUE(store_.Read("web1", 1).ok());
+}
+
+// The store's identity: what the two hosts compare in their handshake.
+class StoreIdTest : public ::testing::Test {
+ protected:
+  std::string MarkerPath() const { return root_ + "/ftd-claim-store"; }
+
+  ScratchDir scratch_;
+  std::string root_ = scratch_.path();
+  SharedDirectoryTestAndSet store_{root_};
+};
+
+TEST_F(StoreIdTest, InitializeWritesAVersionTwoMarkerWithARandomIdThatStoreIdReads) {
+  Result<std::string> id = SharedDirectoryTestAndSet::Initialize(root_);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_TRUE(IsValidStoreId(*id)) << *id;
+  EXPECT_EQ(ReadAll(MarkerPath()), EncodeStoreMarker(*id));
+  EXPECT_EQ(Names(root_), (std::set<std::string>{"ftd-claim-store"}));  // no temp file left
+  Result<std::string> read = store_.StoreId();
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, *id);
+
+  ScratchDir other;
+  Result<std::string> other_id = SharedDirectoryTestAndSet::Initialize(other.path());
+  ASSERT_TRUE(other_id.ok()) << other_id.status().ToString();
+  EXPECT_NE(*other_id, *id);  // two stores, two ids
+}
+
+TEST_F(StoreIdTest, InitializeAgainKeepsTheId) {
+  Result<std::string> first = SharedDirectoryTestAndSet::Initialize(root_);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::string marker = ReadAll(MarkerPath());
+  for (const std::string& spelled : {root_, root_ + "/", root_ + "//"}) {
+    Result<std::string> again = SharedDirectoryTestAndSet::Initialize(spelled);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(*again, *first);
+  }
+  EXPECT_EQ(ReadAll(MarkerPath()), marker);
+  EXPECT_EQ(Names(root_).size(), 1u);
+}
+
+// A store made by an older ftd: claims go on as before, StoreId says what to do, and
+// init-storage gives it an id without disturbing its records.
+TEST_F(StoreIdTest, AVersionOneStoreWorksHasNoIdAndInitializeUpgradesIt) {
+  WriteAll(MarkerPath(), "ftd-claim-store 1\n");
+  ASSERT_TRUE(store_.Claim({"web1", 1, "hostA", ""}).ok());
+  Result<std::string> none = store_.StoreId();
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(none.status().message(),
+            fmt::format("claim store '{}' has no identity (made by an older ftd): run 'ftctl "
+                        "init-storage {}' again",
+                        root_, root_));
+
+  Result<std::string> id = SharedDirectoryTestAndSet::Initialize(root_);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_TRUE(IsValidStoreId(*id)) << *id;
+  EXPECT_EQ(ReadAll(MarkerPath()), EncodeStoreMarker(*id));
+  EXPECT_EQ(*store_.StoreId(), *id);
+  EXPECT_EQ(*SharedDirectoryTestAndSet::Initialize(root_), *id);
+  EXPECT_EQ(Names(root_), (std::set<std::string>{"ftd-claim-store", "web1"}));
+  EXPECT_EQ(store_.Read("web1", 1)->winner, "hostA");
+}
+
+TEST_F(StoreIdTest, EveryFlippedByteOfTheMarkerIsDataLossNamingItAndInitializeLeavesIt) {
+  ASSERT_TRUE(SharedDirectoryTestAndSet::Initialize(root_).ok());
+  const std::string good = ReadAll(MarkerPath());
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x01);
+    WriteAll(MarkerPath(), bad);
+    Result<std::string> id = store_.StoreId();
+    ASSERT_FALSE(id.ok()) << "byte " << i << " flipped went unnoticed";
+    EXPECT_EQ(id.status().code(), StatusCode::kDataLoss) << id.status().ToString();
+    EXPECT_TRUE(Contains(id.status(), "claim store marker '" + MarkerPath() + "'"))
+        << id.status().ToString();
+    Result<std::string> init = SharedDirectoryTestAndSet::Initialize(root_);
+    EXPECT_EQ(init.status().code(), StatusCode::kDataLoss) << "byte " << i;
+    EXPECT_TRUE(Contains(init.status(), "remove it by hand")) << init.status().ToString();
+    EXPECT_EQ(ReadAll(MarkerPath()), bad);  // evidence, never overwritten
+  }
+}
+
+TEST_F(StoreIdTest, ANewerMarkerIsRefusedAndNotReplaced) {
+  std::string content = "ftd-claim-store 3\nid 5f0c1a2b3c4d5e6f708192a3b4c5d6e7\n";
+  content += fmt::format("crc32 {:08x}\n", Crc32(content));
+  WriteAll(MarkerPath(), content);
+  EXPECT_EQ(store_.StoreId().status().code(), StatusCode::kFailedPrecondition);
+  Result<std::string> init = SharedDirectoryTestAndSet::Initialize(root_);
+  EXPECT_EQ(init.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Contains(init.status(), "version 3")) << init.status().ToString();
+  EXPECT_EQ(ReadAll(MarkerPath()), content);
+}
+
+// The share did not mount and the operator runs init-storage on the empty mount point.
+TEST_F(StoreIdTest, ExpectMountRefusesADirectoryThatIsNotAMountPoint) {
+  Result<std::string> id = SharedDirectoryTestAndSet::Initialize(root_, {.expect_mount = true});
+  EXPECT_EQ(id.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(id.status().message(),
+            fmt::format("'{}' is not a mount point: is the shared storage mounted? "
+                        "(--expect-mount)",
+                        root_));
+  EXPECT_TRUE(Names(root_).empty());
+  // Even where a store was made by mistake earlier.
+  ASSERT_TRUE(SharedDirectoryTestAndSet::Initialize(root_).ok());
+  EXPECT_EQ(SharedDirectoryTestAndSet::Initialize(root_, {.expect_mount = true}).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreIdTest, StoreIdOfADirectoryThatIsNoStoreIsUnavailable) {
+  Result<std::string> id = store_.StoreId();
+  EXPECT_EQ(id.status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(Contains(id.status(), "is the shared storage mounted?")) << id.status().ToString();
+  EXPECT_TRUE(Names(root_).empty());
 }
 
 // Two claimers at once, many times: exactly one winner per epoch, and everyone agrees who.
@@ -217,6 +332,7 @@ void ExpectUnreachable(TestAndSet& store, const std::string& path_in_message) {
   EXPECT_EQ(store.Read("web1", 1).status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(store.LatestEpoch("web1").status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(store.Prune("web1", 1).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(store.StoreId().status().code(), StatusCode::kUnavailable);
 }
 
 TEST(SharedDirectoryUnreachableTest, MissingRootIsUnavailableAndNothingIsCreated) {
@@ -225,7 +341,7 @@ TEST(SharedDirectoryUnreachableTest, MissingRootIsUnavailableAndNothingIsCreated
   SharedDirectoryTestAndSet store(root);
   ExpectUnreachable(store, root);
   EXPECT_FALSE(std::filesystem::exists(root));
-  EXPECT_EQ(SharedDirectoryTestAndSet::Initialize(root).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(SharedDirectoryTestAndSet::Initialize(root).status().code(), StatusCode::kUnavailable);
 }
 
 // Root ignores permission bits, so "cannot get at the directory" is made with a path through
@@ -369,6 +485,25 @@ class RealMountTest : public ::testing::Test {
   std::string root_ = scratch_.path();
   bool mounted_ = false;
 };
+
+TEST_F(RealMountTest, ExpectMountAcceptsAMountPoint) {
+  Result<std::string> id = SharedDirectoryTestAndSet::Initialize(root_, {.expect_mount = true});
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(*SharedDirectoryTestAndSet(root_).StoreId(), *id);
+}
+
+// A bind mount within one filesystem has its parent's st_dev: only mountinfo tells.
+TEST_F(RealMountTest, ExpectMountAcceptsABindMountWithinOneFilesystem) {
+  const std::string source = root_ + "/source", target = root_ + "/target";
+  std::filesystem::create_directories(source);
+  std::filesystem::create_directories(target);
+  ASSERT_EQ(::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  EXPECT_TRUE(SharedDirectoryTestAndSet::Initialize(target, {.expect_mount = true}).ok());
+  EXPECT_EQ(SharedDirectoryTestAndSet::Initialize(source, {.expect_mount = true}).status().code(),
+            StatusCode::kFailedPrecondition);
+  ::umount2(target.c_str(), MNT_DETACH);
+}
 
 TEST_F(RealMountTest, AFullDiskIsUnavailableLeavesNothingAndWinsOnceThereIsSpace) {
   SharedDirectoryTestAndSet store(root_);

@@ -39,6 +39,14 @@ class TestAndSetContract : public ::testing::Test {
 using Backends = ::testing::Types<DirectoryBackend, FakeBackend>;
 TYPED_TEST_SUITE(TestAndSetContract, Backends);
 
+TYPED_TEST(TestAndSetContract, TheStoreHasOneStableId) {
+  Result<std::string> id = this->store_->StoreId();
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_FALSE(id->empty());
+  this->MustClaim("web1", 1, "hostA");
+  EXPECT_EQ(*this->store_->StoreId(), *id);
+}
+
 TYPED_TEST(TestAndSetContract, FirstClaimWinsTheOtherNodeLearnsTheWinnerRetryIsIdempotent) {
   Result<ClaimOutcome> first = this->store_->Claim({"web1", 1, "hostB", "primary host lost"});
   ASSERT_TRUE(first.ok()) << first.status().ToString();

@@ -2,7 +2,7 @@
 // (NFS or any POSIX filesystem with atomic link(2)). Layout and the atomicity argument:
 // docs/formats/claim-record.md.
 //
-//   <root>/ftd-claim-store                    marker written by Initialize()
+//   <root>/ftd-claim-store                    marker with the store's id, by Initialize()
 //   <root>/<vm>/epoch-<20 digits>.claim       one record per claimed epoch
 //   <root>/<vm>/.tmp-<20 digits>-<random>     a claim being written (never a record)
 #pragma once
@@ -23,6 +23,13 @@ namespace ft::shared_disk {
 // to mount would each claim on their own local disk and both win.
 inline constexpr const char* kStoreMarkerName = "ftd-claim-store";
 
+struct InitOptions {
+  // Refuse (FailedPrecondition) unless `root` is a mount point (IsMountPoint): what the
+  // operator expects when the store is a mounted share, so that the empty mount point of a
+  // share that failed to mount is never made a store of its own.
+  bool expect_mount = false;
+};
+
 struct SharedDirectoryOptions {
   // Test seams for faults that cannot be provoked reliably from a unit test: how the record
   // bytes reach the temp file and how files and directories are synced. Same contract as
@@ -38,9 +45,13 @@ class SharedDirectoryTestAndSet final : public TestAndSet {
   // `root` must exist and hold the store marker (Initialize). Nothing is touched here.
   explicit SharedDirectoryTestAndSet(std::string root, SharedDirectoryOptions options = {});
 
-  // Makes `root` (which must exist) a claim store: writes the marker, idempotently. An
-  // operator step, done once on the mounted share, never automatically at startup.
-  static Status Initialize(const std::string& root);
+  // Makes `root` (which must exist: else Unavailable) a claim store and returns its id (32
+  // lowercase hex digits, random). Idempotent: a store that has an id keeps it; a store made
+  // by an older ftd (marker version 1, no id) gets one. Writes the marker under a temp name,
+  // syncs it, then links (new) or renames (upgrade) it into place and syncs `root`. A corrupt
+  // marker is DataLoss naming it and is left as it is. An operator step, done once on the
+  // mounted share (`ftctl init-storage`), never automatically at startup.
+  static Result<std::string> Initialize(const std::string& root, InitOptions options = {});
 
   // Thread-safe: no state besides the options. Every error names the path it concerns;
   // storage errors (ENOENT root, EACCES, ENOSPC, EIO, EROFS, ENOTDIR...) are Unavailable and
@@ -49,11 +60,16 @@ class SharedDirectoryTestAndSet final : public TestAndSet {
   Result<ClaimRecord> Read(const std::string& vm, uint64_t epoch) override;
   Result<uint64_t> LatestEpoch(const std::string& vm) override;
   Status Prune(const std::string& vm, uint64_t keep_from) override;
+  // The id in the marker. No marker: Unavailable ("is the shared storage mounted?"); a
+  // version-1 marker: FailedPrecondition (run 'ftctl init-storage DIR' again); corrupt:
+  // DataLoss naming the file.
+  Result<std::string> StoreId() override;
 
   const std::string& root() const { return root_; }
 
  private:
   Status CheckStore() const;
+  Result<std::string> UpgradeMarker();
   std::string VmDir(const std::string& vm) const;
   Result<ClaimRecord> ReadPath(const std::string& path, const std::string& vm, uint64_t epoch);
   Result<ClaimOutcome> ClaimIn(const ClaimRequest& request, const std::string& dir,

@@ -72,6 +72,11 @@ class TestAndSet {
   // Removes the records of vm with epoch < keep_from, except that the latest record is
   // always kept (it is what makes stale claims lose).
   virtual Status Prune(const std::string& vm, uint64_t keep_from) = 0;
+
+  // The store's identity, compared by the two hosts' handshake: two hosts that decide
+  // failovers on different stores could both win, so a pair whose ids differ is refused.
+  // Stable for the store's life; errors as for the other calls (Unavailable: unreachable).
+  virtual Result<std::string> StoreId() = 0;
 };
 
 }  // namespace ft::shared_disk
