@@ -430,6 +430,10 @@ int main(int argc, char** argv) {
       "run once, on one host; needs no ftd");
   init_storage->add_option("DIR", storage_dir, "the shared directory (it must exist)")
       ->required();
+  bool expect_mount = false;
+  init_storage->add_flag("--expect-mount", expect_mount,
+                         "refuse unless DIR is a mount point, so that the empty mount point of "
+                         "a share that failed to mount never becomes a store");
   app.footer(
       "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 ftd not reachable, 4 unknown VM or domain, "
       "5 FT already on, 6 peer ftd not reachable, 7 refused (cannot be protected, or not in "
@@ -441,14 +445,20 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitUsage;
   }
   if (*init_storage) {
-    auto id = ft::shared_disk::SharedDirectoryTestAndSet::Initialize(storage_dir);
+    auto id = ft::shared_disk::SharedDirectoryTestAndSet::Initialize(
+        storage_dir, {.expect_mount = expect_mount});
     if (!id.ok()) return Fail({kExitFailed, id.status().message()}, json);
+    // The id is what the two hosts compare when they connect: printed so that an operator can
+    // tell two stores apart when the pair refuses to connect.
     if (json) {
-      std::printf("%s\n", nlohmann::json{{"shared_storage", storage_dir}}.dump(2).c_str());
+      std::printf(
+          "%s\n",
+          nlohmann::json{{"shared_storage", storage_dir}, {"store_id", *id}}.dump(2).c_str());
     } else {
-      std::printf("'%s' is a claim store now; set 'shared_storage = %s' in both hosts' "
-                  "[node] sections\n",
-                  storage_dir.c_str(), storage_dir.c_str());
+      std::printf(
+          "'%s' is a claim store now (id %s); set 'shared_storage = %s' in both hosts' "
+          "[node] sections\n",
+          storage_dir.c_str(), id->c_str(), storage_dir.c_str());
     }
     return 0;
   }
