@@ -21,6 +21,17 @@ void AppendU32(std::string& s, uint32_t v) {
 
 std::string Node(const Identity& id) { return "'" + id.node + "'"; }
 
+std::string ShownStoreId(const std::string& id) {
+  return id.empty() ? "(id unknown: not read)" : AbbreviateDigest(id);
+}
+
+// How one side decides failovers, for the "failover differs" sentence.
+std::string FailoverOf(const Identity& id) {
+  if (!id.failover) return "has no claim store (no [node] shared_storage)";
+  if (id.store_id.empty()) return "uses a claim store";
+  return "uses claim store " + AbbreviateDigest(id.store_id);
+}
+
 }  // namespace
 
 Result<std::string> MakeNonce() {
@@ -68,6 +79,8 @@ void FillHello(const Identity& self, std::string_view nonce, proto::Hello* hello
   hello->set_epoch(self.epoch);
   hello->set_nonce(nonce.data(), nonce.size());
   hello->set_replica_digest(self.replica_digest);
+  hello->set_failover(self.failover);
+  hello->set_store_id(self.store_id);
 }
 
 Identity IdentityOf(const proto::Hello& hello) {
@@ -78,6 +91,8 @@ Identity IdentityOf(const proto::Hello& hello) {
   id.rr_version = hello.rr_version();
   id.epoch = hello.epoch();
   id.replica_digest = hello.replica_digest();
+  id.failover = hello.failover();
+  id.store_id = hello.store_id();
   return id;
 }
 
@@ -106,6 +121,20 @@ Status CompareIdentities(const Identity& self, const Identity& peer) {
     return FailedPrecondition(vm + "the peer is also named '" + peer.node +
                               "'; the two hosts' node names must differ (a failover claim "
                               "names its winner by node)");
+  }
+  // One arbiter for the pair: never two hosts deciding failovers each on its own.
+  if (self.failover != peer.failover) {
+    return FailedPrecondition(vm + "failover differs: " + who + " " + FailoverOf(peer) + " but " +
+                              me + " " + FailoverOf(self) +
+                              "; both hosts must set shared_storage to the same mounted claim "
+                              "store, or neither");
+  }
+  if (self.failover && self.vm != kPeerControlVm && self.store_id != peer.store_id) {
+    return FailedPrecondition(
+        vm + "claim store differs: " + who + " uses claim store " + ShownStoreId(peer.store_id) +
+        " but " + me + " uses " + ShownStoreId(self.store_id) +
+        "; the two hosts must mount the same shared storage (is it mounted on both? 'ftctl "
+        "init-storage' prints a store's id)");
   }
   if (self.config_digest != peer.config_digest) {
     return FailedPrecondition(vm + "config digest differs: " + who + " has " +

@@ -40,8 +40,10 @@ bool MacMatches(std::string_view expected, std::string_view received);
 void FillHello(const Identity& self, std::string_view nonce, proto::Hello* hello);
 Identity IdentityOf(const proto::Hello& hello);
 
-// Ok if both sides agree on vm, config digest, rr version and epoch; else kFailedPrecondition
-// with a sentence naming the field, both nodes and both values.
+// Ok if both sides agree on vm, failover, claim store (store_id: when both have failover on
+// and the session is not peer control; see Identity), config digest, rr version, replica
+// digest and epoch; else kFailedPrecondition with a sentence naming the field, both nodes and
+// both values. The node names must differ.
 Status CompareIdentities(const Identity& self, const Identity& peer);
 
 // "3fa2c81d09e4…" for long digests, the digest itself when short.

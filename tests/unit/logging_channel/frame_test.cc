@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "ft/proto/channel.pb.h"
 #include "handshake.h"
 
 namespace ft::channel {
@@ -147,8 +148,30 @@ TEST(Handshake, NoncesAreFresh) {
   EXPECT_NE(*a, *b);
 }
 
+constexpr char kStoreA[] = "5f0c1a2b3c4d5e6f708192a3b4c5d6e7";
+constexpr char kStoreB[] = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+
+TEST(Handshake, FillHelloAndIdentityOfRoundTrip) {
+  const Identity a{"hostA", "web1", "3fa2c81d09e4b7a65f01aa", 0x00e0200c, 3, "9c1e0b7d44aa",
+                   true,    kStoreA};
+  proto::Hello hello;
+  FillHello(a, std::string(kNonceBytes, 'n'), &hello);
+  EXPECT_TRUE(hello.failover());
+  EXPECT_EQ(hello.store_id(), kStoreA);
+  const Identity back = IdentityOf(hello);
+  EXPECT_EQ(back.node, a.node);
+  EXPECT_EQ(back.vm, a.vm);
+  EXPECT_EQ(back.config_digest, a.config_digest);
+  EXPECT_EQ(back.rr_version, a.rr_version);
+  EXPECT_EQ(back.epoch, a.epoch);
+  EXPECT_EQ(back.replica_digest, a.replica_digest);
+  EXPECT_EQ(back.failover, a.failover);
+  EXPECT_EQ(back.store_id, a.store_id);
+}
+
 TEST(Handshake, IdentityMismatchNamesFieldNodesAndValues) {
-  Identity a{"hostA", "web1", "3fa2c81d09e4b7a65f01aa", 0x00e0200c, 3, "9c1e0b7d44aa"};
+  Identity a{"hostA", "web1", "3fa2c81d09e4b7a65f01aa", 0x00e0200c, 3, "9c1e0b7d44aa",
+             true,    kStoreA};
   Identity b = a;
   b.node = "hostB";
   EXPECT_TRUE(CompareIdentities(a, b).ok());
@@ -188,6 +211,72 @@ TEST(Handshake, IdentityMismatchNamesFieldNodesAndValues) {
   // Two hosts of one name would both win the same failover claim (it names the winner).
   EXPECT_THAT(CompareIdentities(a, a).message(),
               HasSubstr("the peer is also named 'hostA'; the two hosts' node names must differ"));
+}
+
+// Two hosts deciding failovers on two stores, or one host alone, could both go live.
+TEST(Handshake, APairOnTwoClaimStoresIsRefusedNamingBothStores) {
+  Identity a{"hostA", "web1", "3fa2c81d09e4b7a65f01aa", 0x00e0200c, 3, "", true, kStoreA};
+  Identity b = a;
+  b.node = "hostB";
+  EXPECT_TRUE(CompareIdentities(a, b).ok());  // one store: fine
+
+  Identity other = b;
+  other.store_id = kStoreB;
+  Status s = CompareIdentities(a, other);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "vm 'web1': claim store differs: peer 'hostB' uses claim store 9e8d7c6b5a4f… but "
+            "this host 'hostA' uses 5f0c1a2b3c4d…; the two hosts must mount the same shared "
+            "storage (is it mounted on both? 'ftctl init-storage' prints a store's id)");
+  EXPECT_THAT(CompareIdentities(other, a).message(),
+              HasSubstr("claim store differs: peer 'hostA' uses claim store 5f0c1a2b3c4d… but "
+                        "this host 'hostB' uses 9e8d7c6b5a4f…"));
+  // Checked before the VM's own fields: the store is the first thing to fix.
+  other.config_digest = "9c01ffee12345678abcdef";
+  EXPECT_THAT(CompareIdentities(a, other).message(), HasSubstr("claim store differs"));
+
+  // A side with failover on that has not read its store matches no store.
+  Identity unread = b;
+  unread.store_id = "";
+  EXPECT_THAT(CompareIdentities(a, unread).message(),
+              HasSubstr("claim store differs: peer 'hostB' uses claim store (id unknown: not "
+                        "read) but this host 'hostA' uses 5f0c1a2b3c4d…"));
+
+  Identity off = b;
+  off.failover = false;
+  off.store_id = "";
+  s = CompareIdentities(a, off);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "vm 'web1': failover differs: peer 'hostB' has no claim store (no [node] "
+            "shared_storage) but this host 'hostA' uses claim store 5f0c1a2b3c4d…; both hosts "
+            "must set shared_storage to the same mounted claim store, or neither");
+  EXPECT_THAT(CompareIdentities(off, a).message(),
+              HasSubstr("failover differs: peer 'hostA' uses claim store 5f0c1a2b3c4d… but this "
+                        "host 'hostB' has no claim store (no [node] shared_storage)"));
+
+  // Neither host decides failovers: nothing to compare.
+  Identity a_off = a;
+  a_off.failover = false;
+  a_off.store_id = "";
+  EXPECT_TRUE(CompareIdentities(a_off, off).ok());
+}
+
+// The daemons' own session states failover from the node config but reads no store.
+TEST(Handshake, PeerControlComparesFailoverButNotTheStore) {
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
+  Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
+  EXPECT_TRUE(CompareIdentities(a, b).ok());
+  b.store_id = kStoreB;
+  EXPECT_TRUE(CompareIdentities(a, b).ok());
+  b.failover = false;
+  b.store_id = "";
+  Status s = CompareIdentities(a, b);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "vm '': failover differs: peer 'hostB' has no claim store (no [node] shared_storage) "
+            "but this host 'hostA' uses a claim store; both hosts must set shared_storage to the "
+            "same mounted claim store, or neither");
 }
 
 }  // namespace

@@ -24,8 +24,9 @@ using testing::RawPeer;
 using testing::RecordingProxy;
 using Clock = std::chrono::steady_clock;
 
-const Identity kPrimary{"hostA", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3, ""};
-const Identity kBackup{"hostB", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3, ""};
+constexpr char kStore[] = "5f0c1a2b3c4d5e6f708192a3b4c5d6e7";
+const Identity kPrimary{"hostA", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3, "", true, kStore};
+const Identity kBackup{"hostB", "web1", "3fa2c81d09e4b7a65f0112", 0x00e0200c, 3, "", true, kStore};
 
 Options TestOptions(std::string key = "s3cret channel key") {
   Options o;
@@ -153,6 +154,9 @@ TEST_F(ChannelTest, HandshakeGivesBothSidesThePeerIdentity) {
     EXPECT_EQ(seen_by_primary.config_digest, kBackup.config_digest);
     EXPECT_EQ(seen_by_primary.rr_version, 0x00e0200cu);
     EXPECT_EQ(seen_by_primary.epoch, 3u);
+    EXPECT_TRUE(seen_by_primary.failover);
+    EXPECT_EQ(seen_by_primary.store_id, kStore);
+    EXPECT_EQ(backup_.session->peer().store_id, kStore);
     EXPECT_EQ(backup_.session->peer().node, "hostA");
     EXPECT_EQ(backup_.session->peer().vm, "web1");
     return 0;
@@ -243,11 +247,23 @@ TEST_F(ChannelTest, IdentityMismatchesAreRefusedNamingFieldAndValues) {
     std::vector<std::string> says;
   };
   Identity digest = kPrimary, rr = kPrimary, epoch = kPrimary, unknown = kPrimary;
+  Identity store = kPrimary, no_failover = kPrimary;
   digest.config_digest = "9c01ffee12345678abcdef";
   rr.rr_version = 0x00e0300c;
   epoch.epoch = 4;
   unknown.vm = "web9";
+  store.store_id = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+  no_failover.failover = false;
+  no_failover.store_id = "";
   const std::vector<Case> cases = {
+      {"store",
+       store,
+       {"claim store differs", "peer 'hostA' uses claim store 9e8d7c6b5a4f",
+        "this host 'hostB' uses 5f0c1a2b3c4d", "same shared storage"}},
+      {"failover",
+       no_failover,
+       {"failover differs", "peer 'hostA' has no claim store",
+        "this host 'hostB' uses claim store 5f0c1a2b3c4d"}},
       {"digest", digest, {"config digest differs", "9c01ffee1234", "3fa2c81d09e4"}},
       {"rr", rr, {"rr log version differs", "0x00e0300c", "0x00e0200c", "QEMU builds"}},
       {"epoch", epoch, {"epoch differs", "epoch 4", "epoch 3"}},
@@ -464,8 +480,8 @@ TEST_F(ChannelTest, GoSilentLooksLikeADeadHostToThePeer) {
 
 // The two ftds' own requests: a session for kPeerControlVm carries one message each way.
 TEST_F(ChannelTest, PeerControlSessionCarriesMessagesBothWays) {
-  const Identity a{"hostA", kPeerControlVm, "", 0, 0, ""};
-  const Identity b{"hostB", kPeerControlVm, "", 0, 0, ""};
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
+  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
   Listen(TestOptions(), {{kPeerControlVm, b}});
   std::string request, answer;
   ASSERT_TRUE(ConnectPrimary(a).ok());
@@ -486,6 +502,20 @@ TEST_F(ChannelTest, PeerControlSessionCarriesMessagesBothWays) {
     EXPECT_EQ(answer, "answer to " + std::string(5000, 'q'));
     return 0;
   });
+}
+
+// `ftctl enable` between a host with a claim store and one without is refused at once.
+TEST_F(ChannelTest, PeerControlSessionBetweenHostsThatDisagreeOnFailoverIsRefused) {
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", false, ""};
+  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
+  Listen(TestOptions(), {{kPeerControlVm, b}});
+  Status s = ConnectPrimary(a);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("failover differs: peer 'hostA' has no claim store (no "
+                                     "[node] shared_storage) but this host 'hostB' uses a claim "
+                                     "store"));
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == 1; }));
+  EXPECT_EQ(io_.Run([&] { return sessions_accepted_; }), 0);
 }
 
 TEST_F(ChannelTest, PeerMessageOnAVmSessionIsAProtocolError) {

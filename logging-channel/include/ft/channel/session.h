@@ -27,8 +27,16 @@ namespace ft::channel {
 inline constexpr char kPeerControlVm[] = "";
 
 // What each side states about itself in the handshake. Both sides of a VM must agree on
-// vm, config_digest, rr_version and epoch, or the connection is refused with a message
-// naming the field and both values.
+// vm, config_digest, rr_version, replica_digest, epoch, failover and store_id, or the
+// connection is refused with a message naming the field and both values (CompareIdentities).
+//
+// failover and store_id keep the pair on one arbiter: two hosts that decide failovers on
+// different claim stores, or only one of them on any, could both go live. `failover` is
+// compared on every session, peer control included (it comes from the node config alone).
+// `store_id` is compared when both sides have failover on, except on peer-control sessions
+// (kPeerControlVm), which state no store: there a store read would be the daemon's, not a
+// VM's, and `ftctl enable` must not wait for storage. On a VM's session an empty store_id
+// with failover on means that side has not read its store: it differs from any real id.
 struct Identity {
   std::string node;           // this host's node name (for logs; may differ)
   std::string vm;             // VM name
@@ -38,6 +46,11 @@ struct Identity {
   // sha256 over the VM's disk images as they were when this side started ("" without
   // disks): replay from the start needs the backup's replicas equal to the primary's images.
   std::string replica_digest;
+  // This host decides failovers: its [node] has a shared_storage (a claim store).
+  bool failover = false;
+  // The claim store's id (shared_disk::TestAndSet::StoreId) as this host read it; "" when
+  // failover is off, and on peer-control sessions.
+  std::string store_id;
 };
 
 struct Options {
