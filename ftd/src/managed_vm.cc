@@ -146,6 +146,8 @@ Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::Vm
   }
   id.rr_version = it->second;
   FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(node, spec.name));
+  id.failover = !node.shared_storage.empty();
+  // store_id: filled by the role from the claim store read at start
   if (digest_replicas) {
     FT_ASSIGN_OR_RETURN(id.replica_digest, disk::ReplicaSetDigest(spec));
   }

@@ -21,6 +21,9 @@ channel::Identity PeerControlIdentity(const NodeConfig& node) {
   channel::Identity id;
   id.node = node.name;
   id.vm = channel::kPeerControlVm;
+  // Compared on this session too, so `ftctl enable` between a host with a claim store and one
+  // without is refused at once. No store_id: the daemon reads no store for this session.
+  id.failover = !node.shared_storage.empty();
   return id;
 }
 

@@ -33,7 +33,8 @@ std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& 
                                         const replay::VmSpec& spec);
 
 // This node's handshake identity for `spec`: config digest, this QEMU's rr log version
-// (probed once per binary), the pair's epoch (state_dir/vms/NAME/epoch; 1 when new) and,
+// (probed once per binary), the pair's epoch (state_dir/vms/NAME/epoch; 1 when new), whether
+// the node has a claim store (failover; the role fills store_id from its store) and,
 // with `digest_replicas`, the sha256 of the disk images now (before QEMU runs). A copy
 // going live skips it: it never shakes hands, and hashing disks would delay it.
 Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
