@@ -123,7 +123,8 @@ class BackupVm : public ManagedVm {
     std::shared_ptr<spdlog::logger> log;
     asio::steady_timer ack_timer, catch_up_timer;
     channel::Identity identity;
-    std::shared_ptr<Failover> failover;      // null: no shared_storage (failover off)
+    // The authority (arbiter/): whether this copy may accept a primary, go live, or halts.
+    std::shared_ptr<Failover> failover;
     std::unique_ptr<ManagedVm> successor;    // after go-live: the recording primary
     std::shared_ptr<channel::Session> session;
     std::shared_ptr<replay::ReplayFeeder> feeder;
@@ -157,14 +158,25 @@ class BackupVm : public ManagedVm {
         replicas_hashed = true;
       }
       FailoverHooks hooks;
+      hooks.start_copy = [weak](uint64_t epoch) {
+        auto self = weak.lock();
+        if (!self) return;
+        self->identity.epoch = epoch;
+        self->identity.store_id = self->failover->arbiter().store_id();
+        self->store_checked = true;
+        self->log->info("vm '{}': the claim store allows this backup in epoch {}; waiting for "
+                        "the primary",
+                        self->spec.name, epoch);
+      };
       hooks.go_live = [weak](uint64_t epoch) {
         if (auto self = weak.lock()) self->GoLive(epoch);
       };
       hooks.halt = [weak](const std::string& why) {
         if (auto self = weak.lock()) self->Halt(why);
       };
-      FT_ASSIGN_OR_RETURN(failover, Failover::Create(io, node, spec.name, arbiter::Role::kBackup,
-                                                     identity.epoch, std::move(hooks)));
+      failover = Failover::Create(io, node, spec.name, arbiter::Role::kBackup, identity.epoch,
+                                  std::move(hooks));
+      failover->Start();
       log->info(
           "vm '{}': backup, epoch {}, config {}, rr log version {:#010x}; waiting for the "
           "primary on {}:{}; failover {}",
@@ -175,6 +187,17 @@ class BackupVm : public ManagedVm {
     }
 
     Result<channel::Identity> ExpectPrimary() {
+      if (successor) return LiveRefusal();
+      if (failover->state() == arbiter::FtState::kStale) {
+        return FailedPrecondition(fmt::format("vm '{}' on this host: {}", spec.name,
+                                              failover->note()));
+      }
+      if (!store_checked) {
+        return FailedPrecondition(fmt::format(
+            "vm '{}': this backup is still reading the claim store before it accepts a "
+            "primary ({}); try again shortly",
+            spec.name, failover->note()));
+      }
       if (session) {
         return FailedPrecondition(fmt::format("vm '{}' already replays the log of primary '{}'",
                                               spec.name, session->peer().node));
@@ -193,6 +216,28 @@ class BackupVm : public ManagedVm {
       }
       return identity;
     }
+
+    // A primary connects to a copy that went live here: it is the stale one. Say what is
+    // true and what to do; restarting this host's ftd would stop the only live copy.
+    Status LiveRefusal() const {
+      return FailedPrecondition(fmt::format(
+          "vm '{}' is live on node '{}' in epoch {}{}: the connecting copy is stale and must "
+          "not run. Its host's ftd keeps it stopped once it reads the claim store; turn FT off "
+          "there ('ftctl disable {}' on that host) to remove it. Do not restart ftd on '{}': "
+          "that stops the only live copy",
+          spec.name, node.name, failover->epoch(), LiveSince(), spec.name, node.name));
+    }
+    std::string LiveSince() const {
+      const auto& newest = failover->arbiter().newest_claim();
+      if (!newest || newest->winner != node.name) return "";
+      std::time_t t = static_cast<std::time_t>(newest->unix_time_ms / 1000);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      char text[32];
+      std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &tm);
+      return std::string(" since ") + text;
+    }
+    bool store_checked = false;  // the authority let this copy run (StartCopy)
 
     void Adopt(std::shared_ptr<channel::Session> s) {
       if (session || state != BackupState::kWaitingForPrimary) return s->Close();
@@ -213,7 +258,7 @@ class BackupVm : public ManagedVm {
         if (auto self = weak.lock()) self->OnSessionClosed(why);
       });
       log->info("vm '{}': primary '{}' connected; replaying its log", spec.name, peer_node);
-      if (failover) failover->PeerConnected();
+      failover->PeerConnected();
       if (const char* trace = getenv("FTD_TRACE_LOG_RECEIPTS"); trace && *trace && !receipts) {
         receipts = std::fopen(trace, "we");
       }
@@ -348,7 +393,7 @@ class BackupVm : public ManagedVm {
                                               spec.name, BackupStateName(state),
                                               note.empty() ? "" : " (" + note + ")"));
       }
-      if (!failover) {
+      if (!failover->on()) {
         return FailedPrecondition(fmt::format(
             "vm '{}': failover is off on this node (no shared_storage): it cannot go live",
             spec.name));
@@ -386,7 +431,8 @@ class BackupVm : public ManagedVm {
       }
       state = BackupState::kPrimaryLost;
       note = fmt::format("primary '{}' lost: {}", peer_node, why.ToString());
-      if (!failover) {
+      failover->PeerLost(why.ToString());
+      if (!failover->on()) {
         log->error(
             "vm '{}': {}; the replica holds at icount {} (failover is off: no shared_storage "
             "on this node)",
@@ -396,7 +442,6 @@ class BackupVm : public ManagedVm {
       log->error("vm '{}': {}; replaying what was received ({} bytes, icount {}) and claiming "
                  "the next epoch",
                  spec.name, note, received, feeder ? feeder->stats().received_icount : 0);
-      failover->PeerLost(why.ToString());
       WatchCatchUp();
     }
 
@@ -489,7 +534,7 @@ class BackupVm : public ManagedVm {
 
     void GoLiveFailed(const Status& why) {
       log->error("vm '{}': going live failed: {}", spec.name, why.ToString());
-      if (failover) failover->GoLiveDone(why);  // halts through the arbiter
+      failover->GoLiveDone(why);  // halts through the arbiter
     }
 
     // Lost the claim (or going live failed): this copy stops for good.
@@ -523,6 +568,7 @@ class BackupVm : public ManagedVm {
       if (state == BackupState::kFailed) return;
       state = BackupState::kFailed;
       note = why;
+      failover->CopyEnded("backup failed: " + why);  // a failed replica never goes live
       log->error("vm '{}': backup failed: {}", spec.name, why);
       if (session) {
         session->Close();
@@ -533,6 +579,7 @@ class BackupVm : public ManagedVm {
 
     void Stop(std::function<void()> done) {
       stopping = true;
+      failover->Stopping();
       if (session) {
         session->Close();
         session.reset();
@@ -586,7 +633,12 @@ class BackupVm : public ManagedVm {
       r.role = "backup";
       r.ft_state = BackupStateName(state);
       r.ft_note = note;
-      r.epoch = identity.epoch;
+      if (auto a = failover->state();
+          a == arbiter::FtState::kCheckingStore || a == arbiter::FtState::kStale) {
+        r.ft_state = arbiter::FtStateName(a);  // not running: the store decides
+        r.ft_note = failover->note();
+      }
+      r.epoch = failover->epoch();
       r.peer = peer_node;
       r.log_bytes = received;
       r.log_bytes_per_sec = rate.PerSecond();

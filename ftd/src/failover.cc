@@ -36,10 +36,12 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
         node(node_config),
         vm(vm_name),
         hooks(std::move(failover_hooks)),
-        store(std::make_shared<shared_disk::SharedDirectoryTestAndSet>(node.shared_storage)),
-        arbiter({vm, node.name}, role, epoch, *this),
+        arbiter({vm, node.name, !node.shared_storage.empty()}, role, epoch, *this),
         timer(io_context),
         log(Logger("failover")) {
+    if (!node.shared_storage.empty()) {
+      store = std::make_shared<shared_disk::SharedDirectoryTestAndSet>(node.shared_storage);
+    }
     claim_return->io = &io_context;
   }
   ~Impl() override {
@@ -51,34 +53,69 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
   NodeConfig node;
   std::string vm;
   FailoverHooks hooks;
-  std::shared_ptr<shared_disk::TestAndSet> store;  // shared with claim threads
+  std::shared_ptr<shared_disk::TestAndSet> store;  // null: failover off; shared with threads
   std::shared_ptr<ClaimReturn> claim_return = std::make_shared<ClaimReturn>();
   arbiter::VmArbiter arbiter;
   asio::steady_timer timer;
   std::shared_ptr<spdlog::logger> log;
   bool ticking = false;
-  std::string last_claim_error;
+  std::string last_claim_error, last_read_error;
   std::optional<Clock::time_point> caught_up_at, replay_ended_at, snapshot_saved_at;
 
-  // ---- arbiter::Actions
-  void Claim(const shared_disk::ClaimRequest& request) override {
-    log->info("vm '{}': claiming epoch {} on '{}' ({})", vm, request.epoch, node.shared_storage,
-              request.reason);
+  // Runs `work` (which touches only the store) on its own thread and posts its result to
+  // `done` on the event loop, unless this VM's authority is gone by then. One at a time per
+  // kind (the arbiter waits for each answer); a thread stuck on dead storage never blocks a
+  // stop nor outlives the event loop it answers to.
+  template <typename T>
+  void OffLoop(std::function<T(shared_disk::TestAndSet&)> work, void (Impl::*done)(const T&)) {
     std::weak_ptr<Impl> weak = weak_from_this();
-    // One claim at a time (the arbiter waits for the answer); the thread holds only the
-    // store, a weak handle and the return it posts through, so a claim stuck on dead storage
-    // never blocks a stop nor outlives the event loop it answers to.
-    std::thread([weak, claim_store = store, back = claim_return, request] {
-      auto result = claim_store->Claim(request);
+    std::thread([weak, claim_store = store, back = claim_return, work = std::move(work), done] {
+      T result = work(*claim_store);
       std::lock_guard lock(back->mu);
       if (!back->io) return;
-      asio::post(*back->io, [weak, result = std::move(result)] {
-        if (auto self = weak.lock()) self->OnClaimed(result);
+      asio::post(*back->io, [weak, done, result = std::move(result)] {
+        if (auto self = weak.lock()) ((*self).*done)(result);
       });
     }).detach();
     StartTicking();
   }
 
+  // ---- arbiter::Actions
+  void ReadStore() override {
+    std::string name = vm;
+    OffLoop<Result<arbiter::StoreView>>(
+        [name](shared_disk::TestAndSet& s) { return arbiter::ReadStoreView(s, name); },
+        &Impl::OnStoreRead);
+  }
+
+  void OnStoreRead(const Result<arbiter::StoreView>& view) {
+    if (!view.ok()) {
+      if (view.status().ToString() != last_read_error) {
+        last_read_error = view.status().ToString();
+        log->error("vm '{}': cannot read the claim store '{}': {}", vm, node.shared_storage,
+                   last_read_error);
+      }
+    } else {
+      last_read_error.clear();
+    }
+    arbiter.OnStoreRead(view, Clock::now());
+  }
+
+  void Claim(const shared_disk::ClaimRequest& request) override {
+    log->info("vm '{}': claiming epoch {} on '{}' ({})", vm, request.epoch, node.shared_storage,
+              request.reason);
+    OffLoop<Result<shared_disk::ClaimOutcome>>(
+        [request](shared_disk::TestAndSet& s) { return s.Claim(request); }, &Impl::OnClaimed);
+  }
+
+  Status RecordEpoch(uint64_t epoch) override {
+    Status s = SaveEpoch(node, vm, epoch);
+    if (!s.ok()) log->error("vm '{}': cannot record epoch {}: {}", vm, epoch, s.ToString());
+    return s;
+  }
+  void StartCopy(uint64_t epoch) override {
+    if (hooks.start_copy) hooks.start_copy(epoch);
+  }
   void OpenGate() override {
     if (hooks.open_gate) hooks.open_gate();
   }
@@ -92,12 +129,6 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
 
   void OnClaimed(const Result<shared_disk::ClaimOutcome>& result) {
     if (result.ok() && result->won()) {
-      // The epoch is ours: remember it before acting on it, so a restarted ftd never comes
-      // back in the old epoch.
-      if (Status s = SaveEpoch(node, vm, result->record.epoch); !s.ok()) {
-        log->error("vm '{}': won epoch {} but cannot record it: {}", vm, result->record.epoch,
-                   s.ToString());
-      }
       log->info("vm '{}': WON epoch {} on '{}'", vm, result->record.epoch, node.shared_storage);
     } else if (result.ok()) {
       log->warn("vm '{}': lost epoch {} to '{}' ({})", vm, result->record.epoch,
@@ -122,7 +153,8 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
       auto self = weak.lock();
       if (!self || ec) return;
       self->arbiter.OnTick(Clock::now());
-      if (self->arbiter.state() == arbiter::FtState::kArbitrating) {
+      auto state = self->arbiter.state();
+      if (state == arbiter::FtState::kArbitrating || state == arbiter::FtState::kCheckingStore) {
         self->Tick();
       } else {
         self->ticking = false;
@@ -136,20 +168,20 @@ std::string DescribeFailover(const NodeConfig& node) {
   return fmt::format("through '{}'", node.shared_storage);
 }
 
-Result<std::shared_ptr<Failover>> Failover::Create(asio::io_context& io, const NodeConfig& node,
-                                                   const std::string& vm, arbiter::Role role,
-                                                   uint64_t epoch, FailoverHooks hooks) {
-  if (node.shared_storage.empty()) return std::shared_ptr<Failover>();
+std::shared_ptr<Failover> Failover::Create(asio::io_context& io, const NodeConfig& node,
+                                           const std::string& vm, arbiter::Role role,
+                                           uint64_t epoch, FailoverHooks hooks) {
   auto impl = std::make_shared<Impl>(io, node, vm, role, epoch, std::move(hooks));
   return std::shared_ptr<Failover>(new Failover(std::move(impl)));
 }
 
 Failover::~Failover() { impl_->timer.cancel(); }
 
+bool Failover::on() const { return impl_->store != nullptr; }
+void Failover::Start() { impl_->arbiter.Start(Clock::now()); }
+void Failover::CheckStoreAgain() { impl_->arbiter.CheckStoreAgain(Clock::now()); }
 void Failover::PeerConnected() { impl_->arbiter.OnPeerConnected(Clock::now()); }
-void Failover::PeerLost(const std::string& why) {
-  impl_->arbiter.OnPeerLost(why, Clock::now());
-}
+void Failover::PeerLost(const std::string& why) { impl_->arbiter.OnPeerLost(why, Clock::now()); }
 void Failover::CaughtUp() {
   if (!impl_->caught_up_at) impl_->caught_up_at = Clock::now();
   impl_->arbiter.OnCaughtUp(Clock::now());
@@ -157,17 +189,24 @@ void Failover::CaughtUp() {
 void Failover::GiveUpWaiting(const std::string& why) {
   impl_->arbiter.OnGiveUpWaiting(why, Clock::now());
 }
+Status Failover::TurnFtOff(const std::string& why) {
+  return impl_->arbiter.OnTurnFtOff(why, Clock::now());
+}
+void Failover::Stopping() { impl_->arbiter.OnStop(Clock::now()); }
+void Failover::CopyEnded(const std::string& why) { impl_->arbiter.OnCopyEnded(why, Clock::now()); }
 void Failover::GoLiveDone(const Status& status) {
   impl_->arbiter.OnGoLiveDone(status, Clock::now());
 }
 void Failover::MarkReplayEnded() { impl_->replay_ended_at = Clock::now(); }
 void Failover::MarkSnapshotSaved() { impl_->snapshot_saved_at = Clock::now(); }
 
+const arbiter::VmArbiter& Failover::arbiter() const { return impl_->arbiter; }
 arbiter::FtState Failover::state() const { return impl_->arbiter.state(); }
 uint64_t Failover::epoch() const { return impl_->arbiter.epoch(); }
 const std::string& Failover::note() const { return impl_->arbiter.note(); }
 
 void Failover::FillReport(VmReport& r) const {
+  if (!on()) return;  // `ftctl status` says failover is off
   const auto& a = impl_->arbiter;
   FailoverReport f;
   f.state = arbiter::FtStateName(a.state());
@@ -180,6 +219,13 @@ void Failover::FillReport(VmReport& r) const {
   f.replay_ended_ns = ns(impl_->replay_ended_at);
   f.snapshot_saved_ns = ns(impl_->snapshot_saved_at);
   f.live_ns = ns(a.live_at);
+  f.store_id = a.store_id();
+  if (const auto& newest = a.newest_claim()) {
+    f.newest_epoch = newest->epoch;
+    f.newest_winner = newest->winner;
+    f.newest_reason = newest->reason;
+    f.newest_unix_ms = newest->unix_time_ms;
+  }
   r.failover = f;
 }
 

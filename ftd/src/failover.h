@@ -1,8 +1,9 @@
-// Internal to ftd: one protected VM's failover, the glue between a role (PrimaryVm or
-// BackupVm) and the pure VmArbiter (arbiter/). It runs claims on the shared storage off the
-// daemon's thread (a hung NFS mount must not stop the event loop), retries them on a timer,
-// records the new epoch before acting on a won claim, and keeps the times each step was
-// reached for `ftctl status` and the failover benchmark.
+// Internal to ftd: one protected VM's authority, the glue between a role (PrimaryVm or
+// BackupVm) and the pure VmArbiter (arbiter/), which alone decides whether the copy may start,
+// open its output gate, go live or must halt (docs/design.md, "Never two live copies"). It
+// reads the claim store and runs claims off the daemon's thread (a hung NFS mount must not
+// stop the event loop), retries them on a timer, records a won epoch, and keeps the times
+// each step was reached for `ftctl status` and the failover benchmark.
 #pragma once
 
 #include <chrono>
@@ -24,8 +25,9 @@ namespace ft::daemon {
 
 // What the arbiter's decisions do to the VM; the role provides them.
 struct FailoverHooks {
-  std::function<void()> open_gate;             // primary: won; run alone, output released
-  std::function<void(uint64_t epoch)> go_live;  // backup: won and caught up
+  std::function<void(uint64_t epoch)> start_copy;  // the store allows this copy to run
+  std::function<void()> open_gate;                 // primary: won; run alone, output released
+  std::function<void(uint64_t epoch)> go_live;     // backup: won and caught up
   std::function<void(const std::string& why)> halt;
 };
 
@@ -34,23 +36,32 @@ std::string DescribeFailover(const NodeConfig& node);
 
 class Failover : public std::enable_shared_from_this<Failover> {
  public:
-  // Null (and no error) when the node has no shared_storage: failover is off, a primary that
-  // loses its backup runs on alone and a backup never goes live.
-  static Result<std::shared_ptr<Failover>> Create(asio::io_context& io, const NodeConfig& node,
-                                                  const std::string& vm, arbiter::Role role,
-                                                  uint64_t epoch, FailoverHooks hooks);
+  // Without shared_storage failover is off: the copy starts at once, a primary that loses its
+  // backup runs on alone and a backup never goes live (the handshake checks that the peer
+  // has no claim store either).
+  static std::shared_ptr<Failover> Create(asio::io_context& io, const NodeConfig& node,
+                                          const std::string& vm, arbiter::Role role, uint64_t epoch,
+                                          FailoverHooks hooks);
   ~Failover();
 
+  bool on() const;  // a claim store is configured
+  // Reads the claim store (failover on), then calls start_copy, or leaves the copy stale.
+  void Start();
+  void CheckStoreAgain();
   void PeerConnected();
   void PeerLost(const std::string& why);
   void CaughtUp();
   void GiveUpWaiting(const std::string& why);
+  Status TurnFtOff(const std::string& why);
+  void Stopping();
+  void CopyEnded(const std::string& why);
   // Backup: going live ended (the recording QEMU runs from the snapshot, or it failed).
   void GoLiveDone(const Status& status);
   // Backup: the replayer reached the end of the received log (the go-live point).
   void MarkReplayEnded();
   void MarkSnapshotSaved();
 
+  const arbiter::VmArbiter& arbiter() const;
   arbiter::FtState state() const;
   uint64_t epoch() const;
   const std::string& note() const;

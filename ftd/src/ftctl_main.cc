@@ -134,7 +134,14 @@ nlohmann::json FailoverJson(const ft::proto::VmStatus& vm) {
           {"claim_won_ns", f.claim_won_ns()},
           {"replay_ended_ns", f.replay_ended_ns()},
           {"snapshot_saved_ns", f.snapshot_saved_ns()},
-          {"live_ns", f.live_ns()}};
+          {"live_ns", f.live_ns()},
+          {"store_id", f.store_id()},
+          {"newest_claim", f.has_newest_claim()
+                               ? nlohmann::json{{"epoch", f.newest_claim().epoch()},
+                                                {"winner", f.newest_claim().winner()},
+                                                {"reason", f.newest_claim().reason()},
+                                                {"unix_time_ms", f.newest_claim().unix_time_ms()}}
+                               : nlohmann::json(nullptr)}};
 }
 
 // "+123 ms" after the peer was lost, for each failover step reached.
@@ -146,6 +153,17 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
   const auto& f = vm.failover();
   std::printf("Failover:    %s, storage %s, %d claim(s) sent\n", f.state().c_str(),
               f.shared_storage().c_str(), f.claims_sent());
+  if (f.has_newest_claim()) {
+    const auto& c = f.newest_claim();
+    std::time_t t = static_cast<std::time_t>(c.unix_time_ms() / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    std::printf("  newest claim: epoch %llu won by %s at %s (%s)\n",
+                static_cast<unsigned long long>(c.epoch()), c.winner().c_str(), when,
+                c.reason().c_str());
+  }
   if (!f.peer_lost_ns()) return;
   auto step = [&](const char* what, int64_t ns) {
     if (ns) std::printf("  %-22s +%.0f ms\n", what, double(ns - f.peer_lost_ns()) / 1e6);

@@ -95,6 +95,14 @@ proto::VmStatus DescribeVm(const ManagedVm& vm) {
     fo->set_replay_ended_ns(f.replay_ended_ns);
     fo->set_snapshot_saved_ns(f.snapshot_saved_ns);
     fo->set_live_ns(f.live_ns);
+    fo->set_store_id(f.store_id);
+    if (f.newest_epoch) {
+      auto* newest = fo->mutable_newest_claim();
+      newest->set_epoch(f.newest_epoch);
+      newest->set_winner(f.newest_winner);
+      newest->set_reason(f.newest_reason);
+      newest->set_unix_time_ms(f.newest_unix_ms);
+    }
   }
   return s;
 }
@@ -452,8 +460,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       return respond(Error(ControlResponse::REFUSED,
                            fmt::format("FT is not on for '{}' on node '{}'", name, node.name)));
     }
-    if (report.ft_state == "halted") {
-      // This copy stopped for good (the other host's went live): nothing to ask the peer.
+    if (report.ft_state == "halted" || report.ft_state == "stale") {
+      // This copy stopped for good, or never ran (the other host's went live): nothing to ask
+      // the peer, whose copy is not this one's backup.
       return DisableHere(name, "", respond);
     }
     if (report.ft_state == "arbitrating") {
@@ -505,21 +514,25 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     ManagedVm* vm = Find(name);
     if (!vm) return respond(UnknownVm(name));
     (void)ForgetEnabledVm(node, name);
-    if (vm->Report().ft_state == "halted") {
-      // Nothing to run on: the copy stopped for good (a failover went the other way).
+    if (std::string state = vm->Report().ft_state; state == "halted" || state == "stale") {
+      // Nothing to run on: the copy stopped for good or never ran (a failover went the other
+      // way, or this host returned after one).
       std::weak_ptr<Impl> weak = shared_from_this();
-      return Remove(name, [weak, name, respond] {
+      return Remove(name, [weak, name, state, respond] {
         auto self = weak.lock();
         if (!self) return;
-        self->log->info("vm '{}': FT off; the halted copy here is removed", name);
+        self->log->info("vm '{}': FT off; the {} copy here is removed", name, state);
         respond(self->Reply(ControlResponse()));
       });
     }
     std::string why = "FT turned off by the operator (ftctl disable)" + peer_note;
+    // The VM's authority decides when this copy may run alone: once it has won the next
+    // epoch (at once when the peer's copy is gone; a partitioned peer may be claiming it too).
     if (Status s = vm->TurnFtOff(why); !s.ok()) {
       return respond(Error(ControlResponse::REFUSED, s.message()));
     }
-    log->info("vm '{}': FT off{}; it runs on unprotected", name, peer_note);
+    log->info("vm '{}': FT off{}; it runs on unprotected once it holds the next epoch", name,
+              peer_note);
     ControlResponse ok;
     *ok.add_vms() = DescribeVm(*vm);
     respond(Reply(std::move(ok)));
@@ -799,7 +812,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                       "it has settled",
                       name, node.name, report.ft_state)));
     }
-    if (report.role != "backup" && report.ft_state != "halted") {
+    if (report.role != "backup" && report.ft_state != "halted" && report.ft_state != "stale") {
       // A copy that runs as a primary, or with FT off, is this host's operator's business.
       return respond(PeerError(
           PeerResponse::REFUSED,

@@ -33,21 +33,11 @@ constexpr double kHoldAt = 0.9;  // of max_lag_ms
 // as failed: pacing must never turn into a stalled primary.
 constexpr auto kReplayStallTimeout = 5s;
 
-enum class PrimaryState { kWaitingForBackup, kProtected, kArbitrating, kUnprotected, kHalted };
-const char* PrimaryStateName(PrimaryState s) {
-  switch (s) {
-    case PrimaryState::kWaitingForBackup:
-      return "waiting-for-backup";
-    case PrimaryState::kProtected:
-      return "protected";
-    case PrimaryState::kArbitrating:
-      return "arbitrating";
-    case PrimaryState::kUnprotected:
-      return "unprotected";
-    case PrimaryState::kHalted:
-      return "halted";
-  }
-  return "?";
+using arbiter::FtState;
+
+// The authority's state as a primary says it ("waiting-for-backup" rather than "-peer").
+const char* PrimaryStateName(FtState s) {
+  return s == FtState::kWaitingForPeer ? "waiting-for-backup" : arbiter::FtStateName(s);
 }
 
 // The rr flush shim: next to the ftd binary (build tree and packages), or FTD_RR_SHIM.
@@ -118,10 +108,12 @@ class PrimaryVm : public ManagedVm {
     std::shared_ptr<replay::RrLogTap> tap;
     std::shared_ptr<net::GuestNic> nic;  // output commit (nic = bridge)
     std::shared_ptr<channel::Session> session;
-    std::shared_ptr<Failover> failover;  // null: no shared_storage (failover off)
-    std::optional<LiveStart> live;       // set: a backup that went live, running alone
-    PrimaryState state = PrimaryState::kWaitingForBackup;
-    std::string note;
+    // The authority (arbiter/): decides whether this copy may start, open its gate or must
+    // halt. Null only for a copy that went live: its backup's authority decided that.
+    std::shared_ptr<Failover> failover;
+    std::optional<LiveStart> live;  // set: a backup that went live, running alone
+    bool live_failed = false;       // ... whose QEMU failed
+    std::string note;               // this role's own note (start-up, connection errors)
     // Log bytes [unacked_base, tap->offset()) not yet acked by the backup.
     std::string unacked;
     uint64_t unacked_base = 0;
@@ -144,6 +136,10 @@ class PrimaryVm : public ManagedVm {
       if (counters && !counters->scan_failed()) return std::max(read, counters->icount());
       return read;
     }
+    FtState State() const {
+      if (failover) return failover->state();
+      return live_failed ? FtState::kHalted : FtState::kUnprotected;
+    }
     uint64_t lag_instructions() const {
       uint64_t at = log_icount();
       return at > replayed_icount ? at - replayed_icount : 0;
@@ -152,19 +148,45 @@ class PrimaryVm : public ManagedVm {
     Status Start() {
       // The replicas' digest is hashed off the event loop, before QEMU may touch the disks.
       FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/false));
-      FT_ASSIGN_OR_RETURN(std::string shim, FindRrShim());
+      FT_ASSIGN_OR_RETURN(shim, FindRrShim());
+      if (live) return StartCopy(identity.epoch);
       std::weak_ptr<Impl> weak = shared_from_this();
-      if (!live) {
-        FailoverHooks hooks;
-        hooks.open_gate = [weak] {
-          if (auto self = weak.lock()) self->GoUnprotected(self->failover->note());
-        };
-        hooks.halt = [weak](const std::string& why) {
-          if (auto self = weak.lock()) self->Halt(why);
-        };
-        FT_ASSIGN_OR_RETURN(failover, Failover::Create(io, node, spec.name, arbiter::Role::kPrimary,
-                                                       identity.epoch, std::move(hooks)));
-      }
+      FailoverHooks hooks;
+      hooks.start_copy = [weak](uint64_t epoch) {
+        auto self = weak.lock();
+        if (!self || self->stopping) return;
+        Status s = self->StartCopy(epoch);
+        if (self->starting) {
+          self->start_status = s;  // failover off: decided at once, Start() reports it
+        } else if (!s.ok()) {
+          self->StartFailed(s);
+        }
+      };
+      hooks.open_gate = [weak] {
+        if (auto self = weak.lock()) self->GoUnprotected(self->failover->note());
+      };
+      hooks.halt = [weak](const std::string& why) {
+        if (auto self = weak.lock()) self->Halt(why);
+      };
+      failover = Failover::Create(io, node, spec.name, arbiter::Role::kPrimary, identity.epoch,
+                                  std::move(hooks));
+      // Nothing runs until the authority has read the claim store: a copy whose epoch the
+      // other host has moved past is stale and never starts.
+      starting = true;
+      failover->Start();
+      starting = false;
+      if (!start_status.ok()) failover->CopyEnded("not started: " + start_status.message());
+      return start_status;
+    }
+    std::string shim;
+    bool starting = false;  // inside Start(): a decision taken at once is returned by it
+    Status start_status;
+
+    // The authority let this copy run in `epoch`: the log tap, the NIC (gated), then QEMU.
+    Status StartCopy(uint64_t epoch) {
+      identity.epoch = epoch;
+      if (failover) identity.store_id = failover->arbiter().store_id();
+      std::weak_ptr<Impl> weak = shared_from_this();
       const auto& paths = runner.paths();
       std::error_code ec;
       fs::create_directories(paths.run_dir, ec);
@@ -213,6 +235,7 @@ class PrimaryVm : public ManagedVm {
               auto self = weak.lock();
               if (!self || self->stopping) return;
               self->digest_job.reset();
+              if (self->State() != FtState::kWaitingForPeer) return;  // halted meanwhile
               if (!digest.ok()) return self->StartFailed(digest.status());
               self->identity.replica_digest = *digest;
               self->note.clear();
@@ -233,6 +256,7 @@ class PrimaryVm : public ManagedVm {
     void StartFailed(const Status& why) {
       log->error("vm '{}': not started: {}", spec.name, why.ToString());
       note = "not started: " + why.message();
+      if (failover) failover->CopyEnded(note);
       CloseNic();
     }
 
@@ -240,7 +264,6 @@ class PrimaryVm : public ManagedVm {
       FT_RETURN_IF_ERROR(runner.Start(run));
       tap->Start();
       if (live) {
-        state = PrimaryState::kUnprotected;
         note = live->why;
         log->warn("vm '{}': LIVE from snapshot '{}' in epoch {}, running unprotected: {}",
                   spec.name, live->snapshot, identity.epoch, live->why);
@@ -289,15 +312,17 @@ class PrimaryVm : public ManagedVm {
                const std::vector<replay::RrEvent>& events) {
       if (nic) nic->OnLogEvents(events);
       // Nobody to hold it for (any more): the log is read and dropped.
-      if (state != PrimaryState::kWaitingForBackup && state != PrimaryState::kProtected) return;
+      FtState state = State();
+      if (state != FtState::kWaitingForPeer && state != FtState::kProtected) return;
       unacked.append(bytes);
       if (session) session->SendLog(offset, bytes);
-      if (state == PrimaryState::kWaitingForBackup && unacked.size() > max_unacked()) {
+      if (state == FtState::kWaitingForPeer && unacked.size() > max_unacked()) {
         std::string why = fmt::format(
             "the backup did not connect before {} MiB of log accumulated (max_unacked_mib)",
             node.channel.max_unacked_mib);
-        if (failover) failover->GiveUpWaiting(why);
-        GoUnprotected(why);
+        // The authority claims the next epoch first; the gate opens only once it is won.
+        failover->GiveUpWaiting(why);
+        StopWaitingForBackup();
         return;
       }
       Pace();
@@ -347,7 +372,7 @@ class PrimaryVm : public ManagedVm {
       // From the moment the backup is connected, before its replayer runs: the shim holds
       // the vCPU only between whole events, so the log the backup has always ends in complete
       // spans, and its replayer can start and catch up while the vCPU waits.
-      bool pace = state == PrimaryState::kProtected && !stopping && !handing_over;
+      bool pace = State() == FtState::kProtected && !stopping && !handing_over;
       double lag = GuestMs(lag_instructions(), spec.icount_shift);
       double bound = node.channel.max_lag_ms;
       // Hold early enough that the run to the vCPU's next log event fits under the bound:
@@ -443,7 +468,7 @@ class PrimaryVm : public ManagedVm {
 
     // ---- the channel
     void Connect() {
-      if (connecting || session || state != PrimaryState::kWaitingForBackup || stopping) return;
+      if (connecting || session || State() != FtState::kWaitingForPeer || stopping) return;
       connecting = true;
       std::weak_ptr<Impl> weak = shared_from_this();
       channel::Connect(io, node.channel.peer_host, node.channel.peer_port, identity,
@@ -462,7 +487,9 @@ class PrimaryVm : public ManagedVm {
           last_connect_error = r.status();
           note = "backup not connected: " + r.status().message();
         }
-        if (state != PrimaryState::kWaitingForBackup || stopping) return;
+        if (State() != FtState::kWaitingForPeer || stopping) return;
+        // A host that returned while its peer went live learns it here, before it runs on.
+        failover->CheckStoreAgain();
         reconnect_timer.expires_after(kReconnectInterval);
         reconnect_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
           if (auto self = weak.lock(); self && !ec) self->Connect();
@@ -470,7 +497,7 @@ class PrimaryVm : public ManagedVm {
         return;
       }
       auto s = std::move(r).value();
-      if (state != PrimaryState::kWaitingForBackup || stopping) return s->Close();
+      if (State() != FtState::kWaitingForPeer || stopping) return s->Close();
       session = s;
       std::weak_ptr<Impl> weak = shared_from_this();
       session->OnAck([weak](uint64_t received, uint64_t icount) {
@@ -482,9 +509,8 @@ class PrimaryVm : public ManagedVm {
       session->OnLog([weak](uint64_t, std::string_view) {
         if (auto self = weak.lock()) self->LoseBackup(ProtocolError("the backup sent log data"));
       });
-      state = PrimaryState::kProtected;
       note.clear();
-      if (failover) failover->PeerConnected();
+      failover->PeerConnected();
       last_ack = Clock::now();
       // Everything since offset 0 is still held: the backup starts from the beginning.
       if (!unacked.empty()) session->SendLog(unacked_base, unacked);
@@ -502,35 +528,38 @@ class PrimaryVm : public ManagedVm {
         session->Close();
         session.reset();
       }
-      if (stopping && log_closed) return MaybeFinishStop();
-      if (failover && state == PrimaryState::kProtected && !stopping) {
-        // Output stays held until this copy has won the next epoch: a partitioned backup
-        // may be claiming it to go live.
-        state = PrimaryState::kArbitrating;
+      // The authority decides: claim the next epoch (output held until won), run alone when
+      // failover is off, or, while ftd stops, drop what is held and release nothing.
+      failover->PeerLost(why.ToString());
+      if (State() == FtState::kArbitrating) {
         note = fmt::format("backup lost ({}); holding output until the claim is decided",
                            why.ToString());
-        unacked.clear();
-        unacked.shrink_to_fit();
-        reconnect_timer.cancel();
-        Pace();
         log->warn("vm '{}': {}", spec.name, note);
-        failover->PeerLost(why.ToString());
-        return;
       }
-      GoUnprotected(fmt::format("backup lost: {}", why.ToString()));
+      StopWaitingForBackup();
+      MaybeFinishStop();
     }
 
-    // Lost the claim: the backup went (or goes) live. This copy must never be seen again:
-    // its held output is dropped with the NIC and QEMU is stopped.
-    void Halt(const std::string& why) {
-      state = PrimaryState::kHalted;
-      note = why;
-      CloseNic();
+    // No backup to hold the log for (any more): what is held goes, no reconnects, no pacing.
+    void StopWaitingForBackup() {
+      unacked.clear();
+      unacked.shrink_to_fit();
+      reconnect_timer.cancel();
       if (session) {
         session->Close();
         session.reset();
       }
       Pace();
+    }
+
+    // The authority halts this copy (lost the claim, stale, or the backup was lost while ftd
+    // stops). It must never be seen again: its held output is dropped with the NIC and QEMU is
+    // stopped (by the stop under way, if ftd is stopping).
+    void Halt(const std::string& why) {
+      note = why;
+      CloseNic();
+      StopWaitingForBackup();
+      if (stopping) return;
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.Stop([weak] {
         if (auto self = weak.lock()) {
@@ -541,31 +570,27 @@ class PrimaryVm : public ManagedVm {
       });
     }
 
+    // The authority opened the gate: this copy holds the newest epoch, won by itself (or
+    // failover is off on both hosts). Held frames leave in order.
     void GoUnprotected(const std::string& why) {
-      if (state == PrimaryState::kUnprotected || state == PrimaryState::kHalted) return;
-      state = PrimaryState::kUnprotected;
-      note = why;
-      unacked.clear();
-      unacked.shrink_to_fit();
-      if (nic) nic->OpenGate();  // unprotected: frames no longer wait for a backup
-      reconnect_timer.cancel();
-      if (session) {
-        session->Close();
-        session.reset();
-      }
-      Pace();  // unprotected: the VM and its log run free
+      note.clear();
+      StopWaitingForBackup();
+      if (nic) nic->OpenGate();
       log->warn("vm '{}': running UNPROTECTED: {}", spec.name, why);
       MaybeFinishStop();
     }
 
     // ---- operations: FT off, planned switchover, drill
+    // The authority claims the next epoch first (unless this copy already runs alone in the
+    // newest one): the gate opens only once the claim is won, whatever the peer did.
     Status TurnFtOff(const std::string& why) {
-      if (state == PrimaryState::kHalted) {
-        return FailedPrecondition(fmt::format("vm '{}' is halted here: {}", spec.name, note));
-      }
-      failover.reset();  // no claim to make: the peer stopped its copy first
-      GoUnprotected(why);
+      if (failover) FT_RETURN_IF_ERROR(failover->TurnFtOff(why));
+      if (live_failed) return FailedPrecondition(fmt::format("vm '{}': {}", spec.name, note));
       ft_off = true;
+      if (State() == FtState::kArbitrating) {
+        StopWaitingForBackup();
+        log->warn("vm '{}': {}", spec.name, failover->note());
+      }
       return Status::Ok();
     }
 
@@ -573,10 +598,10 @@ class PrimaryVm : public ManagedVm {
     // the backup acks all of it. Polled every 5 ms; the gate releases frames as acks come.
     void DrainForHandover(std::chrono::milliseconds timeout,
                           std::function<void(Result<uint64_t>)> done) {
-      if (state != PrimaryState::kProtected || !session) {
+      if (State() != FtState::kProtected || !session) {
         return done(FailedPrecondition(fmt::format(
             "vm '{}' is {} here, not protected: there is no backup to hand over to{}", spec.name,
-            PrimaryStateName(state), note.empty() ? "" : " (" + note + ")")));
+            PrimaryStateName(State()), Note().empty() ? "" : " (" + Note() + ")")));
       }
       auto qmp = runner.qmp();
       if (!qmp) return done(Unavailable(fmt::format("vm '{}': QEMU's monitor is not connected",
@@ -603,10 +628,10 @@ class PrimaryVm : public ManagedVm {
       auto* c = Counters();
       uint64_t produced = c ? c->produced() : 0;
       uint64_t end = tap ? tap->offset() : 0;
-      if (state != PrimaryState::kProtected || !session) {
+      if (State() != FtState::kProtected || !session) {
         AbortHandover("the backup was lost while draining");
         return done(Aborted(fmt::format("vm '{}': the backup was lost while draining ({})",
-                                        spec.name, note)));
+                                        spec.name, Note())));
       }
       if (c && end == produced && acked == end) {
         log->info("vm '{}': planned failover: the backup acknowledged the whole log ({} bytes, "
@@ -646,32 +671,34 @@ class PrimaryVm : public ManagedVm {
     }
 
     Status CompleteHandover(const std::string& to_node) {
-      if (!handing_over || state != PrimaryState::kProtected || !session) {
+      if (!handing_over || State() != FtState::kProtected || !session) {
         // The channel dropped while the peer's answer was on its way: the claim decides now,
         // and this copy must not halt on top of it.
         return Aborted(fmt::format(
             "vm '{}': the channel to '{}' closed before the handover completed; the failover "
             "claim decides which copy runs ({})",
-            spec.name, to_node, PrimaryStateName(state)));
+            spec.name, to_node, PrimaryStateName(State())));
       }
-      failover.reset();  // the backup claims the next epoch; this copy does not contest it
-      Halt(fmt::format("handed over to '{}' (planned failover); this copy is stopped", to_node));
+      // The backup claims the next epoch; this copy does not contest it and never sends again.
+      std::string why =
+          fmt::format("handed over to '{}' (planned failover); this copy is stopped", to_node);
+      failover->CopyEnded(why);
+      Halt(why);
       return Status::Ok();
     }
 
     // The copy dies as in a host crash: QEMU is SIGKILLed (it is ftd's own child) and the
     // channel goes silent, so the backup learns it only from its heartbeat timeout.
     Status PlayDead() {
-      if (state != PrimaryState::kProtected || !session) {
+      if (State() != FtState::kProtected || !session) {
         return FailedPrecondition(fmt::format(
             "vm '{}' is {} here, not protected: a drill needs a backup that can take over",
-            spec.name, PrimaryStateName(state)));
+            spec.name, PrimaryStateName(State())));
       }
       int pid = runner.qemu_pid();
       if (pid <= 0) return FailedPrecondition(fmt::format("vm '{}': QEMU is not running", spec.name));
-      state = PrimaryState::kHalted;
       note = "killed by a failover drill";
-      failover.reset();  // a dead copy claims nothing
+      failover->CopyEnded(note);  // a dead copy claims nothing
       CloseNic();
       silent_session = std::move(session);
       silent_session->GoSilent();
@@ -682,19 +709,22 @@ class PrimaryVm : public ManagedVm {
     }
 
     void OnQemuFailed(const std::string& why) {
-      if (state == PrimaryState::kHalted) return;  // a drill or a halt stopped it on purpose
+      if (State() == FtState::kHalted) return;  // a drill or a halt stopped it on purpose
       note = "QEMU failed: " + why;
+      // A copy without QEMU releases nothing; its backup (if any) sees the channel close.
+      if (failover) failover->CopyEnded(note);
+      live_failed = !failover;
       if (live && live->on_started) {
         auto started = std::move(live->on_started);
         live->on_started = nullptr;
         started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
                                         live->snapshot, why)));
       }
+      CloseNic();
       if (session) {
         session->Close();
         session.reset();
       }
-      state = PrimaryState::kUnprotected;
     }
 
     void Tick() {
@@ -710,7 +740,7 @@ class PrimaryVm : public ManagedVm {
     }
 
     void CheckReplayProgress() {
-      if (state != PrimaryState::kProtected || !vm_held) return;
+      if (State() != FtState::kProtected || !vm_held) return;
       auto since = std::max(last_replay_progress, vm_held_at);
       if (Clock::now() - since < kReplayStallTimeout) return;
       LoseBackup(Unavailable(fmt::format(
@@ -733,6 +763,8 @@ class PrimaryVm : public ManagedVm {
       }
       on_stopped = std::move(done);
       stopping = true;
+      // From here nothing opens the gate: a backup lost now means held output is dropped.
+      if (failover) failover->Stopping();
       reconnect_timer.cancel();
       Pace();  // stopping: no pacing; QEMU's last log writes must not block its exit
       std::weak_ptr<Impl> weak = shared_from_this();
@@ -740,7 +772,10 @@ class PrimaryVm : public ManagedVm {
         auto self = weak.lock();
         if (!self) return;
         self->qemu_gone = true;
-        if (!self->log_closed && self->tap && self->tap->offset() == 0) self->log_closed = true;
+        // No log to wait for: QEMU never wrote any (or never started: a stale copy).
+        if (!self->log_closed && (!self->tap || self->tap->offset() == 0)) {
+          self->log_closed = true;
+        }
         self->stop_timer.expires_after(kFinalAckWait);
         self->stop_timer.async_wait([weak](const std::error_code& ec) {
           auto me = weak.lock();
@@ -805,15 +840,23 @@ class PrimaryVm : public ManagedVm {
       fs::remove(runner.paths().run_dir, ec);  // only if empty
     }
 
+    // The authority's note where it decides the state; this role's own while it waits.
+    std::string Note() const {
+      FtState state = State();
+      bool waiting = state == FtState::kWaitingForPeer || state == FtState::kProtected;
+      if (!failover || (waiting && !note.empty())) return note;
+      return failover->note().empty() ? note : failover->note();
+    }
+
     VmReport Report() const {
       VmReport r;
       FillRunnerReport(runner, "record", r);
       // FT turned off: the VM still runs (and records, until it restarts), but it is no
       // one's primary any more; `ftctl list` says so.
-      r.role = ft_off ? "off" : "primary";
-      r.ft_state = ft_off ? "off" : PrimaryStateName(state);
-      r.ft_note = note;
-      r.epoch = identity.epoch;
+      r.role = ft_off && State() == FtState::kUnprotected ? "off" : "primary";
+      r.ft_state = ft_off && State() == FtState::kUnprotected ? "off" : PrimaryStateName(State());
+      r.ft_note = Note();
+      r.epoch = failover ? failover->epoch() : identity.epoch;
       r.peer = session ? session->peer().node
                        : fmt::format("{}:{}", node.channel.peer_host, node.channel.peer_port);
       r.log_bytes = tap ? tap->offset() : 0;
@@ -821,7 +864,7 @@ class PrimaryVm : public ManagedVm {
       r.log_bytes_per_sec = rate.PerSecond();
       r.log_icount = log_icount();
       r.replayed_icount = replayed_icount;
-      r.lag_instructions = state == PrimaryState::kProtected ? lag_instructions() : 0;
+      r.lag_instructions = State() == FtState::kProtected ? lag_instructions() : 0;
       r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);
       r.last_ack_ms_ago = MsSince(last_ack);
       r.paced_ms = static_cast<uint64_t>(paced_time().count());

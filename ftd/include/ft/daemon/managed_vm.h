@@ -27,8 +27,15 @@ namespace ft::daemon {
 // A protected VM's failover (arbiter/): its state and when each step was reached, as
 // CLOCK_MONOTONIC nanoseconds (0: not reached), so a drill can split the failover time.
 struct FailoverReport {
-  std::string state;  // waiting-for-peer, protected, arbitrating, going-live, unprotected, halted
+  // checking-store, stale, waiting-for-peer, protected, arbitrating, going-live, unprotected,
+  // halted
+  std::string state;
   std::string shared_storage;
+  std::string store_id;  // the claim store's identity, as read at start
+  // The newest claim in the store as last read (stale: who is live, and since when).
+  uint64_t newest_epoch = 0;
+  std::string newest_winner, newest_reason;
+  int64_t newest_unix_ms = 0;
   int claims_sent = 0;
   int64_t peer_lost_ns = 0, caught_up_ns = 0, claim_won_ns = 0, replay_ended_ns = 0,
           snapshot_saved_ns = 0, live_ns = 0;
