@@ -113,13 +113,10 @@ std::string RoleAndState(const ManagedVm& vm) {
   return fmt::format("{}, {}", r.role, r.ft_state);
 }
 
-// The epoch in the VM's state dir (0: never protected here). A damaged record is logged and
-// read as 0, as before: the callers take no error yet, and their SaveEpoch replaces it.
-uint64_t StoredEpoch(const NodeConfig& node, const std::string& vm) {
-  Result<uint64_t> epoch = ReadEpochRecord(node, vm);
-  if (epoch.ok()) return *epoch;
-  Logger("ops")->error("{}", epoch.status().ToString());
-  return 0;
+// The epoch in the VM's state dir (0: never protected here). A damaged record is an error
+// naming the file: enabling over it could pick an epoch older than the pair's real one.
+Result<uint64_t> StoredEpoch(const NodeConfig& node, const std::string& vm) {
+  return ReadEpochRecord(node, vm);
 }
 
 double MsSinceStart(Clock::time_point t0) {
@@ -342,9 +339,16 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                         spec.name, d.id, d.path, d.format)));
       }
     }
+    Result<uint64_t> stored = StoredEpoch(node, spec.name);
+    if (!stored.ok()) {
+      return respond(Error(ControlResponse::REFUSED,
+                           fmt::format("vm '{}': {}; fix or remove it (epochs only grow: it "
+                                       "must not go below the pair's last one)",
+                                       spec.name, stored.status().message())));
+    }
     proto::PeerRequest ask;
     ask.mutable_protect()->set_vm_config(FormatVmSection(spec));
-    ask.mutable_protect()->set_epoch(StoredEpoch(node, spec.name) + 1);
+    ask.mutable_protect()->set_epoch(*stored + 1);
     ask.mutable_protect()->set_source(source);
     busy.insert(spec.name);
     log->info("vm '{}': enabling FT ({}): copying {} disk(s) to the peer at {}:{} and asking it "
@@ -772,7 +776,13 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name,
                                                           s.message()));
     }
-    uint64_t epoch = std::max<uint64_t>(request.epoch(), StoredEpoch(node, spec.name) + 1);
+    Result<uint64_t> stored = StoredEpoch(node, spec.name);
+    if (!stored.ok()) {
+      replicas.Forget(spec.name);
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("on node '{}': {}", node.name, stored.status().message()));
+    }
+    uint64_t epoch = std::max<uint64_t>(request.epoch(), *stored + 1);
     Status saved = SaveEpoch(node, spec.name, epoch);
     if (saved.ok()) saved = SaveEnabledVm(node, {spec, FtRole::kBackup, request.source()});
     std::unique_ptr<ManagedVm> vm;
