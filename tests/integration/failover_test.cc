@@ -30,12 +30,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-#define SKIP_WITHOUT_LAB(lab)                                                    \
-  if (!(lab).ok() && (lab).status().code() == StatusCode::kFailedPrecondition) { \
-    GTEST_SKIP() << (lab).status().ToString();                                   \
-  }                                                                              \
-  ASSERT_TRUE((lab).ok()) << (lab).status().ToString()
-
 // A protected pair with failover on (a fresh claim store) and a client that has talked to
 // the guest's stream service through it.
 struct FailoverPair {

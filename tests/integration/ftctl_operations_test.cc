@@ -86,14 +86,11 @@ class OperationsTest : public ::testing::Test {
   static void TearDownTestSuite() { libvirt_ = {}; }
 
   void SetUp() override {
-    if (!libvirt_.skip.empty()) GTEST_SKIP() << libvirt_.skip;
+    if (!libvirt_.skip.empty()) FT_SKIP_OR_FAIL_IN_CI(libvirt_.skip);
     ASSERT_TRUE(libvirt_.error.empty()) << libvirt_.error;
     ASSERT_FALSE(GuestDir().empty()) << "guest not built";
     auto lab = Lab::Create();
-    if (!lab.ok() && lab.status().code() == StatusCode::kFailedPrecondition) {
-      GTEST_SKIP() << lab.status().ToString();
-    }
-    ASSERT_TRUE(lab.ok()) << lab.status().ToString();
+    SKIP_WITHOUT_LAB(lab);
     lab_ = std::move(lab).value();
     auto store = ClaimStore::Create();
     ASSERT_TRUE(store.ok()) << store.status().ToString();

@@ -2,7 +2,8 @@
 # The network lab (scripts/lab.sh) does what the tests and the demo rely on: it comes up
 # (twice), the client reaches both hosts, the hosts reach each other over the logging
 # channel, cuts cut what they say and nothing more, a broken lab is repaired, and `down`
-# leaves nothing behind. Exit 77 (skipped) without root or network namespaces.
+# leaves nothing behind. Exit 77 (skipped) without root or network namespaces; under CI=true
+# that is a failure (exit 1): a CI run must not pass without running the lab.
 set -uo pipefail
 
 LAB=${LAB_SH:-$(cd "$(dirname "$0")/../.." && pwd)/scripts/lab.sh}
@@ -11,7 +12,11 @@ export FTLAB="ftlt$(($$ % 10000000))"
 export FTLAB_DIR="/tmp/$FTLAB"
 unset LAB_SH
 
-skip() { echo "SKIP: $*"; exit 77; }
+skip() {
+  if [ "${CI:-}" = true ]; then echo "FAIL (CI=true, may not skip): $*"; exit 1; fi
+  echo "SKIP: $*"
+  exit 77
+}
 [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
 command -v ip >/dev/null 2>&1 || skip "no 'ip' (iproute2)"
 [ ! -e "$FTLAB_DIR" ] || skip "$FTLAB_DIR exists already; not ours to use"

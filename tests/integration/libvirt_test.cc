@@ -18,6 +18,7 @@
 #include "ft/libvirt/connection.h"
 #include "ft/libvirt/domain_spec.h"
 #include "ftd_instance.h"
+#include "lab.h"
 #include "libvirt_domains.h"
 
 namespace ft::libvirt {
@@ -65,7 +66,7 @@ class LibvirtTest : public ::testing::Test {
   static void TearDownTestSuite() { libvirt_ = {}; }
 
   void SetUp() override {
-    if (!libvirt_.skip.empty()) GTEST_SKIP() << libvirt_.skip;
+    if (!libvirt_.skip.empty()) FT_SKIP_OR_FAIL_IN_CI(libvirt_.skip);
     ASSERT_TRUE(libvirt_.error.empty()) << libvirt_.error;
     std::string templ = (fs::temp_directory_path() / (kPrefix + "XXXXXX")).string();
     ASSERT_NE(mkdtemp(templ.data()), nullptr);

@@ -27,12 +27,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kVmMac = "52:54:00:12:34:56";  // GuestVmOptions' default NIC
 
-#define SKIP_WITHOUT_LAB(lab)                                                    \
-  if (!(lab).ok() && (lab).status().code() == StatusCode::kFailedPrecondition) { \
-    GTEST_SKIP() << (lab).status().ToString();                                   \
-  }                                                                              \
-  ASSERT_TRUE((lab).ok()) << (lab).status().ToString()
-
 CommandOutput Ping(Lab& lab, int count) {
   return RunCommand({"ip", "netns", "exec", lab.ns_client(), "ping", "-c", std::to_string(count),
                      "-i", "0.2", "-W", "2", lab.vm_ip()},

@@ -4,7 +4,9 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -61,6 +63,11 @@ Status Lab::Run(const std::vector<std::string>& args) {
                                 out.exit_code, out.output));
   }
   return Status::Ok();
+}
+
+bool SkippingIsFailure() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string_view(ci) == "true";
 }
 
 Status RunInNetns(const std::string& ns, const std::function<void()>& fn) {

@@ -14,7 +14,7 @@ namespace ft::testing {
 
 class Lab {
  public:
-  // Skips (returns FailedPrecondition) when not root: tests turn that into GTEST_SKIP.
+  // FailedPrecondition when not root: tests turn that into a skip (SKIP_WITHOUT_LAB).
   static Result<std::unique_ptr<Lab>> Create();
   ~Lab();
 
@@ -35,6 +35,32 @@ class Lab {
   std::string prefix_, dir_;
   std::map<std::string, std::string> env_;
 };
+
+// True when an integration test may not skip for want of root, a lab or libvirtd: CI=true in
+// the environment. A CI run where every lab test skips would pass without testing anything.
+bool SkippingIsFailure();
+
+}  // namespace ft::testing
+
+// For test files (they include <gtest/gtest.h>). Skips the test for `reason`, or fails it
+// under CI=true (SkippingIsFailure). Returns from the enclosing void function either way.
+#define FT_SKIP_OR_FAIL_IN_CI(reason)                                                     \
+  do {                                                                                    \
+    if (::ft::testing::SkippingIsFailure()) {                                             \
+      FAIL() << "CI=true: this integration test must run, but cannot here: " << (reason); \
+    }                                                                                     \
+    GTEST_SKIP() << (reason);                                                             \
+  } while (0)
+
+// `lab` is Lab::Create()'s result: no lab for want of root skips (fails under CI=true);
+// any other failure to build it fails the test.
+#define SKIP_WITHOUT_LAB(lab)                                                          \
+  if (!(lab).ok() && (lab).status().code() == ::ft::StatusCode::kFailedPrecondition) { \
+    FT_SKIP_OR_FAIL_IN_CI((lab).status().ToString());                                  \
+  }                                                                                    \
+  ASSERT_TRUE((lab).ok()) << (lab).status().ToString()
+
+namespace ft::testing {
 
 // Runs `fn` on a thread that has joined network namespace `ns`; sockets it creates stay in
 // that namespace and may be used from any thread afterwards.
