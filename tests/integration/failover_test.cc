@@ -30,60 +30,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A protected pair with failover on (a fresh claim store) and a client that has talked to
-// the guest's stream service through it.
-struct FailoverPair {
-  std::unique_ptr<ClaimStore> store;
-  std::unique_ptr<LockstepPair> pair;
-  StreamClient client;
-
-  Status Start(Lab& lab, int lines = 30) {
-    FT_ASSIGN_OR_RETURN(store, ClaimStore::Create());
-    LockstepOptions options = LabPairOptions(lab);
-    options.shared_storage = store->dir();
-    FT_ASSIGN_OR_RETURN(pair, StartProtected(options));
-    FT_RETURN_IF_ERROR(ConnectClient(lab, client)
-                           .WithContext("primary's ftd log:\n" + ReadFile(pair->primary().ftd_log())));
-    return Converse(client, lines);
-  }
-};
-
-// What one side runs: whether its copy of the VM is live (a running QEMU that is the
-// primary, recording, and not halted).
-struct SideView {
-  bool reachable = false;
-  bool live = false;
-  std::string role, ft_state, failover_state;
-  nlohmann::json status;
-};
-
-SideView View(LockstepPair& p, FtdInstance& side) {
-  SideView v;
-  auto st = p.Status(side);
-  if (!st.ok()) return v;
-  v.reachable = true;
-  v.status = *st;
-  v.role = st->value("role", "");
-  v.ft_state = st->value("ft_state", "");
-  if ((*st)["failover"].is_object()) v.failover_state = (*st)["failover"].value("state", "");
-  v.live = v.role == "primary" && st->value("qemu_pid", 0) != 0 && v.ft_state != "halted";
-  return v;
-}
-
-// Polls the backup until its copy runs live (or `timeout`).
-Status WaitUntilBackupLive(LockstepPair& p, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  SideView v;
-  while (Clock::now() < deadline) {
-    v = View(p, p.backup());
-    if (v.live && v.ft_state == "unprotected") return Status::Ok();
-    if (v.failover_state == "halted") break;
-    std::this_thread::sleep_for(50ms);
-  }
-  return Timeout(fmt::format("the backup did not go live; status: {}\nbackup ftd log:\n{}",
-                             v.status.dump(), ReadFile(p.backup().ftd_log())));
-}
-
 TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();

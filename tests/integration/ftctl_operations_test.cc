@@ -27,36 +27,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-constexpr const char* kChannelKey = "ftd-test-channel-key-0123456789abcdef";
-constexpr uint16_t kChannelPort = 7400;
-
-// The protectable guest as a libvirt domain: direct kernel boot, one vCPU, an e1000 on the
-// lab hosts' bridge, no disk (the guest runs from its initramfs).
-std::string GuestDomainXml(const std::string& name, Lab& lab) {
-  return fmt::format(R"(<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{guest}/initrd.img</initrd>
-    <cmdline>console=ttyS0 ftguest.ip={ip}/24 ftguest.workload=timer,chaos nohz=off</cmdline>
-  </os>
-  <devices>
-    <interface type='bridge'>
-      <mac address='52:54:00:12:34:56'/>
-      <source bridge='{bridge}'/>
-      <model type='e1000'/>
-    </interface>
-  </devices>
-</domain>
-)",
-                     fmt::arg("name", name), fmt::arg("kernel", GuestKernel()),
-                     fmt::arg("guest", GuestDir()), fmt::arg("ip", lab.vm_ip()),
-                     fmt::arg("bridge", lab.bridge()));
-}
-
 // The guest with a qcow2 data disk (a copy of the guest's template) as vda.
 std::string DiskDomainXml(const std::string& name, Lab& lab, const std::string& image,
                           const std::string& format = "qcow2") {
@@ -100,11 +70,7 @@ class OperationsTest : public ::testing::Test {
     ASSERT_TRUE(a.ok() && b.ok());
     a_ = std::move(a).value();
     b_ = std::move(b).value();
-    // Both hosts alike, as operators set them up: roles are per VM, not per host.
-    std::string at_a = fmt::format("{}:{}", lab_->Get("FTLAB_A_FT_IP"), kChannelPort);
-    std::string at_b = fmt::format("{}:{}", lab_->b_channel_ip(), kChannelPort);
-    ASSERT_TRUE(a_->WriteConfig(NodeConfig(*a_, "listen = " + at_a + "\npeer = " + at_b)).ok());
-    ASSERT_TRUE(b_->WriteConfig(NodeConfig(*b_, "listen = " + at_b + "\npeer = " + at_a)).ok());
+    ASSERT_TRUE(WriteNodeOnlyConfigs(*lab_, *a_, *b_, store_->dir()).ok());
     std::string templ = (fs::temp_directory_path() / (TestDomainPrefix() + "XXXXXX")).string();
     ASSERT_NE(mkdtemp(templ.data()), nullptr);
     xml_dir_ = templ;
@@ -122,19 +88,6 @@ class OperationsTest : public ::testing::Test {
     store_.reset();
     lab_.reset();
     if (!xml_dir_.empty()) fs::remove_all(xml_dir_);
-  }
-
-  // A node section only: name, dirs, QEMU, channel and failover settings.
-  std::string NodeConfig(FtdInstance& side, const std::string& channel_line) {
-    std::string key = side.dir() + "/channel.key";
-    std::ofstream(key) << kChannelKey << "\n";
-    fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
-    return fmt::format(
-        "[node]\nname = {}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\nqemu = {}\n"
-        "channel_key_file = {}\n{}\nheartbeat_interval_ms = 100\nheartbeat_timeout_ms = 1000\n"
-        "shared_storage = {}\n",
-        side.node_name(), side.state_dir(), side.run_dir(), QemuBinary(), key, channel_line,
-        store_->dir());
   }
 
   void StartB() {

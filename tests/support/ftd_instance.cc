@@ -132,6 +132,15 @@ Status FtdInstance::WriteConfig(const std::string& text) {
   return out ? Status::Ok() : Internal("cannot write " + config_path());
 }
 
+Status FtdInstance::WriteChannelKey() {
+  std::ofstream out(channel_key_path());
+  out << "ftd-test-channel-key-0123456789abcdef\n";
+  out.close();
+  if (!out) return Internal("cannot write " + channel_key_path());
+  fs::permissions(channel_key_path(), fs::perms::owner_read | fs::perms::owner_write);
+  return Status::Ok();
+}
+
 Status FtdInstance::Start(const std::vector<std::string>& extra_args,
                           const std::vector<std::string>& extra_env, const std::string& netns) {
   std::vector<std::string> argv;
@@ -144,6 +153,20 @@ Status FtdInstance::Start(const std::vector<std::string>& extra_args,
   options.extra_env = extra_env;
   FT_ASSIGN_OR_RETURN(ftd_, replay::ChildProcess::Spawn(argv, options));
   return Status::Ok();
+}
+
+std::string FtdInstance::LogTail(size_t max_bytes) const {
+  return replay::TailOfFile(ftd_log(), max_bytes);
+}
+
+Result<nlohmann::json> FtdInstance::StatusJson(const std::string& vm) {
+  auto out = Ftctl({"status", vm, "--json"});
+  if (out.exit_code != 0) {
+    return Unavailable(fmt::format("ftctl status exited {}: {}", out.exit_code, out.output));
+  }
+  auto parsed = nlohmann::json::parse(out.output, nullptr, false);
+  if (parsed.is_discarded()) return ProtocolError("ftctl --json printed no JSON: " + out.output);
+  return parsed;
 }
 
 Result<replay::ExitStatus> FtdInstance::Stop(std::chrono::milliseconds timeout) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ft/replay/process.h"
 #include "ft/status.h"
 
@@ -56,6 +58,9 @@ class FtdInstance {
   // The config text for one guest VM under this instance's dirs.
   std::string GuestVmConfig(const GuestVmOptions& vm);
   Status WriteConfig(const std::string& text);
+  // Writes the channel key every test ftd shares to channel_key_path() (mode 0600).
+  Status WriteChannelKey();
+  std::string channel_key_path() const { return dir_ + "/channel.key"; }
   // `netns`: run ftd inside that network namespace (a lab host).
   Status Start(const std::vector<std::string>& extra_args = {},
                const std::vector<std::string>& extra_env = {}, const std::string& netns = "");
@@ -77,6 +82,10 @@ class FtdInstance {
   CommandOutput Ftctl(const std::vector<std::string>& args,
                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
   std::string ftd_log() const { return dir_ + "/ftd.log"; }
+  // The end of ftd's log, for failure messages.
+  std::string LogTail(size_t max_bytes = 12000) const;
+  // `ftctl status VM --json`.
+  Result<nlohmann::json> StatusJson(const std::string& vm);
   replay::ChildProcess* process() { return ftd_.get(); }
 
  private:

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -75,15 +76,89 @@ Status ClaimStore::GiveBack() {
   return ec ? Internal("cannot bring the claim store back: " + ec.message()) : Status::Ok();
 }
 
-Result<Clock::time_point> KillPrimaryHost(Lab& lab, LockstepPair& pair) {
-  auto st = pair.Status(pair.primary());
+Status WriteNodeOnlyConfigs(Lab& lab, FtdInstance& a, FtdInstance& b,
+                            const std::string& shared_storage) {
+  constexpr uint16_t kChannelPort = 7400;  // each lab host is a fresh namespace: it is free
+  std::string at_a = fmt::format("{}:{}", lab.Get("FTLAB_A_FT_IP"), kChannelPort);
+  std::string at_b = fmt::format("{}:{}", lab.b_channel_ip(), kChannelPort);
+  auto node = [&](FtdInstance& side, const std::string& listen, const std::string& peer) {
+    std::string text = fmt::format(
+        "[node]\nname = {}\nstate_dir = {}\nrun_dir = {}\nlog_level = debug\nqemu = {}\n"
+        "channel_key_file = {}\nlisten = {}\npeer = {}\nheartbeat_interval_ms = 100\n"
+        "heartbeat_timeout_ms = 1000\n",
+        side.node_name(), side.state_dir(), side.run_dir(), QemuBinary(), side.channel_key_path(),
+        listen, peer);
+    if (!shared_storage.empty()) text += "shared_storage = " + shared_storage + "\n";
+    return text;
+  };
+  for (FtdInstance* side : {&a, &b}) FT_RETURN_IF_ERROR(side->WriteChannelKey());
+  FT_RETURN_IF_ERROR(a.WriteConfig(node(a, at_a, at_b)));
+  return b.WriteConfig(node(b, at_b, at_a));
+}
+
+Status FailoverPair::Start(Lab& lab, int lines, const LockstepOptions* options) {
+  FT_ASSIGN_OR_RETURN(store, ClaimStore::Create());
+  LockstepOptions o = options ? *options : LabPairOptions(lab);
+  o.shared_storage = store->dir();
+  FT_ASSIGN_OR_RETURN(pair, StartProtected(o));
+  Status talked = ConnectClient(lab, client);
+  if (talked.ok()) talked = Converse(client, lines);
+  if (talked.ok()) return talked;
+  return Status(talked.code(), talked.message() + BothLogs(*pair));
+}
+
+Result<Clock::time_point> KillHost(Lab& lab, const std::string& host, FtdInstance& side,
+                                   const std::string& vm) {
+  if (!side.process()) return FailedPrecondition("no ftd was started on host " + host);
+  auto st = side.StatusJson(vm);
   int qemu = st.ok() ? st->value("qemu_pid", 0) : 0;
-  FT_RETURN_IF_ERROR(lab.Run({"cut-host", "a"}));
+  FT_RETURN_IF_ERROR(lab.Run({"cut-host", host}));
   auto cut_at = Clock::now();
-  pair.primary().process()->Signal(SIGKILL);
+  side.process()->Signal(SIGKILL);
   if (qemu > 0) kill(qemu, SIGKILL);  // ftd's child; its PDEATHSIG would do it too
-  pair.primary().process()->WaitFor(10s);
+  side.process()->WaitFor(10s);
   return cut_at;
+}
+
+Result<Clock::time_point> KillPrimaryHost(Lab& lab, LockstepPair& pair) {
+  return KillHost(lab, "a", pair.primary(), pair.vm());
+}
+
+SideView ViewOf(FtdInstance& side, const std::string& vm) {
+  SideView v;
+  auto st = side.StatusJson(vm);
+  if (!st.ok()) return v;
+  v.reachable = true;
+  v.status = *st;
+  v.role = st->value("role", "");
+  v.ft_state = st->value("ft_state", "");
+  v.ft_note = st->value("ft_note", "");
+  v.epoch = st->value("epoch", uint64_t{0});
+  v.qemu_pid = st->value("qemu_pid", 0);
+  if ((*st)["failover"].is_object()) v.failover_state = (*st)["failover"].value("state", "");
+  bool running = v.qemu_pid != 0;
+  v.live = v.role == "primary" && running && v.ft_state != "halted";
+  const auto& nic = (*st)["nic"];
+  v.gate_open = running && nic.is_object() && nic.value("outbound", "") == "open";
+  return v;
+}
+
+Status WaitUntilLive(FtdInstance& side, const std::string& vm, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  SideView v;
+  while (Clock::now() < deadline) {
+    v = ViewOf(side, vm);
+    if (v.live && v.ft_state == "unprotected") return Status::Ok();
+    if (v.failover_state == "halted") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  return Timeout(fmt::format("'{}' on {} did not go live; status: {}\nits ftd log:\n{}", vm,
+                             side.node_name(), v.status.dump(), side.LogTail()));
+}
+
+std::string BothLogs(FtdInstance& a, FtdInstance& b) {
+  return fmt::format("\n---- {}'s ftd log (tail) ----\n{}\n---- {}'s ftd log (tail) ----\n{}",
+                     a.node_name(), a.LogTail(), b.node_name(), b.LogTail());
 }
 
 }  // namespace ft::testing

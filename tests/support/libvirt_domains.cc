@@ -19,6 +19,31 @@ const std::string& TestDomainPrefix() {
   return prefix;
 }
 
+std::string GuestDomainXml(const std::string& name, Lab& lab) {
+  return fmt::format(R"(<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{guest}/initrd.img</initrd>
+    <cmdline>console=ttyS0 ftguest.ip={ip}/24 ftguest.workload=timer,chaos nohz=off</cmdline>
+  </os>
+  <devices>
+    <interface type='bridge'>
+      <mac address='{mac}'/>
+      <source bridge='{bridge}'/>
+      <model type='e1000'/>
+    </interface>
+  </devices>
+</domain>
+)",
+                     fmt::arg("name", name), fmt::arg("kernel", GuestKernel()),
+                     fmt::arg("guest", GuestDir()), fmt::arg("ip", lab.vm_ip()),
+                     fmt::arg("mac", kGuestDomainMac), fmt::arg("bridge", lab.bridge()));
+}
+
 CommandOutput Virsh(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"virsh", "-q", "-c", "qemu:///system"};
   argv.insert(argv.end(), args.begin(), args.end());

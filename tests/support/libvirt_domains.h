@@ -10,8 +10,16 @@
 #include <vector>
 
 #include "ftd_instance.h"
+#include "lab.h"
 
 namespace ft::testing {
+
+// The MAC of GuestDomainXml's NIC (the one FT tests watch on the lab's switch).
+inline constexpr const char* kGuestDomainMac = "52:54:00:12:34:56";
+
+// The protectable guest as a libvirt domain: direct kernel boot, one vCPU, an e1000 on the
+// lab hosts' bridge, no disk (the guest runs from its initramfs).
+std::string GuestDomainXml(const std::string& name, Lab& lab);
 
 // "ftt<pid>-": domains of this test process.
 const std::string& TestDomainPrefix();

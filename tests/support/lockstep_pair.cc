@@ -1,8 +1,5 @@
 #include "lockstep_pair.h"
 
-#include <sys/stat.h>
-
-#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -12,25 +9,15 @@
 namespace ft::testing {
 namespace {
 
-constexpr const char* kChannelKey = "ftd-test-channel-key-0123456789abcdef";
-
-ft::Status WriteKey(const std::string& path) {
-  std::ofstream out(path);
-  out << kChannelKey << "\n";
-  out.close();
-  if (!out) return Internal("cannot write " + path);
-  chmod(path.c_str(), 0600);
-  return ft::Status::Ok();
-}
-
 // The guest VM's config with the node's channel settings and the VM's role added.
 std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::string& role,
                        const std::string& channel_line) {
   std::string text = side.GuestVmConfig(o.vm);
   std::string node_extra = fmt::format(
-      "channel_key_file = {}/channel.key\nheartbeat_interval_ms = {}\nheartbeat_timeout_ms = "
+      "channel_key_file = {}\nheartbeat_interval_ms = {}\nheartbeat_timeout_ms = "
       "{}\nmax_lag_ms = {}\n{}\n",
-      side.dir(), o.heartbeat_interval_ms, o.heartbeat_timeout_ms, o.max_lag_ms, channel_line);
+      side.channel_key_path(), o.heartbeat_interval_ms, o.heartbeat_timeout_ms, o.max_lag_ms,
+      channel_line);
   if (!o.shared_storage.empty()) node_extra += "shared_storage = " + o.shared_storage + "\n";
   auto vm_section = text.find("\n[vm ");
   text.insert(vm_section, "\n" + node_extra);
@@ -66,7 +53,7 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
     peer_port = pair->proxy_->port();
   }
   for (FtdInstance* side : {pair->backup_.get(), pair->primary_.get()}) {
-    FT_RETURN_IF_ERROR(WriteKey(side->dir() + "/channel.key"));
+    FT_RETURN_IF_ERROR(side->WriteChannelKey());
   }
   LockstepOptions primary_options = options;
   if (lab && primary_options.vm.bridge.empty()) {
@@ -105,15 +92,7 @@ LockstepPair::~LockstepPair() {
   proxy_.reset();
 }
 
-Result<nlohmann::json> LockstepPair::Status(FtdInstance& side) {
-  auto out = side.Ftctl({"status", vm(), "--json"});
-  if (out.exit_code != 0) {
-    return Unavailable(fmt::format("ftctl status exited {}: {}", out.exit_code, out.output));
-  }
-  auto parsed = nlohmann::json::parse(out.output, nullptr, false);
-  if (parsed.is_discarded()) return ProtocolError("ftctl --json printed no JSON: " + out.output);
-  return parsed;
-}
+Result<nlohmann::json> LockstepPair::Status(FtdInstance& side) { return side.StatusJson(vm()); }
 
 ft::Status LockstepPair::WaitForFtState(FtdInstance& side, const std::string& state,
                                         std::chrono::milliseconds timeout) {
