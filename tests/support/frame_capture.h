@@ -1,6 +1,10 @@
 // Captures the Ethernet frames one MAC address sends, on an interface inside a network
-// namespace (the lab's client side), with kernel receive timestamps on CLOCK_MONOTONIC.
-// Tests use it to check, from outside ftd, when a frame of the VM reached the client.
+// namespace, with kernel receive timestamps on CLOCK_MONOTONIC (steady_clock's). Only frames
+// the interface receives are kept, never those sent out of it: on the lab client's `eth0`,
+// the VM's frames that reached the client; on a switch port (`a-vm`, `b-vm` in the switch
+// namespace), the frames the host behind that port put on the network, not those the switch
+// flooded towards it. Tests use it to check, from outside ftd, when a frame of the VM reached
+// the client and which host sent it.
 #pragma once
 
 #include <atomic>

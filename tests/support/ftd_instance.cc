@@ -152,7 +152,19 @@ Status FtdInstance::Start(const std::vector<std::string>& extra_args,
   options.output_path = ftd_log();
   options.extra_env = extra_env;
   FT_ASSIGN_OR_RETURN(ftd_, replay::ChildProcess::Spawn(argv, options));
+  start_args_ = extra_args;
+  start_env_ = extra_env;
+  start_netns_ = netns;
   return Status::Ok();
+}
+
+Status FtdInstance::Restart(const std::string& config_text) {
+  if (!ftd_) return FailedPrecondition("ftd was never started");
+  if (ftd_->running() && !ftd_->TryReap()) return FailedPrecondition("ftd is still running");
+  FT_RETURN_IF_ERROR(WriteConfig(config_text));
+  std::ofstream(ftd_log(), std::ios::app)
+      << "\n---- test: ftd restarted (it ended " << ftd_->exit_status()->Describe() << ") ----\n";
+  return Start(start_args_, start_env_, start_netns_);
 }
 
 std::string FtdInstance::LogTail(size_t max_bytes) const {
@@ -167,6 +179,16 @@ Result<nlohmann::json> FtdInstance::StatusJson(const std::string& vm) {
   auto parsed = nlohmann::json::parse(out.output, nullptr, false);
   if (parsed.is_discarded()) return ProtocolError("ftctl --json printed no JSON: " + out.output);
   return parsed;
+}
+
+std::string WithNodeSetting(const std::string& config, const std::string& line) {
+  std::string text = config;
+  size_t node = text.find("[node]");
+  if (node == std::string::npos) return "[node]\n" + line + "\n" + text;
+  size_t eol = text.find('\n', node);
+  if (eol == std::string::npos) return text + "\n" + line + "\n";
+  text.insert(eol + 1, line + "\n");
+  return text;
 }
 
 Result<replay::ExitStatus> FtdInstance::Stop(std::chrono::milliseconds timeout) {

@@ -66,6 +66,10 @@ class FtdInstance {
                const std::vector<std::string>& extra_env = {}, const std::string& netns = "");
   // SIGTERM and wait; returns how ftd ended.
   Result<replay::ExitStatus> Stop(std::chrono::milliseconds timeout);
+  // Starts ftd again after it ended (stopped or killed), with `config_text` as its config and
+  // the arguments, environment and namespace of the last Start. Its log goes on in the same
+  // file after a line saying so: a host that came back, as its init system restarts ftd.
+  Status Restart(const std::string& config_text);
 
   const std::string& dir() const { return dir_; }
   // The node name in its config: "test-<label>" (the two ftds of a pair must differ).
@@ -93,6 +97,11 @@ class FtdInstance {
       : dir_(std::move(dir)), node_name_(std::move(node_name)) {}
   std::string dir_, node_name_;
   std::unique_ptr<replay::ChildProcess> ftd_;
+  std::vector<std::string> start_args_, start_env_;
+  std::string start_netns_;
 };
+
+// `config` with `line` (e.g. "max_unacked_mib = 1") added to its [node] section.
+std::string WithNodeSetting(const std::string& config, const std::string& line);
 
 }  // namespace ft::testing

@@ -24,6 +24,8 @@ class Lab {
   std::string ns_a() const { return Get("FTLAB_NS_A"); }
   std::string ns_b() const { return Get("FTLAB_NS_B"); }
   std::string ns_client() const { return Get("FTLAB_NS_C"); }
+  // The switch: host A's port to the VM network is `a-vm` there, host B's `b-vm`.
+  std::string ns_switch() const { return Get("FTLAB_NS_SW"); }
   std::string vm_ip() const { return Get("FTLAB_VM_IP"); }
   std::string b_channel_ip() const { return Get("FTLAB_B_FT_IP"); }
   std::string bridge() const { return Get("FTLAB_HOST_BRIDGE"); }

@@ -19,6 +19,7 @@ std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::s
       side.channel_key_path(), o.heartbeat_interval_ms, o.heartbeat_timeout_ms, o.max_lag_ms,
       channel_line);
   if (!o.shared_storage.empty()) node_extra += "shared_storage = " + o.shared_storage + "\n";
+  if (o.max_unacked_mib > 0) node_extra += fmt::format("max_unacked_mib = {}\n", o.max_unacked_mib);
   auto vm_section = text.find("\n[vm ");
   text.insert(vm_section, "\n" + node_extra);
   text += "ft = " + role + "\n";
@@ -66,6 +67,7 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
   }
   LockstepOptions backup_options = primary_options;
   if (options.backup_vm) backup_options.vm = *options.backup_vm;
+  if (options.backup_shared_storage) backup_options.shared_storage = *options.backup_shared_storage;
   backup_options.vm.stream_port = 0;  // a replayer binds no forwarded ports anyway
   backup_options.vm.records_port = 0;
   FT_RETURN_IF_ERROR(pair->backup_->WriteConfig(

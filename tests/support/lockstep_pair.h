@@ -31,6 +31,12 @@ struct LockstepOptions {
   Lab* lab = nullptr;
   // Both nodes' shared_storage (a claim store: failover on). Empty: failover off.
   std::string shared_storage;
+  // The backup's node's shared_storage when it must differ from the primary's (tests of the
+  // handshake's refusals): "" turns failover off on the backup's host only.
+  std::optional<std::string> backup_shared_storage;
+  // [node] max_unacked_mib on both hosts (how much log a primary holds for a backup that
+  // has not connected before it runs on alone); 0: ftd's default.
+  int max_unacked_mib = 0;
   // The backup's VM definition when it must differ (tests of the handshake's refusals).
   std::optional<GuestVmOptions> backup_vm;
   // Runs on the backup's instance after its config (and data disk copy) is written, before
