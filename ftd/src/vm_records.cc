@@ -16,6 +16,7 @@
 #include "ft/crc32.h"
 #include "ft/daemon/vm_runner.h"
 #include "ft/replay/vm_spec.h"
+#include "ft/text_record.h"
 
 namespace ft::daemon {
 namespace {
@@ -102,25 +103,6 @@ bool ParseDecimal(std::string_view s, uint64_t* out) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
-std::vector<std::string_view> SplitLines(std::string_view text) {
-  std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    lines.push_back(text.substr(0, nl));
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-  }
-  return lines;
-}
-
-// "key value" -> value; false if the line has another key.
-bool Field(std::string_view line, std::string_view key, std::string_view* value) {
-  if (line.size() < key.size() + 1 || line.substr(0, key.size()) != key ||
-      line[key.size()] != ' ') {
-    return false;
-  }
-  *value = line.substr(key.size() + 1);
-  return true;
-}
 
 // What an ftd before the versioned record wrote: the number and a newline.
 std::optional<uint64_t> LegacyEpoch(std::string_view bytes) {
@@ -244,7 +226,8 @@ Result<uint64_t> DecodeEpochRecord(std::string_view bytes, std::string_view vm) 
   std::vector<std::string_view> lines = SplitLines(content);
   std::string_view value;
   uint64_t version = 0;
-  if (lines.empty() || !Field(lines[0], kEpochMagic, &value) || !ParseDecimal(value, &version)) {
+  if (lines.empty() || !RecordField(lines[0], kEpochMagic, &value) ||
+      !ParseDecimal(value, &version)) {
     return DataLoss(
         fmt::format("not an epoch record (first line is not '{} <version>')", kEpochMagic));
   }
@@ -254,8 +237,8 @@ Result<uint64_t> DecodeEpochRecord(std::string_view bytes, std::string_view vm) 
         version, kEpochRecordVersion));
   }
   std::string_view record_vm, epoch_text;
-  if (lines.size() != 3 || !Field(lines[1], "vm", &record_vm) ||
-      !Field(lines[2], "epoch", &epoch_text)) {
+  if (lines.size() != 3 || !RecordField(lines[1], "vm", &record_vm) ||
+      !RecordField(lines[2], "epoch", &epoch_text)) {
     return DataLoss(
         fmt::format("malformed: version {} has exactly the lines '{} {}', 'vm <name>', "
                     "'epoch <n>' before its CRC",

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "ft/crc32.h"
+#include "ft/text_record.h"
 
 namespace ft::shared_disk {
 namespace {
@@ -35,25 +36,6 @@ bool ParseInteger(std::string_view s, T* out, int base = 10) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
-std::vector<std::string_view> SplitLines(std::string_view text) {
-  std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    lines.push_back(text.substr(0, nl));
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-  }
-  return lines;
-}
-
-// "key value" -> value, or nullopt-like false if the line has another key.
-bool Field(std::string_view line, std::string_view key, std::string_view* value) {
-  if (line.size() < key.size() + 1 || line.substr(0, key.size()) != key ||
-      line[key.size()] != ' ') {
-    return false;
-  }
-  *value = line.substr(key.size() + 1);
-  return true;
-}
 
 }  // namespace
 
@@ -119,7 +101,7 @@ Result<ClaimRecord> DecodeClaimRecord(std::string_view bytes) {
   std::vector<std::string_view> lines = SplitLines(content);
   std::string_view value;
   ClaimRecord record;
-  if (lines.empty() || !Field(lines[0], kMagic, &value) ||
+  if (lines.empty() || !RecordField(lines[0], kMagic, &value) ||
       !ParseInteger(value, &record.format_version)) {
     return DataLoss(fmt::format("not a claim record (first line is not '{} <version>')", kMagic));
   }
@@ -135,7 +117,7 @@ Result<ClaimRecord> DecodeClaimRecord(std::string_view bytes) {
   }
   std::string_view v[std::size(kKeys)];
   for (size_t i = 0; i < std::size(kKeys); ++i) {
-    if (!Field(lines[i + 1], kKeys[i], &v[i])) {
+    if (!RecordField(lines[i + 1], kKeys[i], &v[i])) {
       return DataLoss(fmt::format("malformed: line {} is not '{} <value>'", i + 2, kKeys[i]));
     }
   }
