@@ -51,6 +51,16 @@ int RunDaemon(const Config& config) {
   std::filesystem::create_directories(config.node.run_dir, ec);
   std::filesystem::create_directories(
       std::filesystem::path(config.node.control_socket).parent_path(), ec);
+  if (!config.node.channel.key.empty()) {
+    // VMs enabled at run time (ftctl enable, the peer's protect) use this QEMU: probe it now,
+    // while blocking is harmless, not later on the event loop.
+    auto version = RrVersionOf(config.node, config.node.qemu);
+    if (!version.ok()) {
+      log->warn("cannot read the rr log version of '{}' (qemu in [node]): {}; protecting VMs "
+                "with it will fail",
+                config.node.qemu, version.status().ToString());
+    }
+  }
   std::vector<std::unique_ptr<ManagedVm>> runners;
   int started = 0;
   for (const auto& spec : config.vms) {

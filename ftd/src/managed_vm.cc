@@ -129,22 +129,32 @@ std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& n
   return std::make_unique<PlainVm>(io, node, spec);
 }
 
+namespace {
+// The rr log version per QEMU binary, for the daemon's life (event loop thread only).
+std::map<std::string, uint32_t>& RrVersions() {
+  static std::map<std::string, uint32_t> versions;
+  return versions;
+}
+}  // namespace
+
+Result<uint32_t> RrVersionOf(const NodeConfig& node, const std::string& qemu_binary) {
+  auto& versions = RrVersions();
+  auto it = versions.find(qemu_binary);
+  if (it != versions.end()) return it->second;
+  std::error_code ec;
+  fs::create_directories(node.run_dir, ec);
+  FT_ASSIGN_OR_RETURN(uint32_t v, replay::ProbeRrVersion(qemu_binary, node.run_dir,
+                                                         std::chrono::seconds(20)));
+  return versions.emplace(qemu_binary, v).first->second;
+}
+
 Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
                                         bool digest_replicas) {
-  static std::map<std::string, uint32_t> versions;  // per QEMU binary, for the daemon's life
   channel::Identity id;
   id.node = node.name;
   id.vm = spec.name;
   FT_ASSIGN_OR_RETURN(id.config_digest, replay::ReplicatedSpecDigest(spec));
-  auto it = versions.find(spec.qemu_binary);
-  if (it == versions.end()) {
-    std::error_code ec;
-    fs::create_directories(node.run_dir, ec);
-    FT_ASSIGN_OR_RETURN(uint32_t v, replay::ProbeRrVersion(spec.qemu_binary, node.run_dir,
-                                                           std::chrono::seconds(20)));
-    it = versions.emplace(spec.qemu_binary, v).first;
-  }
-  id.rr_version = it->second;
+  FT_ASSIGN_OR_RETURN(id.rr_version, RrVersionOf(node, spec.qemu_binary));
   FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(node, spec.name));
   id.failover = !node.shared_storage.empty();
   // store_id: filled by the role from the claim store read at start

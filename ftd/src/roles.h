@@ -32,6 +32,12 @@ std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeCon
 std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
                                         const replay::VmSpec& spec);
 
+// The rr log version of `qemu_binary` (REPLAY_VERSION), probed by running it once (about a
+// second) and cached for the daemon's life. The daemon probes its node's QEMU before its event
+// loop runs, so that protecting a VM at run time never blocks the loop (a peer would declare
+// this host dead after heartbeat_timeout_ms).
+Result<uint32_t> RrVersionOf(const NodeConfig& node, const std::string& qemu_binary);
+
 // This node's handshake identity for `spec`: config digest, this QEMU's rr log version
 // (probed once per binary), the pair's epoch (state_dir/vms/NAME/epoch; 1 when new), whether
 // the node has a claim store (failover; the role fills store_id from its store) and,
