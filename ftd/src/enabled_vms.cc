@@ -142,12 +142,7 @@ Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
 }
 
 Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm) {
-  std::string path = RecordPath(node, vm);
-  std::error_code ec;
-  if (!fs::remove(path, ec) && ec) {
-    return Internal(fmt::format("cannot remove '{}': {}", path, ec.message()));
-  }
-  return Status::Ok();
+  return RemoveFileDurably(RecordPath(node, vm));
 }
 
 Status PromoteEnabledVm(const NodeConfig& node, const std::string& vm) {

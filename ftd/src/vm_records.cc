@@ -152,6 +152,15 @@ Status WriteFileDurably(const std::string& path, std::string_view bytes, mode_t 
       .WithContext(fmt::format("'{}' was replaced but may not survive a power cut", path));
 }
 
+Status RemoveFileDurably(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return FileError("cannot remove", path, errno);
+  }
+  std::string dir = fs::path(path).parent_path().string();
+  return SyncDirectory(dir.empty() ? "." : dir, {});
+}
+
 Result<std::optional<std::string>> ReadSmallFile(const std::string& path, size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {

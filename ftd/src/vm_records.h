@@ -36,6 +36,10 @@ struct DurableWriteHooks {
 Status WriteFileDurably(const std::string& path, std::string_view bytes, mode_t mode,
                         const DurableWriteHooks& hooks = {});
 
+// Removes `path` (absent already is fine) and fsyncs its directory, so that a removed record
+// does not come back after a power cut.
+Status RemoveFileDurably(const std::string& path);
+
 // The whole of a small file, or nullopt if it does not exist. A file larger than
 // `max_bytes` is DataLoss (no record is that big); other errors name the path and errno.
 Result<std::optional<std::string>> ReadSmallFile(const std::string& path, size_t max_bytes);
