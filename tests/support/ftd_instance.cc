@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
 
@@ -168,7 +169,21 @@ Status FtdInstance::Restart(const std::string& config_text) {
 }
 
 std::string FtdInstance::LogTail(size_t max_bytes) const {
-  return replay::TailOfFile(ftd_log(), max_bytes);
+  std::ifstream in(ftd_log());
+  std::deque<std::string> kept;
+  size_t bytes = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(" debug [") != std::string::npos) continue;
+    bytes += line.size() + 1;
+    kept.push_back(std::move(line));
+    while (bytes > max_bytes && kept.size() > 1) {
+      bytes -= kept.front().size() + 1;
+      kept.pop_front();
+    }
+  }
+  std::string text;
+  for (const auto& line : kept) text += line + "\n";
+  return text;
 }
 
 Result<nlohmann::json> FtdInstance::StatusJson(const std::string& vm) {

@@ -86,7 +86,8 @@ class FtdInstance {
   CommandOutput Ftctl(const std::vector<std::string>& args,
                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
   std::string ftd_log() const { return dir_ + "/ftd.log"; }
-  // The end of ftd's log, for failure messages.
+  // The end of ftd's log without its debug lines (QMP and pacing traffic would crowd out the
+  // state changes), for failure messages.
   std::string LogTail(size_t max_bytes = 12000) const;
   // `ftctl status VM --json`.
   Result<nlohmann::json> StatusJson(const std::string& vm);
