@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "ft/daemon/control_socket.h"
+#include "ft/proto/control.pb.h"
+
 namespace ft::testing {
 
 using namespace std::chrono_literals;
@@ -140,6 +143,40 @@ SideView ViewOf(FtdInstance& side, const std::string& vm) {
   v.live = v.role == "primary" && running && v.ft_state != "halted";
   const auto& nic = (*st)["nic"];
   v.gate_open = running && nic.is_object() && nic.value("outbound", "") == "open";
+  return v;
+}
+
+SideView ProbeOf(FtdInstance& side, const std::string& vm) {
+  SideView v;
+  proto::ControlRequest request;
+  request.set_version(daemon::kControlVersion);
+  request.mutable_status()->set_vm(vm);
+  auto reply = daemon::CallControlSocket(side.control_socket(), request.SerializeAsString(), 2s);
+  proto::ControlResponse response;
+  if (!reply.ok() || !response.ParseFromString(*reply) ||
+      response.code() != proto::ControlResponse::OK || response.vms_size() == 0) {
+    return v;
+  }
+  const proto::VmStatus& s = response.vms(0);
+  v.reachable = true;
+  v.role = s.role();
+  v.ft_state = s.ft_state();
+  v.ft_note = s.ft_note();
+  v.epoch = s.epoch();
+  v.qemu_pid = s.qemu_pid();
+  v.failover_state = s.has_failover() ? s.failover().state() : "";
+  v.live = v.role == "primary" && v.qemu_pid != 0 && v.ft_state != "halted";
+  v.gate_open = v.qemu_pid != 0 && s.has_nic() && s.nic().outbound() == "open";
+  v.status = {
+      {"role", v.role},
+      {"ft_state", v.ft_state},
+      {"ft_note", v.ft_note},
+      {"epoch", v.epoch},
+      {"qemu_pid", v.qemu_pid},
+      {"failover",
+       s.has_failover() ? nlohmann::json{{"state", v.failover_state}} : nlohmann::json()},
+      {"nic", s.has_nic() ? nlohmann::json{{"outbound", s.nic().outbound()}, {"tap", s.nic().tap()}}
+                          : nlohmann::json()}};
   return v;
 }
 
