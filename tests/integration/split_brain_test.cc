@@ -79,6 +79,12 @@ json Field(const json& j, const std::string& key) {
   return j.is_object() && j.contains(key) ? j.at(key) : json();
 }
 
+// j[key] as text: a string's value, anything else (null when absent) as JSON.
+std::string Text(const json& j, const std::string& key) {
+  json v = Field(j, key);
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
 // The client talking to the VM on a thread of its own, round after round (ten stream lines
 // and an echo, each checked), until stopped; joined on destruction, whatever happened.
 class Talker {
@@ -115,25 +121,32 @@ class Talker {
   std::thread thread_;  // last: starts once the rest exists
 };
 
-// Both ftds' log tails for failure messages, once: a failure message asks for them only when
-// it is printed, and the first one gets them.
-class FtdLogs {
+// Text for failure messages that only the first failure asking for it gets in full (both
+// ftds' logs, a status): a message is built only when its check fails, and ten failed checks
+// need not print the same logs ten times.
+class OnFirstFailure {
  public:
-  FtdLogs(FtdInstance& a, FtdInstance& b) : a_(a), b_(b) {}
-  explicit FtdLogs(LockstepPair& p) : FtdLogs(p.primary(), p.backup()) {}
+  OnFirstFailure(std::string what, std::function<std::string()> text)
+      : what_(std::move(what)), text_(std::move(text)) {}
   std::string operator()() {
-    if (given_) return "\n(both ftds' logs: under the first failure)";
+    if (given_) return "\n(" + what_ + ": under the first failure)";
     given_ = true;
-    return BothLogs(a_, b_);
+    return text_();
   }
 
  private:
-  FtdInstance& a_;
-  FtdInstance& b_;
+  std::string what_;
+  std::function<std::string()> text_;
   bool given_ = false;
 };
 
-// Both copies of a VM, sampled one after the other: `ftctl status` on host A, then on B.
+OnFirstFailure LogsOnce(FtdInstance& a, FtdInstance& b) {
+  return OnFirstFailure("both ftds' logs", [&a, &b] { return BothLogs(a, b); });
+}
+OnFirstFailure LogsOnce(LockstepPair& p) { return LogsOnce(p.primary(), p.backup()); }
+
+// Both copies of a VM, sampled one after the other through their control sockets: host A,
+// then host B, a few ms apart.
 struct Sample {
   Clock::time_point at;
   SideView a, b;
@@ -152,7 +165,7 @@ Watch WatchBothSides(FtdInstance& a, FtdInstance& b, const std::string& vm, Cloc
   Watch w;
   auto started = Clock::now();
   while (Clock::now() < until) {
-    Sample s{Clock::now(), ViewOf(a, vm), ViewOf(b, vm)};
+    Sample s{Clock::now(), ProbeOf(a, vm), ProbeOf(b, vm)};
     ++w.samples;
     if (s.a.gate_open && s.b.gate_open && w.both_open++ == 0) {
       w.first_both_open =
@@ -186,7 +199,7 @@ Status WaitForFtState(FtdInstance& side, const std::string& vm, const std::strin
 void ExpectTheReturningHostStaysStale(Lab& lab, FtdInstance& a, FtdInstance& b,
                                       const std::string& vm, StreamClient& client,
                                       FrameCapture& from_a, Clock::time_point restarted_at) {
-  FtdLogs logs(a, b);
+  auto logs = LogsOnce(a, b);
   int a_ran = 0;
   std::string a_ran_first;
   Watch w;
@@ -218,35 +231,36 @@ void ExpectTheReturningHostStaysStale(Lab& lab, FtdInstance& a, FtdInstance& b,
   auto on_a = a.StatusJson(vm);
   ASSERT_TRUE(on_a.ok()) << on_a.status().ToString() << logs();
   const json& st = *on_a;
-  std::string why = "\nA's status: " + st.dump(2);
-  EXPECT_EQ(Field(st, "ft_state"), "stale") << why << logs();
-  EXPECT_EQ(Field(st, "qemu_pid"), 0) << why << logs();
-  EXPECT_NE(Field(st, "ft_note").dump().find(b.node_name()), std::string::npos)
-      << "the note does not name the host whose copy is live" << why << logs();
+  OnFirstFailure why("A's status", [&st] { return "\nA's status: " + st.dump(2); });
+  EXPECT_EQ(Text(st, "ft_state"), "stale") << why() << logs();
+  EXPECT_EQ(Field(st, "qemu_pid"), 0) << why() << logs();
+  EXPECT_NE(Text(st, "ft_note").find(b.node_name()), std::string::npos)
+      << "the note does not name the host whose copy is live" << why() << logs();
   json fo = Field(st, "failover");
-  EXPECT_EQ(Field(fo, "state"), "stale") << why << logs();
+  EXPECT_EQ(Text(fo, "state"), "stale") << why() << logs();
   json claim = Field(fo, "newest_claim");
-  EXPECT_EQ(Field(claim, "epoch"), 2) << why << logs();
-  EXPECT_EQ(Field(claim, "winner"), b.node_name()) << why << logs();
+  EXPECT_EQ(Field(claim, "epoch"), 2) << why() << logs();
+  EXPECT_EQ(Text(claim, "winner"), b.node_name()) << why() << logs();
   json claimed_at = Field(claim, "unix_time_ms");
-  EXPECT_TRUE(claimed_at.is_number() && claimed_at.get<int64_t>() > 0) << why << logs();
+  EXPECT_TRUE(claimed_at.is_number() && claimed_at.get<int64_t>() > 0) << why() << logs();
   json nic = Field(st, "nic");
-  EXPECT_TRUE(nic.is_null() || Field(nic, "tap") == "")
-      << "the stale copy's NIC is served" << why << logs();
+  EXPECT_TRUE(nic.is_null() || Text(nic, "tap") == "")
+      << "the stale copy's NIC is served" << why() << logs();
   auto taps = RunCommand({"ip", "-n", lab.ns_a(), "-o", "link", "show", "type", "tun"}, 10s);
-  EXPECT_EQ(taps.output, "") << "host A has a TAP for a VM it does not run" << why << logs();
+  EXPECT_EQ(taps.output, "") << "host A has a TAP for a VM it does not run" << why() << logs();
 
   auto on_b = b.StatusJson(vm);
   ASSERT_TRUE(on_b.ok()) << on_b.status().ToString() << logs();
-  std::string why_b = "\nB's status: " + on_b->dump(2);
-  EXPECT_EQ(Field(*on_b, "role"), "primary") << why_b << logs();
-  EXPECT_EQ(Field(*on_b, "ft_state"), "unprotected") << why_b << logs();
-  EXPECT_EQ(Field(*on_b, "epoch"), 2) << why_b << logs();
-  EXPECT_EQ(Field(Field(*on_b, "nic"), "outbound"), "open") << why_b << logs();
+  const json& st_b = *on_b;
+  OnFirstFailure why_b("B's status", [&st_b] { return "\nB's status: " + st_b.dump(2); });
+  EXPECT_EQ(Text(st_b, "role"), "primary") << why_b() << logs();
+  EXPECT_EQ(Text(st_b, "ft_state"), "unprotected") << why_b() << logs();
+  EXPECT_EQ(Field(st_b, "epoch"), 2) << why_b() << logs();
+  EXPECT_EQ(Text(Field(st_b, "nic"), "outbound"), "open") << why_b() << logs();
   std::printf(
       "host A back for 60 s: %d samples, A's QEMU ran in %d, %zu frames from A, "
       "%d client rounds served by B; A's note: %s\n",
-      w.samples, a_ran, leaked.count, rounds, Field(st, "ft_note").dump().c_str());
+      w.samples, a_ran, leaked.count, rounds, Text(st, "ft_note").c_str());
 }
 
 // Host A's ftd, restarted with the config it had plus `max_unacked_mib = 1`: before the fix
@@ -318,7 +332,7 @@ TEST(SplitBrainTest, ReturningHostStaysStaleAndOnlyTheLiveCopySends) {
   Status started = f.Start(**lab);
   ASSERT_TRUE(started.ok()) << started.ToString();
   auto& p = *f.pair;
-  FtdLogs logs(p);
+  auto logs = LogsOnce(p);
 
   auto killed = KillPrimaryHost(**lab, p);
   ASSERT_TRUE(killed.ok()) << killed.status().ToString();
@@ -359,7 +373,7 @@ TEST(SplitBrainTest, ReturningHostStaysStaleWhenTheVmWasEnabledWithFtctl) {
   ASSERT_TRUE(host_a.ok() && host_b.ok());
   FtdInstance& a = **host_a;
   FtdInstance& b = **host_b;
-  FtdLogs logs(a, b);
+  auto logs = LogsOnce(a, b);
   ASSERT_TRUE(WriteNodeOnlyConfigs(**lab, a, b, (*store)->dir()).ok());
   for (auto [side, ns] : {std::pair{&b, (*lab)->ns_b()}, std::pair{&a, (*lab)->ns_a()}}) {
     ASSERT_TRUE(side->Start({}, {}, ns).ok());
@@ -401,7 +415,7 @@ TEST(SplitBrainTest, DisableForceDuringAPartitionNeverOpensTwoGates) {
   Status started = f.Start(**lab);
   ASSERT_TRUE(started.ok()) << started.ToString();
   auto& p = *f.pair;
-  FtdLogs logs(p);
+  auto logs = LogsOnce(p);
   auto from_a = FrameCapture::Start((*lab)->ns_switch(), "a-vm", kVmMac);
   auto from_b = FrameCapture::Start((*lab)->ns_switch(), "b-vm", kVmMac);
   ASSERT_TRUE(from_a.ok() && from_b.ok());
@@ -443,13 +457,15 @@ TEST(SplitBrainTest, DisableForceDuringAPartitionNeverOpensTwoGates) {
   EXPECT_TRUE(more.ok()) << "the live copy does not serve the client: " << more.ToString()
                          << logs();
   std::printf(
-      "disable --force: exit %d after %lld ms (%s); live: %s; %d samples; frames after "
+      "disable --force: exit %d after %lld ms (%s); live: %s; %d samples (one per %.0f ms); frames "
+      "after "
       "the cut: %zu from A, %zu from B\n",
       disabled.exit_code,
       static_cast<long long>(
           std::chrono::duration_cast<std::chrono::milliseconds>(disable_took).count()),
       disabled.output.substr(0, disabled.output.find('\n')).c_str(),
-      a.gate_open ? "A" : (b.gate_open ? "B" : "none"), w.samples, on_a.count, on_b.count);
+      a.gate_open ? "A" : (b.gate_open ? "B" : "none"), w.samples, 20000.0 / w.samples, on_a.count,
+      on_b.count);
 }
 
 // The primary's host is shut down (SIGTERM to its ftd) just as the channel is cut: the log's
@@ -463,7 +479,7 @@ TEST(SplitBrainTest, SigtermWithTheChannelCutReleasesNothingUnacked) {
   Status started = f.Start(**lab);
   ASSERT_TRUE(started.ok()) << started.ToString();
   auto& p = *f.pair;
-  FtdLogs logs(p);
+  auto logs = LogsOnce(p);
   auto from_a = FrameCapture::Start((*lab)->ns_switch(), "a-vm", kVmMac);
   ASSERT_TRUE(from_a.ok()) << from_a.status().ToString();
 
@@ -519,7 +535,7 @@ TEST(SplitBrainTest, FailoverOnOneSideOnlyIsRefusedByTheHandshake) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  FtdLogs logs(p);
+  auto logs = LogsOnce(p);
 
   bool refused = false, ever_protected = false;
   int b_as_primary = 0;
@@ -561,7 +577,7 @@ TEST(SplitBrainTest, TwoDifferentClaimStoresAreRefusedByTheHandshake) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  FtdLogs logs(p);
+  auto logs = LogsOnce(p);
 
   std::optional<Clock::time_point> refused_at;
   bool ever_protected = false;
