@@ -1,9 +1,10 @@
 #include "ft/arbiter/vm_arbiter.h"
 
-#include <ctime>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "ft/utc_time.h"
 
 namespace ft::arbiter {
 
@@ -33,14 +34,6 @@ namespace {
 
 const char* PeerName(Role role) { return role == Role::kPrimary ? "backup" : "primary"; }
 
-std::string UtcTime(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return text;
-}
 
 }  // namespace
 
@@ -92,13 +85,13 @@ std::string VmArbiter::StaleNote(const shared_disk::ClaimRecord& newest) const {
     return fmt::format(
         "stale: this host won epoch {} of '{}' at {} but this copy is a {} in epoch {}; its "
         "live copy is gone, and this one cannot take over from a replica that is behind",
-        newest.epoch, config_.vm, UtcTime(newest.unix_time_ms),
+        newest.epoch, config_.vm, FormatUtcMs(newest.unix_time_ms),
         role_ == Role::kPrimary ? "primary" : "backup", epoch_);
   }
   return fmt::format(
       "stale: '{}' went live on '{}' in epoch {} at {} ({}); this copy is in epoch {} and does "
       "not run. Turn FT off here ('ftctl disable {}') to remove it; do not restart '{}'",
-      config_.vm, newest.winner, newest.epoch, UtcTime(newest.unix_time_ms), newest.reason, epoch_,
+      config_.vm, newest.winner, newest.epoch, FormatUtcMs(newest.unix_time_ms), newest.reason, epoch_,
       config_.vm, newest.winner);
 }
 

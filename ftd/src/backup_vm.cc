@@ -25,6 +25,7 @@
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/replay_feeder.h"
 #include "ft/replay/vm_state_drive.h"
+#include "ft/utc_time.h"
 #include "enabled_vms.h"
 #include "failover.h"
 #include "roles.h"
@@ -230,12 +231,7 @@ class BackupVm : public ManagedVm {
     std::string LiveSince() const {
       const auto& newest = failover->arbiter().newest_claim();
       if (!newest || newest->winner != node.name) return "";
-      std::time_t t = static_cast<std::time_t>(newest->unix_time_ms / 1000);
-      std::tm tm{};
-      gmtime_r(&t, &tm);
-      char text[32];
-      std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &tm);
-      return std::string(" since ") + text;
+      return " since " + FormatUtcMs(newest->unix_time_ms);
     }
     bool store_checked = false;  // the authority let this copy run (StartCopy)
 

@@ -19,6 +19,7 @@
 #include "ft/libvirt/domain_spec.h"
 #include "ft/proto/control.pb.h"
 #include "ft/shared_disk/shared_directory.h"
+#include "ft/utc_time.h"
 
 namespace {
 
@@ -155,14 +156,9 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
               f.shared_storage().c_str(), f.claims_sent());
   if (f.has_newest_claim()) {
     const auto& c = f.newest_claim();
-    std::time_t t = static_cast<std::time_t>(c.unix_time_ms() / 1000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char when[32];
-    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
     std::printf("  newest claim: epoch %llu won by %s at %s (%s)\n",
-                static_cast<unsigned long long>(c.epoch()), c.winner().c_str(), when,
-                c.reason().c_str());
+                static_cast<unsigned long long>(c.epoch()), c.winner().c_str(),
+                ft::FormatUtcMs(c.unix_time_ms()).c_str(), c.reason().c_str());
   }
   if (!f.peer_lost_ns()) return;
   auto step = [&](const char* what, int64_t ns) {
