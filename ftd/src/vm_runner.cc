@@ -115,8 +115,9 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     for (const auto& disk : spec.disks) {
       // A second writer would corrupt the image (and QEMU would only say so in its log).
       FT_RETURN_IF_ERROR(disk::CheckImageNotInUse(spec.name, disk.id, disk.path));
-      if (disk.format == "qcow2" && run.loadvm.empty() && run.mode != replay::RunMode::kPlain) {
-        Status cleaned = replay::DeleteStaleGoLiveSnapshot(disk.path, paths.run_dir + "/" + disk.id);
+      if (disk.format == "qcow2" && run.loadvm.empty() && run.rrsnapshot.empty() &&
+          run.mode != replay::RunMode::kPlain) {
+        Status cleaned = replay::DeleteStaleFtSnapshots(disk.path, paths.run_dir + "/" + disk.id);
         if (!cleaned.ok()) log->warn("vm '{}': {}", spec.name, cleaned.message());
       }
     }
@@ -130,6 +131,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
       FT_RETURN_IF_ERROR(PrepareVmStateDrive());
       launch.vm_state_drive = paths.vm_state_drive;
       launch_options.loadvm = run.loadvm;
+      launch_options.rrsnapshot = run.rrsnapshot;
     }
     auto argv = replay::BuildQemuCommand(spec, launch_options, launch);
     {
@@ -166,14 +168,17 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   }
 
   Status PrepareVmStateDrive() {
-    if (run.loadvm.empty()) {
+    bool from_snapshot =
+        !run.loadvm.empty() || (run.mode == replay::RunMode::kReplay && !run.rrsnapshot.empty());
+    if (!from_snapshot) {
       return replay::CreateVmStateDrive(paths.vm_state_drive)
           .WithContext(fmt::format("vm '{}'", spec.name));
     }
     if (access(paths.vm_state_drive.c_str(), R_OK | W_OK) != 0) {
       return ErrnoStatus(fmt::format("vm '{}': the VM-state drive '{}' with snapshot '{}' is "
                                      "not usable",
-                                     spec.name, paths.vm_state_drive, run.loadvm),
+                                     spec.name, paths.vm_state_drive,
+                                     run.loadvm.empty() ? run.rrsnapshot : run.loadvm),
                          errno);
     }
     return Status::Ok();

@@ -134,8 +134,11 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
     case RunMode::kRecord:
     case RunMode::kReplay:
       argv.push_back("-icount");
-      argv.push_back(fmt::format("shift={},rr={},rrfile={}", spec.icount_shift,
-                                 RunModeName(options.mode), QemuEscape(paths.rr_file)));
+      argv.push_back(fmt::format("shift={},rr={},rrfile={}{}", spec.icount_shift,
+                                 RunModeName(options.mode), QemuEscape(paths.rr_file),
+                                 options.rrsnapshot.empty()
+                                     ? ""
+                                     : ",rrsnapshot=" + QemuEscape(options.rrsnapshot)));
       break;
   }
   argv.push_back("-kernel");
@@ -167,12 +170,15 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
     argv.push_back("-mon");
     argv.push_back("chardev=qmp1,mode=control");
   }
-  AddDisks(spec, options.mode, argv);
+  // The VM-state drive comes first: savevm writes the VM state into the first writable
+  // qcow2, and a snapshot shipped to a new backup must not be inside a disk the running
+  // VM keeps writing (docs/design.md, "Re-protection").
   if (IsRecordReplay(options.mode) && !paths.vm_state_drive.empty()) {
     argv.push_back("-drive");
     argv.push_back(fmt::format("if=none,id=ft-vmstate,file={},format=qcow2",
                                QemuEscape(paths.vm_state_drive)));
   }
+  AddDisks(spec, options.mode, argv);
   if (!options.loadvm.empty()) {
     argv.push_back("-loadvm");
     argv.push_back(options.loadvm);

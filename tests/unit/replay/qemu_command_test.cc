@@ -205,6 +205,33 @@ TEST(QemuCommandTest, LoadvmStartsFromTheSnapshot) {
                   "file,id=console0,path=/var/lib/ftd/web1/console.log,append=on"));
 }
 
+TEST(QemuCommandTest, RrsnapshotNamesTheStartingPointOfARecordingOrAReplay) {
+  auto paths = Paths();
+  paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
+  for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
+    LaunchOptions options = Opts(mode, false);
+    auto icount = Values(BuildQemuCommand(Spec(), options, paths), "-icount");
+    ASSERT_EQ(icount.size(), 1u);
+    EXPECT_EQ(icount[0].find("rrsnapshot"), std::string::npos) << icount[0];
+    options.rrsnapshot = "ft-base";
+    icount = Values(BuildQemuCommand(Spec(), options, paths), "-icount");
+    ASSERT_EQ(icount.size(), 1u);
+    EXPECT_NE(icount[0].find(",rrsnapshot=ft-base"), std::string::npos) << icount[0];
+  }
+}
+
+TEST(QemuCommandTest, VmStateDriveComesBeforeTheDisks) {
+  // savevm puts the VM state into the first writable qcow2: the VM-state drive, not a disk
+  // the running VM keeps writing (a re-protection ships the drive while the VM runs).
+  auto paths = Paths();
+  paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
+  auto spec = Spec();
+  spec.disks.push_back({"data", "/var/lib/ftd/data.qcow2", "qcow2", DiskBus::kVirtio});
+  auto drives = Values(BuildQemuCommand(spec, Opts(RunMode::kRecord, false), paths), "-drive");
+  ASSERT_GE(drives.size(), 2u);
+  EXPECT_NE(drives[0].find("id=ft-vmstate"), std::string::npos) << drives[0];
+}
+
 TEST(QemuCommandTest, JoinQuotesArgumentsWithSpaces) {
   EXPECT_EQ(JoinCommandLine({"qemu", "-append", "console=ttyS0 quiet", "it's"}),
             "qemu -append 'console=ttyS0 quiet' 'it'\\''s'");

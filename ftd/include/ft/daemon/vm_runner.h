@@ -49,9 +49,13 @@ struct RunOptions {
   std::vector<std::string> extra_env;  // e.g. the flush shim for a recorder
   bool start_paused = false;           // -S (a replayer waits for its first break)
   // rr modes: attach the VM-state drive (paths().vm_state_drive), created empty here unless
-  // `loadvm` names a snapshot in it to start from. Its owner removes it when done.
+  // `loadvm` or a replay's `rrsnapshot` names a snapshot in it to start from. Its owner
+  // removes it when done.
   bool vm_state_drive = false;
   std::string loadvm;
+  // rr modes: a recorder saves its starting point under this name; a replayer starts from
+  // it (re-protection, docs/design.md).
+  std::string rrsnapshot;
 };
 
 class VmRunner {

@@ -39,6 +39,10 @@ struct LaunchOptions {
   bool start_paused = false;       // -S: the vCPU waits for QMP `cont` (a replayer needs its
                                    // first replay-break set before it runs)
   std::string loadvm = {};         // -loadvm: start from this snapshot in vm_state_drive
+  // rr modes: -icount rrsnapshot=NAME. A recorder saves its starting point under NAME
+  // before it runs (after -loadvm); a replayer loads NAME before it replays. How a backup
+  // starts from a running primary (re-protection, docs/design.md).
+  std::string rrsnapshot = {};
 };
 
 std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOptions& options,

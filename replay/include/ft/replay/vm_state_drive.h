@@ -11,15 +11,31 @@ namespace ft::replay {
 
 // The snapshot name a going-live backup saves and its recorder loads.
 inline constexpr const char* kGoLiveSnapshot = "ft-golive";
+// Re-protection (docs/design.md): the running primary is saved under kReprotectSnapshot,
+// and the recorder that continues it saves its starting point under kBaseSnapshot, from
+// which the new backup's replayer starts.
+inline constexpr const char* kReprotectSnapshot = "ft-reprotect";
+inline constexpr const char* kBaseSnapshot = "ft-base";
 
 // Creates (or replaces) an empty qcow2 at `path` with `qemu-img create`. The image's virtual
 // size is tiny; the VM state lives beyond it. Errors name the path and quote qemu-img.
 Status CreateVmStateDrive(const std::string& path);
 
-// A go-live saves the VM state into the first writable qcow2, which may be a data disk, and
-// the new recorder deletes it once it runs (delvm). A crash in between leaves it there: this
-// deletes it from `image` if present (qemu-img snapshot), so snapshots never pile up in a
-// disk replica. `scratch` is a path prefix for qemu-img's output.
-Status DeleteStaleGoLiveSnapshot(const std::string& image, const std::string& scratch);
+// savevm also takes a (disk-only) snapshot of every disk, and a running recorder cannot
+// delete it (delvm drains the disks, which hung a recorder with a guest request in flight).
+// Before QEMU starts, this deletes ftd's snapshots (go-live, re-protection) from `image`
+// if present (qemu-img snapshot), so they never pile up in a disk. `scratch` is a path
+// prefix for qemu-img's output.
+Status DeleteStaleFtSnapshots(const std::string& image, const std::string& scratch);
+
+// `qemu-img snapshot -c NAME IMAGE`: a disk-only snapshot of a disk no QEMU has open.
+Status CreateDiskSnapshot(const std::string& image, const std::string& name,
+                          const std::string& scratch);
+
+// The guest-visible contents of `image` at its internal snapshot `name`, as a new qcow2
+// `out` (qemu-img convert -U: the image may be open in a running QEMU; a snapshot's
+// clusters are never written again). On error nothing is left at `out`.
+Status ExportDiskSnapshot(const std::string& image, const std::string& name,
+                          const std::string& out);
 
 }  // namespace ft::replay
