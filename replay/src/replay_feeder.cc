@@ -39,6 +39,14 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
   bool stopped_at_break = false;     // paused (STOP event) and not continued since
   bool stop_position_known = false;  // stop_position was queried after that STOP
   uint64_t stop_position = 0;
+  // The replayer's icount when it starts: 0 from boot, the snapshot's icount when it starts
+  // from one (re-protection). The log's icounts count from the log's start; QEMU's
+  // replay-break and query-replay use its own.
+  uint64_t icount_base = 0;
+  uint64_t ToQemu(uint64_t log_icount) const { return log_icount + icount_base; }
+  uint64_t FromQemu(uint64_t qemu_icount) const {
+    return qemu_icount > icount_base ? qemu_icount - icount_base : 0;
+  }
   bool command_in_flight = false;
   bool started = false;
   bool failed = false;
@@ -118,9 +126,20 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
       self->OnStopped();
     });
     if (stats.ended) return Finish();
-    // The replayer starts paused (-S): first break, then cont.
-    SetBreak([self = shared_from_this()] { self->Cont(); });
-    Tick();
+    // The replayer starts paused (-S): where it starts, the first break, then cont.
+    command_in_flight = true;
+    qmp->Execute("query-replay", Json::object(), kQmpTimeout,
+                 [self = shared_from_this()](Result<Json> r) {
+                   self->command_in_flight = false;
+                   if (!r.ok()) return self->Fail(r.status().WithContext("query-replay"));
+                   self->icount_base = r->value("icount", uint64_t{0});
+                   if (self->icount_base) {
+                     self->log->info("vm '{}': the replayer starts from a snapshot at icount {}",
+                                     self->vm, self->icount_base);
+                   }
+                   self->SetBreak([self] { self->Cont(); });
+                   self->Tick();
+                 });
   }
 
   void Tick() {
@@ -142,7 +161,7 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
     qmp->Execute("query-replay", Json::object(), kQmpTimeout,
                  [self = shared_from_this()](Result<Json> r) {
                    if (!r.ok() || !self->stopped_at_break) return;
-                   self->stop_position = r->value("icount", uint64_t{0});
+                   self->stop_position = self->FromQemu(r->value("icount", uint64_t{0}));
                    self->stats.replayed_icount = self->stop_position;
                    self->stop_position_known = true;
                    if (self->going_live) return self->GoLiveStep();
@@ -201,7 +220,7 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
       } else {
         command_in_flight = true;
         uint64_t at = live_icount;
-        qmp->Execute("replay-break", Json{{"icount", at}}, kQmpTimeout,
+        qmp->Execute("replay-break", Json{{"icount", ToQemu(at)}}, kQmpTimeout,
                      [self = shared_from_this(), at](Result<Json> r) {
                        self->command_in_flight = false;
                        if (!r.ok()) {
@@ -262,7 +281,7 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
     uint64_t at = target_break;
     if (at == 0 || at <= stats.break_icount) return then();
     command_in_flight = true;
-    qmp->Execute("replay-break", Json{{"icount", at}}, kQmpTimeout,
+    qmp->Execute("replay-break", Json{{"icount", ToQemu(at)}}, kQmpTimeout,
                  [self = shared_from_this(), at, then](Result<Json> r) {
                    self->command_in_flight = false;
                    if (!r.ok()) {
@@ -287,7 +306,9 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
   void QueryPosition() {
     qmp->Execute("query-replay", Json::object(), kQmpTimeout,
                  [self = shared_from_this()](Result<Json> r) {
-                   if (r.ok()) self->stats.replayed_icount = r->value("icount", uint64_t{0});
+                   if (r.ok()) {
+                     self->stats.replayed_icount = self->FromQemu(r->value("icount", uint64_t{0}));
+                   }
                  });
   }
 

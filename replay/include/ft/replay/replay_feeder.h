@@ -26,6 +26,8 @@ namespace ft::replay {
 
 class QmpClient;
 
+// Icounts count from the log's start (the primary counts the same way); a replayer that
+// starts from a snapshot (re-protection) adds the snapshot's icount inside QEMU.
 struct ReplayFeederStats {
   uint64_t received_bytes = 0;   // log bytes received (complete events or not)
   uint64_t fed_bytes = 0;        // written into the replayer's FIFO
