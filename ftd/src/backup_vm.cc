@@ -75,11 +75,15 @@ const char* BackupStateName(BackupState s) {
 
 class BackupVm : public ManagedVm {
  public:
-  BackupVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
-      : impl_(std::make_shared<Impl>(io, node, spec)) {}
+  BackupVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec,
+           std::optional<BackupFromSnapshot> from)
+      : impl_(std::make_shared<Impl>(io, node, spec)) {
+    impl_->from = std::move(from);
+  }
   ~BackupVm() override { impl_->Shutdown(); }
 
   const std::string& name() const override { return impl_->spec.name; }
+  const replay::VmSpec& spec() const override { return impl_->spec; }
   FtRole role() const override { return FtRole::kBackup; }
   Status Start() override { return impl_->Start(); }
   void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
@@ -105,6 +109,10 @@ class BackupVm : public ManagedVm {
     if (impl_->successor) return impl_->successor->PlayDead();
     return ManagedVm::PlayDead();
   }
+  void SaveForReprotect(std::function<void(Result<ReprotectPoint>)> done) override {
+    if (impl_->successor) return impl_->successor->SaveForReprotect(std::move(done));
+    ManagedVm::SaveForReprotect(std::move(done));
+  }
 
  private:
   struct Impl : std::enable_shared_from_this<Impl> {
@@ -127,6 +135,8 @@ class BackupVm : public ManagedVm {
     // The authority (arbiter/): whether this copy may accept a primary, go live, or halts.
     std::shared_ptr<Failover> failover;
     std::unique_ptr<ManagedVm> successor;    // after go-live: the recording primary
+    // Set: the backup of a running VM; the replayer starts from kBaseSnapshot.
+    std::optional<BackupFromSnapshot> from;
     std::shared_ptr<channel::Session> session;
     std::shared_ptr<replay::ReplayFeeder> feeder;
     std::shared_ptr<net::GuestNic> nic;  // nic = bridge: frames the replayed guest sends end here
@@ -145,7 +155,10 @@ class BackupVm : public ManagedVm {
     Status Start() {
       FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/false));
       std::weak_ptr<Impl> weak = shared_from_this();
-      if (!spec.disks.empty()) {
+      if (from) {
+        identity.replica_digest = from->replica_digest;
+        replicas_hashed = true;
+      } else if (!spec.disks.empty()) {
         // Hashed off the event loop; a primary that connects meanwhile is asked to retry.
         digest_job = std::make_unique<BackgroundDigest>(io, spec, [weak](Result<std::string> d) {
           auto self = weak.lock();
@@ -315,6 +328,7 @@ class BackupVm : public ManagedVm {
       run.rr_file = fifo_path;
       run.start_paused = true;
       run.vm_state_drive = true;  // where go-live saves the VM
+      if (from) run.rrsnapshot = replay::kBaseSnapshot;  // in place before Start()
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.OnRunning([weak] {
         auto self = weak.lock();
@@ -659,8 +673,9 @@ class BackupVm : public ManagedVm {
 }  // namespace
 
 std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
-                                        const replay::VmSpec& spec) {
-  return std::make_unique<BackupVm>(io, node, spec);
+                                        const replay::VmSpec& spec,
+                                        std::optional<BackupFromSnapshot> from) {
+  return std::make_unique<BackupVm>(io, node, spec, std::move(from));
 }
 
 }  // namespace ft::daemon

@@ -189,6 +189,10 @@ class Parser {
       config_.node.qemu = value.find('/') == std::string::npos ? value : Resolve(base_dir_, value);
     } else if (key == "shared_storage") {
       node.shared_storage = Resolve(base_dir_, value);
+    } else if (key == "reprotect") {
+      if (value != "auto" && value != "manual")
+        return KeyError(key, fmt::format("'{}' is not one of auto, manual", value));
+      node.reprotect_auto = value == "auto";
     } else if (key == "channel_key_file") {
       node.channel.key_file = Resolve(base_dir_, value);
     } else if (key == "heartbeat_interval_ms") {
@@ -202,7 +206,7 @@ class Parser {
     } else {
       return KeyError(key,
                       "unknown key; known keys: name, state_dir, run_dir, control_socket, "
-                      "log_level, listen, peer, shared_storage, qemu, channel_key_file, "
+                      "log_level, listen, peer, shared_storage, reprotect, qemu, channel_key_file, "
                       "heartbeat_interval_ms, "
                       "heartbeat_timeout_ms, max_lag_ms, max_unacked_mib");
     }

@@ -124,6 +124,27 @@ void PrintNic(const ft::proto::VmStatus& vm) {
   }
 }
 
+nlohmann::json ReprotectJson(const ft::proto::VmStatus& vm) {
+  if (!vm.has_reprotect()) return nullptr;
+  const auto& r = vm.reprotect();
+  return {{"phase", r.phase()},         {"bytes_sent", r.bytes_sent()},
+          {"bytes_total", r.bytes_total()}, {"pause_ms", r.pause_ms()},
+          {"elapsed_ms", r.elapsed_ms()}, {"note", r.note()}};
+}
+
+void PrintReprotect(const ft::proto::VmStatus& vm) {
+  if (!vm.has_reprotect()) return;
+  const auto& r = vm.reprotect();
+  std::printf("Re-protect:  %s", r.phase().c_str());
+  if (r.bytes_total()) {
+    std::printf(", %.1f of %.1f MiB shipped", double(r.bytes_sent()) / (1 << 20),
+                double(r.bytes_total()) / (1 << 20));
+  }
+  if (r.pause_ms() >= 0) std::printf(", paused %lld ms", static_cast<long long>(r.pause_ms()));
+  std::printf(", %.1f s%s%s\n", double(r.elapsed_ms()) / 1000, r.note().empty() ? "" : ": ",
+              r.note().c_str());
+}
+
 nlohmann::json FailoverJson(const ft::proto::VmStatus& vm) {
   if (!vm.has_failover()) return nullptr;
   const auto& f = vm.failover();
@@ -197,7 +218,8 @@ nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
           {"paced_ms", vm.paced_ms()},
           {"channel_rtt_us", vm.channel_rtt_us()},
           {"nic", NicJson(vm)},
-          {"failover", FailoverJson(vm)}};
+          {"failover", FailoverJson(vm)},
+          {"reprotect", ReprotectJson(vm)}};
 }
 
 std::string Uptime(uint64_t ms) {
@@ -264,6 +286,7 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   if (vm.channel_rtt_us())
     std::printf("Channel RTT: %.2f ms\n", double(vm.channel_rtt_us()) / 1000);
   PrintFailover(vm);
+  PrintReprotect(vm);
 }
 
 
@@ -483,7 +506,24 @@ int main(int argc, char** argv) {
   auto timeout = std::chrono::seconds(10);
   if (*list) request.mutable_list();
   if (*status) request.mutable_status()->set_vm(vm_name);
+  bool reprotecting = false;
   if (*enable) {
+    // A VM this ftd already runs (unprotected) keeps its definition: no libvirt needed.
+    ft::proto::ControlRequest ask;
+    ask.set_version(ft::daemon::kControlVersion);
+    ask.mutable_status()->set_vm(vm_name);
+    auto known = ft::daemon::CallControlSocket(socket, ask.SerializeAsString(),
+                                               std::chrono::seconds(10));
+    ft::proto::ControlResponse known_reply;
+    reprotecting = known.ok() && known_reply.ParseFromString(*known) &&
+                   known_reply.code() == ft::proto::ControlResponse::OK;
+  }
+  if (*enable && reprotecting) {
+    request.mutable_enable()->set_vm(vm_name);
+    request.mutable_enable()->set_source("ftctl enable");
+    // The running VM's snapshot and disks go to the peer, then its backup starts.
+    timeout = std::chrono::seconds(3600);
+  } else if (*enable) {
     auto input = ReadDomainForEnable(uri, vm_name);
     if (auto* f = std::get_if<Failure>(&input)) return Fail(*f, json);
     auto& in = std::get<EnableInput>(input);
@@ -574,6 +614,13 @@ int main(int argc, char** argv) {
     std::printf("FT is on for '%s': primary on %s (%s), backup on the peer (%s), epoch %llu\n",
                 vm.name().c_str(), response.node().c_str(), vm.ft_state().c_str(),
                 vm.peer().c_str(), static_cast<unsigned long long>(vm.epoch()));
+    if (reprotecting && vm.has_reprotect()) {
+      std::printf("it kept running: paused %lld ms for its snapshot, %.1f MiB shipped, "
+                  "protected %.1f s after the request\n",
+                  static_cast<long long>(vm.reprotect().pause_ms()),
+                  double(vm.reprotect().bytes_total()) / (1 << 20),
+                  double(vm.reprotect().elapsed_ms()) / 1000);
+    }
   } else if (*disable) {
     if (response.vms_size() == 0) {
       std::printf("FT is off for '%s'; the halted copy on %s is removed\n", vm_name.c_str(),

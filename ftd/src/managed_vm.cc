@@ -28,6 +28,7 @@ class PlainVm : public ManagedVm {
       : io_(io), spec_(spec), runner_(io, node, spec) {}
   ~PlainVm() override { CloseNic(); }
   const std::string& name() const override { return runner_.name(); }
+  const replay::VmSpec& spec() const override { return spec_; }
   FtRole role() const override { return FtRole::kOff; }
   Status Start() override {
     FT_ASSIGN_OR_RETURN(nic_, ServeNic(io_, runner_, spec_, net::Outbound::kOpen));
@@ -110,6 +111,13 @@ Status ManagedVm::PlayDead() { return NotInRole(*this, "a drill", "the primary's
 Status ManagedVm::AcceptHandover(uint64_t) {
   return NotInRole(*this, "taking over", "the backup's host");
 }
+void ManagedVm::SaveForReprotect(std::function<void(Result<ReprotectPoint>)> done) {
+  done(NotInRole(*this, "re-protection", "a copy that runs unprotected"));
+}
+Status ManagedVm::BeginProtection(const std::string&) {
+  return NotInRole(*this, "connecting a new backup", "a primary started for re-protection");
+}
+void ManagedVm::AbandonProtection(const std::string&) {}
 
 std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
                                          const replay::VmSpec& spec, FtRole role) {
@@ -164,38 +172,39 @@ Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::Vm
   return id;
 }
 
-struct BackgroundDigest::Slot {
+struct BackgroundWork::Slot {
   std::mutex mu;
   asio::io_context* io = nullptr;  // null once the owner is gone
-  std::function<void(Result<std::string>)> done;
 };
 
-BackgroundDigest::BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
-                                   std::function<void(Result<std::string>)> done)
+BackgroundWork::BackgroundWork(asio::io_context& io,
+                               std::function<std::function<void()>()> work)
     : slot_(std::make_shared<Slot>()) {
   slot_->io = &io;
-  slot_->done = std::move(done);
-  std::thread([slot = slot_, spec = std::move(spec)] {
-    auto digest = disk::ReplicaSetDigest(spec);
+  std::thread([slot = slot_, work = std::move(work)] {
+    std::function<void()> deliver = work();
     std::lock_guard lock(slot->mu);
     if (!slot->io) return;
-    asio::post(*slot->io, [slot, digest = std::move(digest)]() mutable {
-      std::function<void(Result<std::string>)> cb;
+    asio::post(*slot->io, [slot, deliver = std::move(deliver)] {
       {
         std::lock_guard inner(slot->mu);
         if (!slot->io) return;
-        cb = std::move(slot->done);
       }
-      if (cb) cb(std::move(digest));
+      deliver();
     });
   }).detach();
 }
 
-BackgroundDigest::~BackgroundDigest() {
+BackgroundWork::~BackgroundWork() {
   std::lock_guard lock(slot_->mu);
   slot_->io = nullptr;
-  slot_->done = nullptr;
 }
+
+BackgroundDigest::BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
+                                   std::function<void(Result<std::string>)> done)
+    : work_(RunInBackground<Result<std::string>>(
+          io, [spec = std::move(spec)] { return disk::ReplicaSetDigest(spec); },
+          std::move(done))) {}
 
 channel::Options ChannelOptionsFrom(const ChannelConfig& config) {
   channel::Options o;

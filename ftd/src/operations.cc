@@ -13,7 +13,10 @@
 #include "ft/proto/control.pb.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
+#include "ft/disk/image_digest.h"
+#include "ft/replay/vm_state_drive.h"
 #include "replica_transfer.h"
+#include "reprotection.h"
 #include "roles.h"
 #include "vm_records.h"
 
@@ -30,9 +33,16 @@ constexpr auto kPeerCallTimeout = 10s;
 constexpr auto kDrainTimeout = 10s;
 constexpr auto kPeerLivePoll = 20ms;
 constexpr auto kDefaultLiveTimeout = 30s;
+// reprotect = auto: how often VMs that run unprotected are looked at, and how long after a
+// failed attempt the next one waits (doubling up to the maximum).
+constexpr auto kReprotectPoll = 2s;
+constexpr auto kReprotectRetryFirst = 5s;
+constexpr auto kReprotectRetryMax = 60s;
 
-proto::VmStatus DescribeVm(const ManagedVm& vm) {
+proto::VmStatus DescribeVm(const ManagedVm& vm,
+                           std::optional<ReprotectReport> reprotect = std::nullopt) {
   VmReport r = vm.Report();
+  if (reprotect) r.reprotect = std::move(reprotect);
   proto::VmStatus s;
   s.set_name(r.name);
   s.set_state(r.state);
@@ -104,6 +114,16 @@ proto::VmStatus DescribeVm(const ManagedVm& vm) {
       newest->set_unix_time_ms(f.newest_unix_ms);
     }
   }
+  if (r.reprotect) {
+    const ReprotectReport& p = *r.reprotect;
+    auto* rp = s.mutable_reprotect();
+    rp->set_phase(p.phase);
+    rp->set_bytes_sent(p.bytes_sent);
+    rp->set_bytes_total(p.bytes_total);
+    rp->set_pause_ms(p.pause_ms);
+    rp->set_elapsed_ms(p.elapsed_ms);
+    rp->set_note(p.note);
+  }
   return s;
 }
 
@@ -138,6 +158,28 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   ReplicaReceiver replicas{node};  // disk replicas the peer is sending for its enables
   asio::steady_timer replica_sweep{io};
   bool stopping = false;           // ftd got SIGTERM: no new VMs
+  // Re-protections under way, and the last outcome of each VM's (for status).
+  std::map<std::string, std::shared_ptr<Reprotection>> reprotecting;
+  std::map<std::string, ReprotectReport> last_reprotect;
+  struct Retry {
+    Clock::time_point not_before{};
+    Clock::duration wait = kReprotectRetryFirst;
+  };
+  std::map<std::string, Retry> reprotect_retry;
+  asio::steady_timer reprotect_timer{io};
+  // The peer side of re-protections: received replicas checked and put in place, by VM.
+  std::map<std::string, std::unique_ptr<BackgroundWork>> protect_prep;
+
+  // A VM's status, with its re-protection (under way, or the last one).
+  proto::VmStatus Describe(const ManagedVm& vm) const {
+    if (auto it = reprotecting.find(vm.name()); it != reprotecting.end()) {
+      return DescribeVm(vm, it->second->report());
+    }
+    if (auto it = last_reprotect.find(vm.name()); it != last_reprotect.end()) {
+      return DescribeVm(vm, it->second);
+    }
+    return DescribeVm(vm);
+  }
 
   ManagedVm* Find(const std::string& name) const {
     for (const auto& vm : vms) {
@@ -246,7 +288,120 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       }
       vms.push_back(std::move(vm));
     }
+    WatchUnprotected();
     return Status::Ok();
+  }
+
+  // ---- re-protection (reprotection.h): a new backup for a VM that runs unprotected here
+  // `respond`, if set, answers ftctl once the attempt ended.
+  void Reprotect(const std::string& name, const std::string& source,
+                 ControlServer::Respond respond = nullptr) {
+    if (node.channel.key.empty() || node.channel.peer_host.empty()) {
+      if (respond) {
+        respond(Error(ControlResponse::REFUSED,
+                      fmt::format("node '{}' cannot protect VMs: set [node] peer and "
+                                  "channel_key_file in {}",
+                                  node.name, config.source)));
+      }
+      return;
+    }
+    busy.insert(name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    ReprotectHost host;
+    host.io = &io;
+    host.node = &node;
+    host.find = [weak](const std::string& vm) -> ManagedVm* {
+      auto self = weak.lock();
+      return self ? self->Find(vm) : nullptr;
+    };
+    host.replace = [weak, name](std::unique_ptr<ManagedVm> next, std::function<void()> done) {
+      auto self = weak.lock();
+      if (!self) return;
+      auto holder = std::make_shared<std::unique_ptr<ManagedVm>>(std::move(next));
+      self->Remove(name, [weak, holder, done] {
+        if (auto me = weak.lock(); me && *holder) me->vms.push_back(std::move(*holder));
+        done();
+      });
+    };
+    host.ask_peer = [weak](const proto::PeerRequest& request, std::chrono::milliseconds timeout,
+                           std::function<void(Result<PeerResponse>)> done) {
+      if (auto self = weak.lock()) self->AskPeer(request, timeout, std::move(done));
+    };
+    reprotecting[name] = Reprotection::Start(
+        std::move(host), name, source,
+        [weak, name, source, respond = std::move(respond)](Status outcome) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->busy.erase(name);
+          if (auto it = self->reprotecting.find(name); it != self->reprotecting.end()) {
+            self->last_reprotect[name] = it->second->report();
+            // Not from inside its own callback: the attempt is dropped once this returns.
+            asio::post(self->io, [keep = it->second] {});
+            self->reprotecting.erase(it);
+          }
+          auto& retry = self->reprotect_retry[name];
+          if (outcome.ok()) {
+            retry = Retry{};
+            self->RecordProtected(name, source);
+          } else {
+            retry.not_before = Clock::now() + retry.wait;
+            retry.wait = std::min<Clock::duration>(retry.wait * 2, kReprotectRetryMax);
+          }
+          if (!respond) return;
+          ManagedVm* vm = self->Find(name);
+          if (!outcome.ok()) {
+            return respond(self->Error(
+                outcome.code() == StatusCode::kUnavailable || outcome.code() == StatusCode::kTimeout
+                    ? ControlResponse::PEER_UNREACHABLE
+                    : ControlResponse::REFUSED,
+                fmt::format("vm '{}' was not re-protected: {}{}", name, outcome.message(),
+                            vm ? fmt::format("; it runs on ({})", RoleAndState(*vm)) : "")));
+          }
+          ControlResponse ok;
+          if (vm) *ok.add_vms() = self->Describe(*vm);
+          respond(self->Reply(std::move(ok)));
+        });
+  }
+
+  // A VM turned on at run time stays a primary here across restarts; one in the config file
+  // keeps its role from there.
+  void RecordProtected(const std::string& name, const std::string& source) {
+    ManagedVm* vm = Find(name);
+    if (!vm) return;
+    for (const auto& v : config.vms) {
+      if (v.name == name) return;
+    }
+    if (Status s = SaveEnabledVm(node, {vm->spec(), FtRole::kPrimary, source}); !s.ok()) {
+      log->error("vm '{}': {}", name, s.ToString());
+    }
+  }
+
+  // reprotect = auto: every VM that runs unprotected here is re-protected, one at a time,
+  // with a growing wait after a failed attempt (a peer that is down costs one call).
+  void WatchUnprotected() {
+    if (stopping || !node.reprotect_auto || node.channel.peer_host.empty() ||
+        node.channel.key.empty()) {
+      return;
+    }
+    reprotect_timer.expires_after(kReprotectPoll);
+    reprotect_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || self->stopping) return;
+      if (self->reprotecting.empty()) {
+        for (const auto& vm : self->vms) {
+          VmReport r = vm->Report();
+          if (r.role != "primary" || r.ft_state != "unprotected" || r.state != "running") {
+            continue;
+          }
+          if (self->busy.count(vm->name())) continue;
+          auto& retry = self->reprotect_retry[vm->name()];
+          if (Clock::now() < retry.not_before) continue;
+          self->Reprotect(vm->name(), "auto");
+          break;
+        }
+      }
+      self->WatchUnprotected();
+    });
   }
 
   // ---- ftctl
@@ -265,14 +420,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     switch (request.command_case()) {
       case proto::ControlRequest::kList: {
         ControlResponse r;
-        for (const auto& vm : vms) *r.add_vms() = DescribeVm(*vm);
+        for (const auto& vm : vms) *r.add_vms() = Describe(*vm);
         return respond(Reply(std::move(r)));
       }
       case proto::ControlRequest::kStatus: {
         ManagedVm* vm = Find(request.status().vm());
         if (!vm) return respond(UnknownVm(request.status().vm()));
         ControlResponse r;
-        *r.add_vms() = DescribeVm(*vm);
+        *r.add_vms() = Describe(*vm);
         return respond(Reply(std::move(r)));
       }
       case proto::ControlRequest::kEnable:
@@ -309,11 +464,31 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   // enable: check here, have the peer start the backup, then start the primary here.
   void Enable(const proto::EnableRequest& request, ControlServer::Respond respond) {
     std::string source = request.source().empty() ? "ftctl enable" : request.source();
+    if (request.vm_config().empty() && !request.vm().empty()) {
+      ManagedVm* vm = Find(request.vm());
+      if (!vm) return respond(UnknownVm(request.vm()));
+      VmReport report = vm->Report();
+      if (vm->role() == FtRole::kOff || (report.role != "off" && report.ft_state != "unprotected")) {
+        return respond(Error(ControlResponse::ALREADY_ENABLED,
+                             fmt::format("vm '{}' is on node '{}' ({}): only a VM that runs "
+                                         "unprotected under FT gets a backup without a restart",
+                                         request.vm(), node.name, RoleAndState(*vm))));
+      }
+      if (auto busy_reply = Busy(request.vm())) return respond(*busy_reply);
+      return Reprotect(request.vm(), source, std::move(respond));
+    }
     auto parsed = ParseVmSection(request.vm_config(), source);
     if (!parsed.ok()) return respond(Error(ControlResponse::BAD_REQUEST, parsed.status().message()));
     replay::VmSpec spec = std::move(parsed).value();
     spec.qemu_binary = node.qemu;
     if (ManagedVm* vm = Find(spec.name)) {
+      VmReport report = vm->Report();
+      if (vm->role() != FtRole::kOff &&
+          (report.role == "off" || report.ft_state == "unprotected")) {
+        if (auto busy_reply = Busy(spec.name)) return respond(*busy_reply);
+        // It runs here without a backup: give it one without restarting it.
+        return Reprotect(spec.name, source, std::move(respond));
+      }
       return respond(Error(ControlResponse::ALREADY_ENABLED,
                            fmt::format("vm '{}' is already on node '{}' ({}): FT is already on "
                                        "for it, or it runs here unprotected",
@@ -448,7 +623,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     log->info("vm '{}': FT on: primary here, backup on '{}', epoch {}", spec.name, r->node(),
               r->epoch());
     ControlResponse ok;
-    *ok.add_vms() = DescribeVm(*vm);
+    *ok.add_vms() = Describe(*vm);
     vms.push_back(std::move(vm));
     respond(Reply(std::move(ok)));
   }
@@ -538,7 +713,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     log->info("vm '{}': FT off{}; it runs on unprotected once it holds the next epoch", name,
               peer_note);
     ControlResponse ok;
-    *ok.add_vms() = DescribeVm(*vm);
+    *ok.add_vms() = Describe(*vm);
     respond(Reply(std::move(ok)));
   }
 
@@ -675,6 +850,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     switch (request.command_case()) {
       case proto::PeerRequest::kProtect:
+        if (!request.protect().from_snapshot().empty()) {
+          return ProtectFromSnapshot(request.protect(), std::move(respond));
+        }
         return respond(Protect(request.protect()));
       case proto::PeerRequest::kUnprotect:
         return Unprotect(request.unprotect(), std::move(respond));
@@ -697,7 +875,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                                                request.status().vm(), node.name)));
         }
         PeerResponse r;
-        *r.mutable_vm() = DescribeVm(*vm);
+        *r.mutable_vm() = Describe(*vm);
         return respond(Peer(std::move(r)));
       }
       case proto::PeerRequest::kReplicaBegin: {
@@ -805,6 +983,122 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     return Peer(std::move(ok));
   }
 
+  // Re-protection, the backup's side (reprotection.h): the VM runs on the peer; the replicas
+  // and the VM-state drive it sent hold its starting point. Checked and put in place off the
+  // event loop (hashing, qemu-img), then the backup starts from that point.
+  void ProtectFromSnapshot(const proto::ProtectRequest& request,
+                           std::function<void(std::string)> respond) {
+    auto parsed = ParseVmSection(request.vm_config(), "the peer's protect request");
+    if (!parsed.ok()) {
+      return respond(PeerError(PeerResponse::BAD_REQUEST, parsed.status().message()));
+    }
+    replay::VmSpec spec = std::move(parsed).value();
+    spec.qemu_binary = node.qemu;
+    const std::string name = spec.name;
+    auto refuse = [&](const std::string& why) {
+      replicas.Forget(name);
+      respond(PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name, why)));
+    };
+    if (request.from_snapshot() != replay::kBaseSnapshot) {
+      return refuse(fmt::format("unknown starting point '{}' (this ftd starts backups from '{}')",
+                                request.from_snapshot(), replay::kBaseSnapshot));
+    }
+    if (stopping) return refuse("ftd is stopping");
+    if (ManagedVm* vm = Find(name)) {
+      return respond(PeerError(PeerResponse::REFUSED,
+                               fmt::format("vm '{}' already exists on node '{}' ({})", name,
+                                           node.name, RoleAndState(*vm))));
+    }
+    if (busy.count(name)) {
+      return respond(PeerError(PeerResponse::REFUSED,
+                               fmt::format("vm '{}': an operation on it is in progress on node "
+                                           "'{}'",
+                                           name, node.name)));
+    }
+    if (node.channel.listen_host.empty()) return refuse("no [node] listen: it cannot run backups");
+    for (auto& d : spec.disks) {
+      d.path = ReplicaPath(node, name, d.id);
+      if (!fs::exists(d.path)) {
+        return refuse(fmt::format("no replica of disk.{} of '{}' was received", d.id, name));
+      }
+    }
+    std::string received_drive = ReplicaPath(node, name, "ft-vmstate");
+    if (!fs::exists(received_drive)) {
+      return refuse(fmt::format("the VM-state drive of '{}' was not received", name));
+    }
+    if (Status s = CheckVmFiles(spec); !s.ok()) return refuse(s.message());
+    Result<uint64_t> stored = StoredEpoch(node, name);
+    if (!stored.ok()) return refuse(stored.status().message());
+    if (*stored > request.epoch()) {
+      return refuse(fmt::format("vm '{}' is in epoch {} here, newer than the primary's {}", name,
+                                *stored, request.epoch()));
+    }
+    busy.insert(name);
+    std::string drive = PathsFor(node, name).vm_state_drive;
+    std::weak_ptr<Impl> weak = shared_from_this();
+    protect_prep[name] = RunInBackground<Status>(
+        io,
+        [spec, received_drive, drive, digest = request.replica_digest()]() -> Status {
+          // The disks as received must be what the primary sent (each file's sha256 was
+          // checked as it landed); then each gets the starting point as a disk snapshot.
+          FT_ASSIGN_OR_RETURN(std::string here, disk::ReplicaSetDigest(spec));
+          if (here != digest) {
+            return DataLoss(fmt::format("the received disks' digest {} differs from the "
+                                        "primary's {}",
+                                        here.substr(0, 16), digest.substr(0, 16)));
+          }
+          for (const auto& d : spec.disks) {
+            FT_RETURN_IF_ERROR(replay::CreateDiskSnapshot(d.path, replay::kBaseSnapshot, d.path));
+          }
+          std::error_code ec;
+          fs::create_directories(fs::path(drive).parent_path(), ec);
+          fs::copy_file(received_drive, drive, fs::copy_options::overwrite_existing, ec);
+          if (ec) {
+            return Unavailable(fmt::format("cannot put the VM-state drive in place at '{}': {}",
+                                           drive, ec.message()));
+          }
+          fs::remove(received_drive, ec);
+          return Status::Ok();
+        },
+        [weak, spec, drive, request, respond = std::move(respond)](Status prepared) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->protect_prep.erase(spec.name);
+          self->busy.erase(spec.name);
+          respond(self->StartBackupFromSnapshot(spec, drive, request, prepared));
+        });
+  }
+
+  std::string StartBackupFromSnapshot(const replay::VmSpec& spec, const std::string& drive,
+                                      const proto::ProtectRequest& request, Status s) {
+    const std::string& name = spec.name;
+    if (s.ok() && stopping) s = Aborted("ftd is stopping");
+    if (s.ok() && Find(name)) s = Aborted("the VM appeared here meanwhile");
+    if (s.ok()) s = SaveEpoch(node, name, request.epoch());
+    if (s.ok()) s = SaveEnabledVm(node, {spec, FtRole::kBackup, request.source()});
+    std::unique_ptr<ManagedVm> vm;
+    if (s.ok()) {
+      vm = MakeBackupVm(io, node, spec, BackupFromSnapshot{request.replica_digest()});
+      s = vm->Start();
+    }
+    if (!s.ok()) {
+      (void)ForgetEnabledVm(node, name);
+      replicas.Forget(name);
+      std::error_code ec;
+      fs::remove(drive, ec);
+      log->warn("vm '{}': the backup of the running VM could not start: {}", name, s.ToString());
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("on node '{}': the backup of '{}' could not start: {}",
+                                   node.name, name, s.message()));
+    }
+    log->info("vm '{}': backup started from the running primary's snapshot '{}' ({}), epoch {}",
+              name, request.from_snapshot(), request.source(), request.epoch());
+    vms.push_back(std::move(vm));
+    PeerResponse ok;
+    ok.set_epoch(request.epoch());
+    return Peer(std::move(ok));
+  }
+
   void Unprotect(const proto::UnprotectRequest& request, std::function<void(std::string)> respond) {
     const std::string name = request.vm();
     ManagedVm* vm = Find(name);
@@ -851,6 +1145,8 @@ Status Operations::StartEnabledVms() { return impl_->StartEnabledVms(); }
 void Operations::Stop() {
   impl_->stopping = true;
   impl_->replica_sweep.cancel();
+  impl_->reprotect_timer.cancel();
+  impl_->protect_prep.clear();
 }
 ManagedVm* Operations::Find(const std::string& name) const { return impl_->Find(name); }
 void Operations::HandleControl(const std::string& request, ControlServer::Respond respond) {

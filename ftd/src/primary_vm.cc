@@ -14,6 +14,7 @@
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/rr_log_tap.h"
 #include "ft/replay/rr_stream.h"
+#include "ft/replay/vm_state_drive.h"
 #include "failover.h"
 #include "roles.h"
 
@@ -32,6 +33,10 @@ constexpr double kHoldAt = 0.9;  // of max_lag_ms
 // A backup whose replay stands still this long while the primary is held for it is treated
 // as failed: pacing must never turn into a stalled primary.
 constexpr auto kReplayStallTimeout = 5s;
+// Re-protection: savevm is refused while the recorder has events queued (a frame, a disk
+// completion); the vCPU runs this long to take them before the next try.
+constexpr auto kSaveRetryRun = 20ms;
+constexpr int kSaveAttempts = 25;
 
 using arbiter::FtState;
 
@@ -62,13 +67,15 @@ Result<std::string> FindRrShim() {
 class PrimaryVm : public ManagedVm {
  public:
   PrimaryVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec,
-            std::optional<LiveStart> live)
+            std::optional<LiveStart> live, std::optional<ReprotectStart> reprotect = {})
       : impl_(std::make_shared<Impl>(io, node, spec)) {
     impl_->live = std::move(live);
+    impl_->reprotect = std::move(reprotect);
   }
   ~PrimaryVm() override { impl_->Shutdown(); }
 
   const std::string& name() const override { return impl_->spec.name; }
+  const replay::VmSpec& spec() const override { return impl_->spec; }
   FtRole role() const override { return FtRole::kPrimary; }
   Status Start() override { return impl_->Start(); }
   void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
@@ -84,6 +91,13 @@ class PrimaryVm : public ManagedVm {
   }
   void AbortHandover(const std::string& why) override { impl_->AbortHandover(why); }
   Status PlayDead() override { return impl_->PlayDead(); }
+  void SaveForReprotect(std::function<void(Result<ReprotectPoint>)> done) override {
+    impl_->SaveForReprotect(std::move(done));
+  }
+  Status BeginProtection(const std::string& replica_digest) override {
+    return impl_->BeginProtection(replica_digest);
+  }
+  void AbandonProtection(const std::string& why) override { impl_->AbandonProtection(why); }
 
  private:
   struct Impl : std::enable_shared_from_this<Impl> {
@@ -112,6 +126,11 @@ class PrimaryVm : public ManagedVm {
     // halt. Null only for a copy that went live: its backup's authority decided that.
     std::shared_ptr<Failover> failover;
     std::optional<LiveStart> live;  // set: a backup that went live, running alone
+    // Set: this copy continues one saved for re-protection; it connects to the new backup
+    // once that runs (BeginProtection), not before.
+    std::optional<ReprotectStart> reprotect;
+    bool protection_begun = false;
+    bool saving_for_reprotect = false;  // SaveForReprotect under way
     bool live_failed = false;       // ... whose QEMU failed
     std::string note;               // this role's own note (start-up, connection errors)
     // Log bytes [unacked_base, tap->offset()) not yet acked by the backup.
@@ -208,6 +227,10 @@ class PrimaryVm : public ManagedVm {
       run.extra_env = replay::RrShimEnv({shim, fifo_path, counters_path, 500, 1 << 20});
       run.vm_state_drive = true;
       if (live) run.loadvm = live->snapshot;
+      if (reprotect) {
+        run.loadvm = replay::kReprotectSnapshot;
+        run.rrsnapshot = replay::kBaseSnapshot;
+      }
       runner.OnFailed([weak](const std::string& why) {
         if (auto self = weak.lock()) self->OnQemuFailed(why);
       });
@@ -221,14 +244,15 @@ class PrimaryVm : public ManagedVm {
             if (!self) return Aborted("the primary is gone");
             return self->LogProduced();
           },
-          live ? live->guest_ipv4 : std::nullopt);
+          live ? live->guest_ipv4 : reprotect ? reprotect->guest_ipv4 : std::nullopt);
       if (!served.ok()) {
         RemoveFiles();
         return served.status();
       }
       nic = std::move(served).value();
       Tick();
-      if (!live && !spec.disks.empty()) {
+      // A re-protection's disks are digested as shipped (their contents at kBaseSnapshot).
+      if (!live && !reprotect && !spec.disks.empty()) {
         note = "hashing the disk images before QEMU starts (the handshake compares them)";
         digest_job = std::make_unique<BackgroundDigest>(
             io, spec, [weak, run](Result<std::string> digest) {
@@ -274,7 +298,11 @@ class PrimaryVm : public ManagedVm {
             spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
             node.channel.peer_host, node.channel.peer_port,
             DescribeFailover(node));
-        Connect();
+        if (reprotect) {
+          note = "re-protection: waiting for the new backup to start on the peer";
+        } else {
+          Connect();
+        }
       }
       return Status::Ok();
     }
@@ -282,6 +310,18 @@ class PrimaryVm : public ManagedVm {
     // QEMU answers QMP. A copy that went live now owns the VM's network on this host: tell
     // the switch, and drop the snapshot it started from (the drive must not fill up).
     void OnQemuRunning() {
+      if (reprotect) {
+        // The same guest on a new TAP: tell the switch. Its starting point is saved.
+        if (nic) nic->Announce();
+        log->info("vm '{}': re-protection: running again from snapshot '{}', starting point "
+                  "'{}' saved",
+                  spec.name, replay::kReprotectSnapshot, replay::kBaseSnapshot);
+        if (auto started = std::move(reprotect->on_started)) {
+          reprotect->on_started = nullptr;
+          started(Status::Ok());
+        }
+        return;
+      }
       if (!live) return;
       if (nic) nic->Announce();
       if (!spec.disks.empty()) {
@@ -469,6 +509,7 @@ class PrimaryVm : public ManagedVm {
     // ---- the channel
     void Connect() {
       if (connecting || session || State() != FtState::kWaitingForPeer || stopping) return;
+      if (reprotect && !protection_begun) return;
       connecting = true;
       std::weak_ptr<Impl> weak = shared_from_this();
       channel::Connect(io, node.channel.peer_host, node.channel.peer_port, identity,
@@ -720,11 +761,140 @@ class PrimaryVm : public ManagedVm {
         started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
                                         live->snapshot, why)));
       }
+      if (reprotect && reprotect->on_started) {
+        auto started = std::move(reprotect->on_started);
+        reprotect->on_started = nullptr;
+        started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
+                                        replay::kReprotectSnapshot, why)));
+      }
       CloseNic();
       if (session) {
         session->Close();
         session.reset();
       }
+    }
+
+    // ---- re-protection (docs/design.md, "Re-protection")
+    // Step 1, on the copy that runs unprotected: the vCPU stops, the VM is saved in the
+    // VM-state drive, QEMU quits. The next copy (MakeReprotectingPrimaryVm) starts from it.
+    void SaveForReprotect(std::function<void(Result<ReprotectPoint>)> done) {
+      auto qmp = runner.qmp();
+      if (State() != FtState::kUnprotected || stopping || saving_for_reprotect || !qmp ||
+          runner.state() != VmState::kRunning) {
+        return done(FailedPrecondition(fmt::format(
+            "vm '{}' is {} here{}: only a running copy without a backup can be re-protected",
+            spec.name, runner.state() == VmState::kRunning ? PrimaryStateName(State())
+                                                           : VmStateName(runner.state()),
+            Note().empty() ? "" : " (" + Note() + ")")));
+      }
+      saving_for_reprotect = true;
+      log->info("vm '{}': re-protection: stopping the vCPU and saving the VM as '{}'",
+                spec.name, replay::kReprotectSnapshot);
+      qmp->Execute("stop", replay::Json::object(), 10s,
+                   [weak = weak_from_this(), done = std::move(done)](Result<replay::Json> r) {
+                     auto self = weak.lock();
+                     if (!self) return done(Aborted("the primary is gone"));
+                     if (!r.ok()) return self->ResumeAfterFailedSave(r.status(), done);
+                     self->TrySaveForReprotect(1, done);
+                   });
+    }
+
+    void TrySaveForReprotect(int attempt, std::function<void(Result<ReprotectPoint>)> done) {
+      auto qmp = runner.qmp();
+      if (!qmp || stopping) return ResumeAfterFailedSave(Aborted("ftd is stopping"), done);
+      std::string command = std::string("savevm ") + replay::kReprotectSnapshot;
+      qmp->ExecuteHmp(command, 60s, [weak = weak_from_this(), attempt,
+                                     done = std::move(done)](Status saved) mutable {
+        auto self = weak.lock();
+        if (!self) return done(Aborted("the primary is gone"));
+        if (saved.ok()) return self->QuitForReprotect(attempt, std::move(done));
+        bool events_queued =
+            saved.message().find("does not allow making snapshot") != std::string::npos;
+        if (!events_queued || attempt >= kSaveAttempts || self->stopping) {
+          return self->ResumeAfterFailedSave(saved, done);
+        }
+        // The recorder has events queued: let the vCPU run to take them, then stop again.
+        auto qmp = self->runner.qmp();
+        if (!qmp) return self->ResumeAfterFailedSave(saved, done);
+        qmp->Execute("cont", replay::Json::object(), 10s, [weak, attempt, done](auto) mutable {
+          auto me = weak.lock();
+          if (!me) return done(Aborted("the primary is gone"));
+          me->drain_timer.expires_after(kSaveRetryRun);
+          me->drain_timer.async_wait([weak, attempt, done](const std::error_code& ec) mutable {
+            auto me2 = weak.lock();
+            if (!me2 || ec) return done(Aborted("the primary is stopping"));
+            auto q = me2->runner.qmp();
+            if (!q) return me2->ResumeAfterFailedSave(Aborted("QEMU's monitor closed"), done);
+            q->Execute("stop", replay::Json::object(), 10s,
+                       [weak, attempt, done](Result<replay::Json> r) mutable {
+                         auto me3 = weak.lock();
+                         if (!me3) return done(Aborted("the primary is gone"));
+                         if (!r.ok()) return me3->ResumeAfterFailedSave(r.status(), done);
+                         me3->TrySaveForReprotect(attempt + 1, std::move(done));
+                       });
+          });
+        });
+      });
+    }
+
+    void ResumeAfterFailedSave(const Status& why,
+                               const std::function<void(Result<ReprotectPoint>)>& done) {
+      saving_for_reprotect = false;
+      log->warn("vm '{}': re-protection: could not save the VM ({}); it runs on unprotected",
+                spec.name, why.ToString());
+      if (auto qmp = runner.qmp()) {
+        qmp->Execute("cont", replay::Json::object(), 10s, [](Result<replay::Json>) {});
+      }
+      done(why.WithContext(fmt::format("vm '{}': saving the running VM", spec.name)));
+    }
+
+    void QuitForReprotect(int attempts, std::function<void(Result<ReprotectPoint>)> done) {
+      ReprotectPoint point;
+      point.epoch = failover ? failover->epoch() : identity.epoch;
+      point.guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
+      log->info("vm '{}': re-protection: saved as '{}'{}; QEMU quits", spec.name,
+                replay::kReprotectSnapshot,
+                attempts > 1 ? fmt::format(" (after {} tries: events were queued)", attempts)
+                             : "");
+      note = "saved for re-protection; the next copy continues it";
+      if (failover) failover->CopyEnded(note);
+      CloseNic();
+      runner.Stop([weak = weak_from_this(), point, done = std::move(done)]() mutable {
+        auto self = weak.lock();
+        if (!self) return done(Aborted("the primary is gone"));
+        if (self->tap) self->tap->Close();
+        self->log_closed = true;
+        // Out of this copy's way: its files go when it is removed; the next copy loads it.
+        const auto& paths = self->runner.paths();
+        point.saved_drive = paths.run_dir + "/reprotect-vm-state.qcow2";
+        if (::rename(paths.vm_state_drive.c_str(), point.saved_drive.c_str()) != 0) {
+          return done(ErrnoStatus(fmt::format("vm '{}': moving the saved VM-state drive '{}'",
+                                              self->spec.name, paths.vm_state_drive),
+                                  errno));
+        }
+        done(point);
+      });
+    }
+
+    // The new backup runs on the peer: connect to it.
+    Status BeginProtection(const std::string& replica_digest) {
+      if (!reprotect || protection_begun || State() != FtState::kWaitingForPeer || stopping) {
+        return FailedPrecondition(fmt::format(
+            "vm '{}' is {} here: not a primary waiting for the backup of a re-protection",
+            spec.name, PrimaryStateName(State())));
+      }
+      protection_begun = true;
+      identity.replica_digest = replica_digest;
+      note = "re-protection: connecting to the new backup";
+      Connect();
+      return Status::Ok();
+    }
+
+    // The re-protection failed: the authority claims the next epoch and opens the gate.
+    void AbandonProtection(const std::string& why) {
+      if (State() != FtState::kWaitingForPeer || !failover) return;
+      failover->GiveUpWaiting("re-protection failed: " + why);
+      StopWaitingForBackup();
     }
 
     void Tick() {
@@ -883,6 +1053,13 @@ class PrimaryVm : public ManagedVm {
 std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
                                          const replay::VmSpec& spec) {
   return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt);
+}
+
+std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io,
+                                                     const NodeConfig& node,
+                                                     const replay::VmSpec& spec,
+                                                     ReprotectStart start) {
+  return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt, std::move(start));
 }
 
 std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeConfig& node,

@@ -31,6 +31,8 @@ struct Sender : std::enable_shared_from_this<Sender> {
   std::unique_ptr<disk::ImageReader> reader;
   Clock::time_point started;
   std::function<void(Status)> done;
+  std::function<void(uint64_t)> progress;
+  uint64_t sent_before = 0;  // bytes of the disks already sent
 
   std::string Name() const { return fmt::format("vm '{}': disk.{}", spec.name, spec.disks[index].id); }
 
@@ -94,6 +96,7 @@ struct Sender : std::enable_shared_from_this<Sender> {
                             "sha256 {}",
                             self->Name(), mib, s, s > 0 ? mib / s : 0, digest.sha256.substr(0, 12));
         ++self->index;
+        self->sent_before += digest.size;
         self->NextDisk();
       });
     }
@@ -105,7 +108,10 @@ struct Sender : std::enable_shared_from_this<Sender> {
     chunk.mutable_replica_chunk()->set_disk(d.id);
     chunk.mutable_replica_chunk()->set_offset(offset);
     chunk.mutable_replica_chunk()->set_data(std::move(data).value());
-    Ask(chunk, [self = shared_from_this()] { self->NextChunk(); });
+    Ask(chunk, [self = shared_from_this()] {
+      if (self->progress) self->progress(self->sent_before + self->reader->offset());
+      self->NextChunk();
+    });
   }
 };
 
@@ -116,8 +122,10 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
 }
 
 void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConfig& node,
-                  const replay::VmSpec& spec, std::function<void(Status)> done) {
+                  const replay::VmSpec& spec, std::function<void(Status)> done,
+                  std::function<void(uint64_t bytes_sent)> progress) {
   auto sender = std::make_shared<Sender>();
+  sender->progress = std::move(progress);
   sender->conversation = std::move(conversation);
   sender->node = node;
   sender->spec = spec;

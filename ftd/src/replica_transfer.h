@@ -31,8 +31,11 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
 
 // Sends every disk of `spec` to the peer; `done` gets Ok or the first error (naming the VM,
 // the disk and what failed). Logs each copy's size, time and rate.
+// `progress`, if set, gets the bytes the peer has taken so far (of every disk) after each
+// chunk.
 void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConfig& node,
-                  const replay::VmSpec& spec, std::function<void(Status)> done);
+                  const replay::VmSpec& spec, std::function<void(Status)> done,
+                  std::function<void(uint64_t bytes_sent)> progress = {});
 
 // The receiving side: the copies in progress, by VM and disk.
 class ReplicaReceiver {

@@ -29,8 +29,27 @@ struct LiveStart {
 };
 std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeConfig& node,
                                              const replay::VmSpec& spec, LiveStart live);
+// Re-protection: the primary that continues a copy saved by SaveForReprotect. Its QEMU
+// starts from kReprotectSnapshot and saves its starting point as kBaseSnapshot (what the
+// new backup starts from); its gate is closed and it waits for BeginProtection.
+struct ReprotectStart {
+  std::optional<uint32_t> guest_ipv4;  // for the announcement on the new TAP
+  // QEMU runs from the snapshot (ok) or could not start; called once.
+  std::function<void(Status)> on_started;
+};
+std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io,
+                                                     const NodeConfig& node,
+                                                     const replay::VmSpec& spec,
+                                                     ReprotectStart start);
+// A backup whose replayer starts from kBaseSnapshot (in its VM-state drive, already in
+// place) instead of booting: the backup of a running VM. `replica_digest` is its received
+// disks' digest, taken before kBaseSnapshot was added to them.
+struct BackupFromSnapshot {
+  std::string replica_digest;
+};
 std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
-                                        const replay::VmSpec& spec);
+                                        const replay::VmSpec& spec,
+                                        std::optional<BackupFromSnapshot> from = std::nullopt);
 
 // The rr log version of `qemu_binary` (REPLAY_VERSION), probed by running it once (about a
 // second) and cached for the daemon's life. The daemon probes its node's QEMU before its event
@@ -46,6 +65,32 @@ Result<uint32_t> RrVersionOf(const NodeConfig& node, const std::string& qemu_bin
 Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
                                         bool digest_replicas = true);
 
+// Work that may take longer than a millisecond (hashing, copying, qemu-img) runs on a worker
+// thread; what it returns is handed back on `io`'s thread. `work` returns the closure to
+// run there. If this object is destroyed first, that closure is dropped, not run.
+class BackgroundWork {
+ public:
+  BackgroundWork(asio::io_context& io, std::function<std::function<void()>()> work);
+  ~BackgroundWork();
+  BackgroundWork(const BackgroundWork&) = delete;
+  BackgroundWork& operator=(const BackgroundWork&) = delete;
+
+ private:
+  struct Slot;
+  std::shared_ptr<Slot> slot_;
+};
+
+// `work()` on a worker thread, then `done(result)` on `io`'s thread.
+template <typename T>
+std::unique_ptr<BackgroundWork> RunInBackground(asio::io_context& io, std::function<T()> work,
+                                                std::function<void(T)> done) {
+  return std::make_unique<BackgroundWork>(
+      io, [work = std::move(work), done = std::move(done)]() -> std::function<void()> {
+        auto result = std::make_shared<T>(work());
+        return [done, result] { done(std::move(*result)); };
+      });
+}
+
 // Hashes a VM's disk images (disk::ReplicaSetDigest) on a worker thread and posts the
 // digest back to `io`: reading a multi-GiB disk on the event loop would stall every VM's
 // heartbeats. If this object is destroyed first, the result is dropped.
@@ -53,13 +98,9 @@ class BackgroundDigest {
  public:
   BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
                    std::function<void(Result<std::string>)> done);
-  ~BackgroundDigest();
-  BackgroundDigest(const BackgroundDigest&) = delete;
-  BackgroundDigest& operator=(const BackgroundDigest&) = delete;
 
  private:
-  struct Slot;
-  std::shared_ptr<Slot> slot_;
+  std::unique_ptr<BackgroundWork> work_;
 };
 
 // Records `epoch` as the VM's current one (state_dir/vms/NAME/epoch), atomically: after a

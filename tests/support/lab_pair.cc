@@ -80,7 +80,7 @@ Status ClaimStore::GiveBack() {
 }
 
 Status WriteNodeOnlyConfigs(Lab& lab, FtdInstance& a, FtdInstance& b,
-                            const std::string& shared_storage) {
+                            const std::string& shared_storage, const std::string& reprotect) {
   constexpr uint16_t kChannelPort = 7400;  // each lab host is a fresh namespace: it is free
   std::string at_a = fmt::format("{}:{}", lab.Get("FTLAB_A_FT_IP"), kChannelPort);
   std::string at_b = fmt::format("{}:{}", lab.b_channel_ip(), kChannelPort);
@@ -92,6 +92,7 @@ Status WriteNodeOnlyConfigs(Lab& lab, FtdInstance& a, FtdInstance& b,
         side.node_name(), side.state_dir(), side.run_dir(), QemuBinary(), side.channel_key_path(),
         listen, peer);
     if (!shared_storage.empty()) text += "shared_storage = " + shared_storage + "\n";
+    if (!reprotect.empty()) text += "reprotect = " + reprotect + "\n";
     return text;
   };
   for (FtdInstance* side : {&a, &b}) FT_RETURN_IF_ERROR(side->WriteChannelKey());

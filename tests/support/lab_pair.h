@@ -46,9 +46,10 @@ class ClaimStore {
 // Configs for ftds on lab hosts A and B with no VM in them (VMs arrive with `ftctl enable`),
 // both alike as operators set them up: roles are per VM, not per host. Each listens on its
 // own channel address and has the other as its peer; both use `shared_storage` ("" failover
-// off) and the test channel key.
+// off) and the test channel key; `reprotect` as in LockstepOptions.
 Status WriteNodeOnlyConfigs(Lab& lab, FtdInstance& a, FtdInstance& b,
-                            const std::string& shared_storage);
+                            const std::string& shared_storage,
+                            const std::string& reprotect = "manual");
 
 // A protected pair with failover on (a fresh claim store) and a client that has talked to
 // the guest's stream service through it. Members are destroyed in reverse order: the client,

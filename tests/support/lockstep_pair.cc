@@ -20,6 +20,7 @@ std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::s
       channel_line);
   if (!o.shared_storage.empty()) node_extra += "shared_storage = " + o.shared_storage + "\n";
   if (o.max_unacked_mib > 0) node_extra += fmt::format("max_unacked_mib = {}\n", o.max_unacked_mib);
+  if (!o.reprotect.empty()) node_extra += "reprotect = " + o.reprotect + "\n";
   auto vm_section = text.find("\n[vm ");
   text.insert(vm_section, "\n" + node_extra);
   text += "ft = " + role + "\n";

@@ -37,6 +37,10 @@ struct LockstepOptions {
   // [node] max_unacked_mib on both hosts (how much log a primary holds for a backup that
   // has not connected before it runs on alone); 0: ftd's default.
   int max_unacked_mib = 0;
+  // [node] reprotect on both hosts. Tests of what a failover leaves (a halted or stale copy,
+  // a copy running unprotected) use manual, so that no re-protection changes it while they
+  // look; the re-protection tests use auto, ftd's default.
+  std::string reprotect = "manual";
   // The backup's VM definition when it must differ (tests of the handshake's refusals).
   std::optional<GuestVmOptions> backup_vm;
   // Runs on the backup's instance after its config (and data disk copy) is written, before

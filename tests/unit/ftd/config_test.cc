@@ -64,6 +64,19 @@ TEST(ConfigParseTest, UnknownKeyIsNamedWithLineAndSection) {
   EXPECT_NE(ErrorOf("[node]\nnmae = a\n").find("[node] nmae: unknown key"), std::string::npos);
 }
 
+TEST(ConfigParseTest, ReprotectIsAutoByDefaultOrManual) {
+  auto r = ParseConfig("[node]\nname = a\n", "ftd.conf", "/etc/ftd");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->node.reprotect_auto);
+  r = ParseConfig("[node]\nname = a\nreprotect = manual\n", "ftd.conf", "/etc/ftd");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->node.reprotect_auto);
+  EXPECT_NE(ErrorOf("[node]\nreprotect = sometimes\n")
+                .find("[node] reprotect: 'sometimes' is not one of auto, manual"),
+            std::string::npos)
+      << ErrorOf("[node]\nreprotect = sometimes\n");
+}
+
 TEST(ConfigParseTest, BadAddressIsNamed) {
   std::string text = R"([vm a]
 kernel = /k

@@ -47,6 +47,9 @@ struct NodeConfig {
   // The QEMU that runs VMs turned on at run time (ftctl enable); ftd's patched build in a
   // package (replay/qemu-patches). VMs in this file name theirs with [vm] qemu.
   std::string qemu = "qemu-system-x86_64";
+  // A VM that runs unprotected here (after a failover, after the peer returned) gets a new
+  // backup on the peer by itself (auto), or only through `ftctl enable VM` (manual).
+  bool reprotect_auto = true;
   ChannelConfig channel;
 };
 

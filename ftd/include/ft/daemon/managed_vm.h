@@ -12,6 +12,7 @@
 
 #include "ft/daemon/config.h"
 #include "ft/net/guest_nic.h"
+#include "ft/replay/vm_spec.h"
 #include "ft/status.h"
 
 namespace asio {
@@ -41,6 +42,22 @@ struct FailoverReport {
           snapshot_saved_ns = 0, live_ns = 0;
 };
 
+// Where a copy saved for re-protection stopped.
+struct ReprotectPoint {
+  uint64_t epoch = 0;                  // the epoch it ran in
+  std::optional<uint32_t> guest_ipv4;  // learnt by its NIC, for the next copy's announcement
+  std::string saved_drive;             // the VM-state drive holding kReprotectSnapshot
+};
+
+// A re-protection in progress or the last one's outcome, for status (Operations fills it).
+struct ReprotectReport {
+  std::string phase;  // saving, shipping, starting-backup, connecting, protected, failed
+  uint64_t bytes_sent = 0, bytes_total = 0;
+  int64_t pause_ms = -1;  // the VM's pause for the snapshot; -1 until known
+  int64_t elapsed_ms = 0;
+  std::string note;  // why the last attempt failed
+};
+
 // What `ftctl status` shows about a VM.
 struct VmReport {
   std::string name, state, mode, role, ft_state, ft_note, peer;
@@ -53,12 +70,15 @@ struct VmReport {
   int64_t last_ack_ms_ago = -1;
   std::optional<net::NicStats> nic;  // when ftd serves the NIC
   std::optional<FailoverReport> failover;  // when the node has shared_storage
+  std::optional<ReprotectReport> reprotect;
 };
 
 class ManagedVm {
  public:
   virtual ~ManagedVm() = default;
   virtual const std::string& name() const = 0;
+  // What this host runs (a backup's disks are its replicas).
+  virtual const replay::VmSpec& spec() const = 0;
   virtual FtRole role() const = 0;
   // Starts the VM's part (may start QEMU now or, for a backup, when its primary connects).
   virtual Status Start() = 0;
@@ -94,6 +114,16 @@ class ManagedVm {
   // its channel closes next, this copy goes live (kFailedPrecondition if bytes are missing or
   // failover is off).
   virtual Status AcceptHandover(uint64_t log_end);
+
+  // ---- re-protection (docs/design.md, "Re-protection")
+  // A copy that runs unprotected, step 1: stop the vCPU, save the VM (kReprotectSnapshot in
+  // the VM-state drive, which stays) and quit QEMU. On error the VM runs on as before.
+  virtual void SaveForReprotect(std::function<void(Result<ReprotectPoint>)> done);
+  // The primary that continues it, once the new backup runs on the peer: connect to it.
+  // `replica_digest` is the shipped disks' (the handshake compares it with the backup's).
+  virtual Status BeginProtection(const std::string& replica_digest);
+  // ... or the re-protection failed: run unprotected (claiming the next epoch first).
+  virtual void AbandonProtection(const std::string& why);
 };
 
 std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
