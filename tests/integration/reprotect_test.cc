@@ -1,0 +1,265 @@
+// Re-protection in the lab (real QEMU, real ftds, a qcow2 data disk): a VM that runs
+// unprotected gets a new backup without its guest restarting.
+//  - After a failover, the host that returns becomes the backup by itself (reprotect = auto):
+//    its replayer starts from a snapshot of the running VM, replays the same console, and
+//    takes over when the other host dies in turn. One client TCP connection (the guest's
+//    record service, appending fsync'd records) and the guest's checked stream carry on
+//    through both failovers; every acknowledged record is on the last host's disk, none torn.
+//  - `ftctl enable` of a VM that runs unprotected gives it a backup: the guest's stream (its
+//    sequence numbers and its TCP connection) goes on, nothing restarts.
+#include <atomic>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "guest_client.h"
+#include "lab.h"
+#include "lab_pair.h"
+#include "lockstep_pair.h"
+
+namespace ft::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+std::string Payload(uint64_t n) { return fmt::format("record-{}-{}", n, n * 2654435761u % 100000); }
+
+// Appends records as fast as they are acknowledged, by whichever copy serves the guest.
+class RecordWriter {
+ public:
+  explicit RecordWriter(RecordClient& records) : records_(records) {
+    thread_ = std::thread([this] {
+      for (uint64_t n = 1; !stop_ && n <= 1000000; ++n) {
+        Status s = records_.Append(n, Payload(n), 30s);
+        if (!s.ok()) {
+          std::lock_guard lock(mu_);
+          status_ = s.WithContext(fmt::format("record {}", n));
+          failed_ = true;
+          return;
+        }
+        acked_ = n;
+      }
+    });
+  }
+  ~RecordWriter() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  uint64_t acked() const { return acked_; }
+  bool failed() const { return failed_; }
+  Status status() {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+  // Waits until `n` records are acknowledged in all (false on a writer error or timeout).
+  bool WaitFor(uint64_t n, std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (acked_ < n && !failed_ && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    return acked_ >= n;
+  }
+
+ private:
+  RecordClient& records_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false}, failed_{false};
+  std::atomic<uint64_t> acked_{0};
+  std::mutex mu_;
+  Status status_;
+};
+
+// Polls until `side` reports the VM as the protected primary (its reprotect status, if any,
+// is in the returned status), or fails with both logs.
+Result<json> WaitUntilProtected(FtdInstance& side, FtdInstance& other, const std::string& vm,
+                                std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  json last;
+  while (Clock::now() < deadline) {
+    auto st = side.StatusJson(vm);
+    if (st.ok()) {
+      last = *st;
+      if (last.value("role", "") == "primary" && last.value("ft_state", "") == "protected") {
+        return last;
+      }
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  return Timeout(fmt::format("vm '{}' on {} was not protected again within {} s; last status "
+                             "{}{}",
+                             vm, side.node_name(),
+                             std::chrono::duration_cast<std::chrono::seconds>(timeout).count(),
+                             last.dump(2), BothLogs(side, other)));
+}
+
+TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
+  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+  auto lab = Lab::Create();
+  SKIP_WITHOUT_LAB(lab);
+  LockstepOptions options = LabPairOptions(**lab);
+  options.vm.data_disk = true;
+  options.reprotect = "auto";
+  FailoverPair f;
+  Status started = f.Start(**lab, 30, &options);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto& p = *f.pair;
+  FtdInstance& a = p.primary();
+  FtdInstance& b = p.backup();
+
+  RecordClient records;
+  Status connected;
+  ASSERT_TRUE(RunInNetns((*lab)->ns_client(), [&] {
+                connected = records.Connect((*lab)->vm_ip(), 7001, 90s);
+              }).ok());
+  ASSERT_TRUE(connected.ok()) << connected.ToString() << BothLogs(p);
+  RecordWriter writer(records);
+  ASSERT_TRUE(writer.WaitFor(20, 60s)) << writer.status().ToString() << BothLogs(p);
+
+  // 1. Host A dies; B goes live in epoch 2.
+  auto killed = KillPrimaryHost(**lab, p);
+  ASSERT_TRUE(killed.ok()) << killed.status().ToString();
+  Status live = WaitUntilBackupLive(p, 30s);
+  ASSERT_TRUE(live.ok()) << live.ToString();
+  ASSERT_TRUE(Converse(f.client, 20).ok()) << BothLogs(p);
+  uint64_t acked_before_return = writer.acked();
+  ASSERT_TRUE(writer.WaitFor(acked_before_return + 10, 60s))
+      << writer.status().ToString() << BothLogs(p);
+
+  // 2. Host A returns with its ftd and its old config; B re-protects the VM by itself, A
+  // the backup. The guest keeps running on B meanwhile.
+  ASSERT_TRUE((*lab)->Run({"restore-host", "a"}).ok());
+  size_t b_console_at_return = ReadFile(b.console_log(p.vm())).size();
+  auto returned_at = Clock::now();
+  ASSERT_TRUE(a.Restart(ReadFile(a.config_path())).ok()) << a.LogTail();
+  auto reprotected = WaitUntilProtected(b, a, p.vm(), 180s);
+  ASSERT_TRUE(reprotected.ok()) << reprotected.status().ToString();
+  double protected_after_s =
+      std::chrono::duration<double>(Clock::now() - returned_at).count();
+  const json& rp = (*reprotected)["reprotect"];
+  ASSERT_TRUE(rp.is_object()) << reprotected->dump(2);
+  EXPECT_EQ(rp.value("phase", ""), "protected") << rp.dump();
+  EXPECT_GT(rp.value("bytes_total", uint64_t{0}), 0u) << rp.dump();
+  EXPECT_EQ(rp.value("bytes_sent", uint64_t{0}), rp.value("bytes_total", uint64_t{0}));
+  EXPECT_GE(rp.value("pause_ms", int64_t{-1}), 0) << rp.dump();
+  EXPECT_EQ(reprotected->value("epoch", 0), 2) << reprotected->dump(2);
+  auto a_view = View(p, a);
+  EXPECT_EQ(a_view.role, "backup") << a_view.status.dump(2);
+  EXPECT_EQ(a_view.epoch, 2u) << a_view.status.dump(2);
+  std::printf("re-protected %.1f s after host A's ftd restarted: paused %lld ms, %.1f MiB "
+              "shipped\n",
+              protected_after_s, static_cast<long long>(rp.value("pause_ms", int64_t{-1})),
+              double(rp.value("bytes_total", uint64_t{0})) / (1 << 20));
+
+  // The client's stream and records go on through the re-protection.
+  ASSERT_TRUE(Converse(f.client, 30).ok()) << BothLogs(p);
+  uint64_t acked_at_protect = writer.acked();
+  ASSERT_TRUE(writer.WaitFor(acked_at_protect + 20, 60s))
+      << writer.status().ToString() << BothLogs(p);
+
+  // 3. A's replayer started from the snapshot: its console is what B's guest wrote after it.
+  std::string a_console;
+  auto deadline = Clock::now() + 30s;
+  while (Clock::now() < deadline) {
+    a_console = ReadFile(a.console_log(p.vm()));
+    if (a_console.size() > 200) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  std::string b_console = ReadFile(b.console_log(p.vm()));
+  ASSERT_GT(a_console.size(), 200u) << "the new backup's replay wrote no console\n"
+                                    << BothLogs(p);
+  size_t at = b_console.find(a_console);
+  ASSERT_NE(at, std::string::npos)
+      << "the new backup's console is not the primary's:\n--- backup (A) ---\n"
+      << a_console.substr(0, 2000) << "\n--- primary (B), from the return on ---\n"
+      << b_console.substr(b_console_at_return, 2000);
+  EXPECT_GE(at, b_console_at_return) << "the backup replays from before host A returned";
+  std::printf("the new backup's console (%zu bytes) equals the primary's from byte %zu on\n",
+              a_console.size(), at);
+
+  // 4. Host B dies; A goes live in epoch 3 from the replay of the re-protected log.
+  auto killed_b = KillHost(**lab, "b", b, p.vm());
+  ASSERT_TRUE(killed_b.ok()) << killed_b.status().ToString();
+  uint64_t acked_at_second_kill = writer.acked();
+  Status live_a = WaitUntilLive(a, p.vm(), 30s);
+  ASSERT_TRUE(live_a.ok()) << live_a.ToString();
+  ASSERT_TRUE(writer.WaitFor(acked_at_second_kill + 30, 60s))
+      << writer.status().ToString() << "\n"
+      << a.LogTail();
+  writer.Stop();
+  ASSERT_FALSE(writer.failed()) << writer.status().ToString();
+  Status served = Converse(f.client, 20);
+  ASSERT_TRUE(served.ok()) << served.ToString() << "\n" << a.LogTail();
+  auto a_live = View(p, a);
+  EXPECT_EQ(a_live.role, "primary") << a_live.status.dump(2);
+  EXPECT_EQ(a_live.epoch, 3u) << a_live.status.dump(2);
+
+  // 5. Every acknowledged record is on A's disk, in order, none torn.
+  auto verify = records.VerifyAll(20s);
+  ASSERT_TRUE(verify.ok()) << verify.status().ToString();
+  EXPECT_EQ(verify->torn, 0u);
+  EXPECT_EQ(verify->count, writer.acked());
+  EXPECT_EQ(verify->last, writer.acked());
+  std::printf("records: %llu acknowledged through two failovers and a re-protection; host A's "
+              "disk holds %llu, %llu torn; stream line %llu on the same connection\n",
+              static_cast<unsigned long long>(writer.acked()),
+              static_cast<unsigned long long>(verify->count),
+              static_cast<unsigned long long>(verify->torn),
+              static_cast<unsigned long long>(f.client.last_seq()));
+  records.Close();
+}
+
+TEST(ReprotectTest, EnableOfAVmThatRunsUnprotectedGivesItABackupWithoutARestart) {
+  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+  auto lab = Lab::Create();
+  SKIP_WITHOUT_LAB(lab);
+  FailoverPair f;
+  Status started = f.Start(**lab);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto& p = *f.pair;
+  FtdInstance& a = p.primary();
+  FtdInstance& b = p.backup();
+
+  // FT off: B's backup goes, A runs on unprotected (reprotect = manual keeps it so).
+  auto off = a.Ftctl({"disable", p.vm()}, 60s);
+  ASSERT_EQ(off.exit_code, 0) << off.output << BothLogs(p);
+  ASSERT_TRUE(Converse(f.client, 20).ok()) << BothLogs(p);
+  uint64_t seq_before = f.client.last_seq();
+  auto before = a.StatusJson(p.vm());
+  ASSERT_TRUE(before.ok());
+  EXPECT_NE(before->value("ft_state", ""), "protected") << before->dump(2);
+
+  // enable of the running VM: no libvirt domain needed, no restart of the guest.
+  auto on = a.Ftctl({"enable", p.vm(), "--json"}, 300s);
+  ASSERT_EQ(on.exit_code, 0) << on.output << BothLogs(p);
+  json reply = json::parse(on.output, nullptr, false);
+  ASSERT_FALSE(reply.is_discarded()) << on.output;
+  EXPECT_EQ(reply.value("ft_state", ""), "protected") << reply.dump(2);
+  ASSERT_TRUE(reply["reprotect"].is_object()) << reply.dump(2);
+  EXPECT_EQ(reply["reprotect"].value("phase", ""), "protected") << reply.dump(2);
+  auto b_view = View(p, b);
+  EXPECT_EQ(b_view.role, "backup") << b_view.status.dump(2);
+  EXPECT_GT(b_view.qemu_pid, 0) << b_view.status.dump(2);
+
+  // The same guest on the same TCP connection: its stream's sequence goes on.
+  ASSERT_TRUE(Converse(f.client, 30).ok()) << BothLogs(p);
+  EXPECT_GT(f.client.last_seq(), seq_before + 29);
+  std::printf("enable of the running VM: paused %lld ms, %.1f MiB shipped, protected after "
+              "%.1f s; stream line %llu -> %llu on one connection\n",
+              static_cast<long long>(reply["reprotect"].value("pause_ms", int64_t{-1})),
+              double(reply["reprotect"].value("bytes_total", uint64_t{0})) / (1 << 20),
+              double(reply["reprotect"].value("elapsed_ms", int64_t{0})) / 1000,
+              static_cast<unsigned long long>(seq_before),
+              static_cast<unsigned long long>(f.client.last_seq()));
+
+  // The new backup keeps up: the primary's lag stays bounded and acks flow.
+  std::this_thread::sleep_for(3s);
+  auto now = a.StatusJson(p.vm());
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->value("ft_state", ""), "protected") << now->dump(2) << BothLogs(p);
+  EXPECT_GT(now->value("acked_bytes", uint64_t{0}), 0u) << now->dump(2);
+}
+
+}  // namespace
+}  // namespace ft::testing
