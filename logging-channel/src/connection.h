@@ -49,6 +49,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void SendMessage(std::string_view payload);
   void OnMessage(std::function<void(std::string_view)> cb);
   void GoSilent();
+  // The peer proved the channel key (its mac verified).
+  bool authenticated() const { return authenticated_; }
   const Identity& peer() const { return peer_; }
   const SessionStats& stats() const { return stats_; }
   const std::string& peer_address() const { return peer_address_; }
@@ -135,6 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   State state_ = State::kConnecting;
   Step step_ = Step::kAwaitHello;
+  bool authenticated_ = false;
   HandshakeDone handshake_done_;
   Listener::ExpectFn expect_;
   Identity self_, peer_;

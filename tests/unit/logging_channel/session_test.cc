@@ -562,6 +562,120 @@ TEST_F(ChannelTest, SilentConnectionTimesOutInTheHandshake) {
   EXPECT_TRUE(silent.WaitClosed());
 }
 
+// --- Before authentication (issue 19) ----------------------------------------------------
+
+TEST_F(ChannelTest, UnauthenticatedHeaderAnnouncingAFullFrameIsClosedAtOnce) {
+  Listen();
+  RawPeer flood(port_);
+  ASSERT_TRUE(flood.connected());
+  // What the flood of issue 19 sent: a header announcing a 4 MiB payload, then nothing.
+  ASSERT_TRUE(flood.Send(std::string("\x00\x40\x00\x00\x12\x34\x56\x78", 8)));
+  const auto start = Clock::now();
+  EXPECT_TRUE(flood.WaitClosed(1000ms));
+  EXPECT_LT(Clock::now() - start, 1000ms) << "not closed before the handshake deadline";
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[0].code(), StatusCode::kProtocol);
+    EXPECT_THAT(refused_[0].message(),
+                HasSubstr("length 4194304 bytes exceeds the limit of 4096 before authentication"));
+    return 0;
+  });
+  // The listener carries on.
+  EXPECT_TRUE(ConnectPrimary().ok());
+}
+
+TEST_F(ChannelTest, FullSizeFramesFlowBothWaysOnceAuthenticated) {
+  // A replica chunk is 1 MiB of disk in one peer message: far over the handshake's 4 KiB.
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
+  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
+  Listen(TestOptions(), {{kPeerControlVm, b}});
+  ASSERT_TRUE(ConnectPrimary(a).ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  const std::string chunk(1u << 20, 'c');
+  std::string request, answer;
+  io_.Run([&] {
+    backup_.session->OnMessage([&](std::string_view m) {
+      request = m;
+      backup_.session->SendMessage(std::string(m.rbegin(), m.rend()));
+    });
+    primary_.session->OnMessage([&](std::string_view m) { answer = m; });
+    primary_.session->SendMessage(chunk);
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return !answer.empty(); }));
+  io_.Run([&] {
+    EXPECT_TRUE(request == chunk);
+    EXPECT_TRUE(answer == chunk);
+    EXPECT_FALSE(primary_.closed.has_value());
+    EXPECT_FALSE(backup_.closed.has_value());
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, HelloWithControlCharactersIsRefusedAndShownPrintable) {
+  Listen();
+  RawPeer peer(port_);
+  ASSERT_TRUE(peer.connected());
+  Identity evil = kPrimary;
+  evil.node = "hostA\n[channel] all is well\x1b[2K";
+  auto nonce = MakeNonce();
+  proto::ChannelFrame hello;
+  FillHello(evil, *nonce, hello.mutable_hello());
+  ASSERT_TRUE(peer.SendFrame(hello));
+  EXPECT_TRUE(peer.WaitClosed());
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  const Status why = io_.Run([&] { return refused_[0]; });
+  EXPECT_EQ(why.code(), StatusCode::kProtocol);
+  EXPECT_THAT(why.message(), HasSubstr("sent a hello whose node name is not printable text of "
+                                       "at most 64 bytes: 'hostA\\x0a[channel] all is well"
+                                       "\\x1b[2K'"));
+  EXPECT_EQ(why.message().find('\n'), std::string::npos);
+  EXPECT_EQ(why.message().find('\x1b'), std::string::npos);
+}
+
+TEST_F(ChannelTest, OverlongVmNameIsRefusedBeforeAuthentication) {
+  Listen();
+  RawPeer peer(port_);
+  ASSERT_TRUE(peer.connected());
+  Identity long_name = kPrimary;
+  long_name.vm = std::string(1000, 'v');
+  auto nonce = MakeNonce();
+  proto::ChannelFrame hello;
+  FillHello(long_name, *nonce, hello.mutable_hello());
+  ASSERT_TRUE(peer.SendFrame(hello));
+  EXPECT_TRUE(peer.WaitClosed());
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  const Status why = io_.Run([&] { return refused_[0]; });
+  EXPECT_EQ(why.code(), StatusCode::kProtocol);
+  EXPECT_THAT(why.message(), HasSubstr("vm name is not printable text of at most 64 bytes: 'vvvv"));
+  EXPECT_THAT(why.message(), HasSubstr("…(1000 bytes)'"));
+  EXPECT_LT(why.message().size(), 300u);
+}
+
+// The connector meets an acceptor that has not proved the key either: what it says is bounded
+// and made printable the same way.
+TEST_F(ChannelTest, ConnectorBoundsWhatAnUnauthenticatedAcceptorSends) {
+  proto::ChannelFrame refusal;
+  refusal.mutable_refusal()->set_code(proto::Refusal::IDENTITY);
+  refusal.mutable_refusal()->set_reason("go away\r\n" + std::string(3000, 'z'));
+  {
+    testing::RawAcceptor acceptor(EncodeFrame(refusal.SerializeAsString()));
+    Status s = ConnectPrimary(kPrimary, TestOptions(), acceptor.port());
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("refused the connection: go away\\x0d\\x0azzz"));
+    EXPECT_THAT(s.message(), HasSubstr("…(3009 bytes)"));
+    EXPECT_LT(s.message().size(), 1200u);
+  }
+  {
+    testing::RawAcceptor acceptor(std::string("\x00\x40\x00\x00\x12\x34\x56\x78", 8));
+    const auto start = Clock::now();
+    Status s = ConnectPrimary(kPrimary, TestOptions(), acceptor.port());
+    EXPECT_EQ(s.code(), StatusCode::kProtocol) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("exceeds the limit of 4096 before authentication"));
+    EXPECT_LT(Clock::now() - start, 1000ms);
+  }
+}
+
 TEST_F(ChannelTest, NobodyListeningIsUnavailable) {
   Listen();
   const uint16_t port = port_;

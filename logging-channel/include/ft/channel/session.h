@@ -61,6 +61,11 @@ struct Options {
   // Handshake must complete within this (connect + hello + auth + welcome).
   std::chrono::milliseconds handshake_timeout{3000};
   uint32_t max_frame_bytes = 4u << 20;  // larger frames are a protocol error
+
+  // Before the peer has authenticated, anybody may be at the other end: it gets little
+  // (docs/formats/logging-channel.md, "Before authentication").
+  // Frame limit until the handshake is done; its messages take a few hundred bytes.
+  uint32_t handshake_max_frame_bytes = 4096;
 };
 
 struct SessionStats {
