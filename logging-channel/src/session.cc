@@ -119,7 +119,18 @@ Connection::Connection(asio::io_context& io, Role role, Options options, std::st
       heartbeat_timer_(io),
       watchdog_timer_(io) {}
 
-Connection::~Connection() = default;
+Connection::~Connection() { ReleaseHandshakeSlot(); }
+
+void Connection::HoldHandshakeSlot(std::function<void()> release) {
+  release_slot_ = std::move(release);
+}
+
+void Connection::ReleaseHandshakeSlot() {
+  if (!release_slot_) return;
+  auto release = std::move(release_slot_);
+  release_slot_ = nullptr;
+  release();
+}
 
 // --- Connect / accept --------------------------------------------------------------------
 
@@ -481,6 +492,7 @@ void Connection::Open() {
   state_ = State::kOpen;
   handshake_timer_.cancel();
   decoder_->SetMaxFrameBytes(options_.max_frame_bytes);
+  ReleaseHandshakeSlot();
   last_rx_ = Clock::now();
   log_->info("{}channel open with peer '{}' ({}) as {}, epoch {}", prefix_, peer_.node,
              peer_address_, role_ == Role::kConnector ? "connector" : "acceptor", self_.epoch);
@@ -548,6 +560,7 @@ void Connection::CloseSocket() {
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
+  ReleaseHandshakeSlot();
 }
 
 void Connection::Close() {

@@ -11,7 +11,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
+#include "ft/log.h"
 #include "raw_peer.h"
 
 namespace ft::channel {
@@ -91,7 +93,7 @@ class ChannelTest : public ::testing::Test {
       listener_ = std::move(l).value();
       listener_->OnRefused([this](const std::string& address, const Status& why) {
         refused_.push_back(why);
-        EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
+        EXPECT_THAT(address, HasSubstr("127.0.0."));
       });
       port_ = listener_->port();
       return 0;
@@ -674,6 +676,150 @@ TEST_F(ChannelTest, ConnectorBoundsWhatAnUnauthenticatedAcceptorSends) {
     EXPECT_THAT(s.message(), HasSubstr("exceeds the limit of 4096 before authentication"));
     EXPECT_LT(Clock::now() - start, 1000ms);
   }
+}
+
+// Collects what one component logs, for tests of what a flood does to the log.
+class LogCapture {
+ public:
+  explicit LogCapture(const std::string& component)
+      : logger_(Logger(component)),
+        sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(10000)) {
+    sink_->set_pattern("%v");
+    logger_->sinks().push_back(sink_);
+  }
+  ~LogCapture() { logger_->sinks().pop_back(); }
+  std::vector<std::string> Lines() { return sink_->last_formatted(); }
+  std::vector<std::string> LinesContaining(const std::string& what) {
+    std::vector<std::string> out;
+    for (auto& l : Lines()) {
+      if (l.find(what) != std::string::npos) out.push_back(l);
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+TEST_F(ChannelTest, HandshakesOverTheCapPerAddressAreClosedAtOnce) {
+  Options o = TestOptions();
+  o.max_handshakes = 4;
+  o.max_handshakes_per_address = 2;
+  Listen(o);
+  RawPeer a(port_), b(port_);  // silent, from 127.0.0.1
+  RawPeer c(port_);
+  ASSERT_TRUE(a.connected() && b.connected() && c.connected());
+  const auto start = Clock::now();
+  EXPECT_TRUE(c.WaitClosed(1000ms));
+  EXPECT_LT(Clock::now() - start, 1000ms);
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[0].code(), StatusCode::kUnavailable);
+    EXPECT_THAT(refused_[0].message(),
+                HasSubstr("2 handshakes in progress from its address, the most from one address"));
+    return 0;
+  });
+  EXPECT_FALSE(a.WaitClosed(100ms));
+  EXPECT_FALSE(b.WaitClosed(100ms));
+  // Another address is not held back by this one.
+  RawPeer other(port_, "127.0.0.2");
+  ASSERT_TRUE(other.connected());
+  EXPECT_EQ(other.Handshake(kPrimary, TestOptions().key), "");
+}
+
+TEST_F(ChannelTest, AFloodFromOneAddressCannotKeepARealPeerOut) {
+  Options o = TestOptions();
+  o.max_handshakes = 4;
+  o.max_handshakes_per_address = 4;
+  Listen(o);
+  std::vector<std::unique_ptr<RawPeer>> flood;
+  for (int i = 0; i < 4; ++i) {
+    flood.push_back(std::make_unique<RawPeer>(port_, "127.0.0.2"));
+    ASSERT_TRUE(flood.back()->connected());
+  }
+  // Accepted in order: the four hold every slot when the real peer (127.0.0.1) arrives, and
+  // it takes the oldest one's.
+  ASSERT_TRUE(ConnectPrimary().ok());
+  EXPECT_TRUE(flood[0]->WaitClosed(1000ms));
+  for (int i = 1; i < 4; ++i) EXPECT_FALSE(flood[i]->WaitClosed(50ms)) << i;
+}
+
+TEST_F(ChannelTest, TheHandshakeDeadlineFreesTheSlotsOfSilentPeers) {
+  Options o = TestOptions();
+  o.max_handshakes = 2;
+  o.max_handshakes_per_address = 2;
+  o.handshake_timeout = 300ms;
+  Listen(o);
+  RawPeer x(port_, "127.0.0.2"), y(port_, "127.0.0.3");
+  ASSERT_TRUE(x.connected() && y.connected());
+  // Full, one each from two addresses: a third address is turned away at once...
+  RawPeer z(port_, "127.0.0.4");
+  ASSERT_TRUE(z.connected());
+  EXPECT_TRUE(z.WaitClosed(250ms));
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  EXPECT_THAT(io_.Run([&] { return refused_[0].message(); }),
+              HasSubstr("2 handshakes in progress, the most this listener runs at once"));
+  // ... until the deadline closes the silent ones.
+  EXPECT_TRUE(x.WaitClosed(1000ms));
+  EXPECT_TRUE(y.WaitClosed(1000ms));
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == 3; }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[1].code(), StatusCode::kTimeout);
+    EXPECT_EQ(refused_[2].code(), StatusCode::kTimeout);
+    return 0;
+  });
+  EXPECT_TRUE(ConnectPrimary().ok());
+}
+
+TEST_F(ChannelTest, ARefusedPeerHoldsItsSlotWhileItsRefusalLingers) {
+  Options o = TestOptions();
+  o.max_handshakes = 1;
+  o.max_handshakes_per_address = 1;
+  Listen(o);
+  // A wrong key: refused, and the listener waits (up to 1 s) for it to read that and hang up.
+  RawPeer wrong(port_, "127.0.0.2");
+  ASSERT_TRUE(wrong.connected());
+  EXPECT_EQ(wrong.Handshake(kPrimary, "another key"), "refused: authentication failed");
+  RawPeer next(port_, "127.0.0.3");
+  EXPECT_TRUE(next.WaitClosed(500ms)) << "admitted while the refused peer still held the slot";
+  wrong.Close();
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == 2; }));
+  std::this_thread::sleep_for(50ms);  // the listener sees the hang-up
+  RawPeer last(port_, "127.0.0.3");
+  EXPECT_EQ(last.Handshake(kPrimary, TestOptions().key), "");
+}
+
+TEST_F(ChannelTest, AFloodOfUnauthenticatedPeersIsLoggedOncePerInterval) {
+  Options o = TestOptions();
+  o.dropped_peer_log_interval = 1000ms;
+  LogCapture log("channel");
+  Listen(o);
+  constexpr int kPeers = 30;
+  for (int i = 0; i < kPeers; ++i) {
+    RawPeer flood(port_);
+    ASSERT_TRUE(flood.connected());
+    flood.Send(std::string("\x00\x40\x00\x00\x12\x34\x56\x78", 8));
+    EXPECT_TRUE(flood.WaitClosed(1000ms));
+  }
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == kPeers; }));
+  ASSERT_TRUE(io_.WaitFor(
+      [&] { return !log.LinesContaining("dropped before authenticating").empty(); }, 3000ms));
+  // Each connection is in exactly one line: logged alone, or counted in a summary.
+  int counted = 0;
+  for (const auto& line : log.LinesContaining("refused channel peer")) {
+    auto more = line.find(" more connection");
+    if (more == std::string::npos) {
+      EXPECT_EQ(line.find("refused channel peer"), 0u) << line;
+      ++counted;
+    } else {
+      EXPECT_THAT(line, HasSubstr("sent a bad frame"));
+      EXPECT_THAT(line, HasSubstr("exceeds the limit of 4096 before authentication"));
+      counted += std::stoi(line.substr(line.find(": ") + 2));
+    }
+  }
+  EXPECT_EQ(counted, kPeers);
+  EXPECT_LE(log.LinesContaining("refused channel peer").size(), 4u);
 }
 
 TEST_F(ChannelTest, NobodyListeningIsUnavailable) {
