@@ -13,8 +13,10 @@
 namespace ft::channel {
 namespace {
 
-// After a failed accept (e.g. out of file descriptors), wait before the next try.
-constexpr std::chrono::milliseconds kAcceptRetry{100};
+// After a failed accept (e.g. out of file descriptors) wait before the next try, doubling
+// up to the maximum while it keeps failing.
+constexpr std::chrono::milliseconds kAcceptRetryMin{10};
+constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
 
 // A kind of drop for the summary line ("12 timed out in the handshake").
 std::string DropKind(const Status& s) {
@@ -77,15 +79,13 @@ class ListenerCore : public std::enable_shared_from_this<ListenerCore> {
     acceptor_.async_accept(
         [self = shared_from_this()](std::error_code ec, asio::ip::tcp::socket socket) {
           if (self->closed_) return;
-          if (ec) {
-            self->log_->warn("channel listener on port {}: accept failed: {}; retrying",
-                             self->port_, ec.message());
-            self->retry_timer_.expires_after(kAcceptRetry);
-            self->retry_timer_.async_wait([self](std::error_code tec) {
-              if (!tec && !self->closed_) self->Accept();
-            });
-            return;
+          if (ec) return self->RetryAccept(ec);
+          if (self->accept_failures_ > 0) {
+            self->log_->info("channel listener on port {}: accepting again after {} failed tries",
+                             self->port_, self->accept_failures_);
           }
+          self->accept_failures_ = 0;
+          self->retry_delay_ = kAcceptRetryMin;
           self->Admit(std::move(socket));
           self->Accept();
         });
@@ -109,6 +109,26 @@ class ListenerCore : public std::enable_shared_from_this<ListenerCore> {
   void SetOnRefused(Listener::RefusedFn cb) { on_refused_ = std::move(cb); }
 
  private:
+  // Out of file descriptors (EMFILE, ENFILE), buffers, or a connection that went away before
+  // it was accepted: none of it is for good. Back off and try again; say so once per interval.
+  void RetryAccept(std::error_code ec) {
+    ++accept_failures_;
+    const auto now = std::chrono::steady_clock::now();
+    if (!last_accept_warning_ ||
+        now - *last_accept_warning_ >= options_.dropped_peer_log_interval) {
+      last_accept_warning_ = now;
+      log_->warn(
+          "channel listener on port {}: accept failed: {}; retrying in up to {} ms ({} "
+          "failed tries so far)",
+          port_, ec.message(), kAcceptRetryMax.count(), accept_failures_);
+    }
+    retry_timer_.expires_after(retry_delay_);
+    retry_delay_ = std::min(retry_delay_ * 2, kAcceptRetryMax);
+    retry_timer_.async_wait([self = shared_from_this()](std::error_code tec) {
+      if (!tec && !self->closed_) self->Accept();
+    });
+  }
+
   void Admit(asio::ip::tcp::socket socket) {
     std::error_code ec;
     auto remote = socket.remote_endpoint(ec);
@@ -202,6 +222,10 @@ class ListenerCore : public std::enable_shared_from_this<ListenerCore> {
   std::shared_ptr<spdlog::logger> log_;
   uint16_t port_ = 0;
   bool closed_ = false;
+  // Accept failures in a row, and the wait before the next try.
+  uint64_t accept_failures_ = 0;
+  std::chrono::milliseconds retry_delay_ = kAcceptRetryMin;
+  std::optional<std::chrono::steady_clock::time_point> last_accept_warning_;
   // Connections holding a handshake slot (in the handshake, or lingering after a refusal).
   HandshakeSlots slots_;
   std::map<uint64_t, std::weak_ptr<Connection>> pending_;

@@ -105,6 +105,11 @@ class RawPeer {
  public:
   explicit RawPeer(uint16_t port, const char* source = nullptr)
       : fd_(ConnectLoopback(port, source)), decoder_(64 << 20, "listener") {}
+  // Takes over a socket the test connected itself.
+  struct AdoptFd {
+    int fd;
+  };
+  explicit RawPeer(AdoptFd adopt) : fd_(adopt.fd), decoder_(64 << 20, "listener") {}
   ~RawPeer() { Close(); }
   bool connected() const { return fd_ >= 0; }
   void Close() {

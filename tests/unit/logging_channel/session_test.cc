@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
@@ -820,6 +823,40 @@ TEST_F(ChannelTest, AFloodOfUnauthenticatedPeersIsLoggedOncePerInterval) {
   }
   EXPECT_EQ(counted, kPeers);
   EXPECT_LE(log.LinesContaining("refused channel peer").size(), 4u);
+}
+
+TEST_F(ChannelTest, AcceptFailuresBackOffAndTheListenerAcceptsAgain) {
+  LogCapture log("channel");
+  Listen();
+  // A peer connects while this process has no descriptor left to accept it with (its own
+  // socket is made before they run out).
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(old.rlim_cur, 512);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> hog;
+  for (int h; hog.size() < 4096 && (h = ::open("/dev/null", O_RDONLY)) >= 0;) hog.push_back(h);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port_);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  std::this_thread::sleep_for(500ms);
+  for (int h : hog) ::close(h);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  ASSERT_TRUE(connected);
+  RawPeer waiting(RawPeer::AdoptFd{fd});
+  auto failed = log.LinesContaining("accept failed");
+  ASSERT_FALSE(failed.empty()) << "accept never failed: the test proves nothing";
+  EXPECT_EQ(failed.size(), 1u) << "one warning per interval, not one per try";
+  EXPECT_THAT(failed[0], HasSubstr("Too many open files"));
+  // Accepting again within the longest back-off (1 s): the waiting peer gets its handshake.
+  EXPECT_EQ(waiting.Handshake(kPrimary, TestOptions().key), "");
+  EXPECT_TRUE(io_.WaitFor([&] { return sessions_accepted_ == 1; }));
+  EXPECT_FALSE(log.LinesContaining("accepting again after").empty());
 }
 
 TEST_F(ChannelTest, NobodyListeningIsUnavailable) {
