@@ -681,16 +681,26 @@ TEST_F(ChannelTest, ConnectorBoundsWhatAnUnauthenticatedAcceptorSends) {
   }
 }
 
-// Collects what one component logs, for tests of what a flood does to the log.
+// Collects what one component logs, for tests of what a flood does to the log. The logger's
+// sinks change on the io thread, the one thread that logs.
 class LogCapture {
  public:
-  explicit LogCapture(const std::string& component)
-      : logger_(Logger(component)),
+  LogCapture(IoThread& io, const std::string& component)
+      : io_(io),
+        logger_(Logger(component)),
         sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(10000)) {
     sink_->set_pattern("%v");
-    logger_->sinks().push_back(sink_);
+    io_.Run([&] {
+      logger_->sinks().push_back(sink_);
+      return 0;
+    });
   }
-  ~LogCapture() { logger_->sinks().pop_back(); }
+  ~LogCapture() {
+    io_.Run([&] {
+      logger_->sinks().pop_back();
+      return 0;
+    });
+  }
   std::vector<std::string> Lines() { return sink_->last_formatted(); }
   std::vector<std::string> LinesContaining(const std::string& what) {
     std::vector<std::string> out;
@@ -701,6 +711,7 @@ class LogCapture {
   }
 
  private:
+  IoThread& io_;
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
 };
@@ -796,7 +807,7 @@ TEST_F(ChannelTest, ARefusedPeerHoldsItsSlotWhileItsRefusalLingers) {
 TEST_F(ChannelTest, AFloodOfUnauthenticatedPeersIsLoggedOncePerInterval) {
   Options o = TestOptions();
   o.dropped_peer_log_interval = 1000ms;
-  LogCapture log("channel");
+  LogCapture log(io_, "channel");
   Listen(o);
   constexpr int kPeers = 30;
   for (int i = 0; i < kPeers; ++i) {
@@ -826,7 +837,7 @@ TEST_F(ChannelTest, AFloodOfUnauthenticatedPeersIsLoggedOncePerInterval) {
 }
 
 TEST_F(ChannelTest, AcceptFailuresBackOffAndTheListenerAcceptsAgain) {
-  LogCapture log("channel");
+  LogCapture log(io_, "channel");
   Listen();
   // A peer connects while this process has no descriptor left to accept it with (its own
   // socket is made before they run out).
