@@ -2,8 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <asio.hpp>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -17,6 +19,11 @@ using asio::local::stream_protocol;
 // planned failover takes seconds) and, as a last resort, by kAnswerTimeout.
 constexpr auto kSessionTimeout = std::chrono::seconds(5);
 constexpr auto kAnswerTimeout = std::chrono::seconds(3600);  // enable copies whole disks
+// A failed accept (out of descriptors: EMFILE, ENFILE) is retried after a wait that doubles
+// up to the maximum; a warning at most once per interval says so.
+constexpr auto kAcceptRetryMin = std::chrono::milliseconds(10);
+constexpr auto kAcceptRetryMax = std::chrono::milliseconds(1000);
+constexpr auto kAcceptWarningInterval = std::chrono::seconds(10);
 
 uint32_t ReadBigEndian32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -138,17 +145,46 @@ Result<std::string> CallControlSocket(const std::string& socket_path, const std:
 
 struct ControlServer::Impl {
   Impl(asio::io_context& io, std::string p, Handler h)
-      : acceptor(io), path(std::move(p)), handler(std::move(h)) {}
+      : acceptor(io), retry_timer(io), path(std::move(p)), handler(std::move(h)) {}
   stream_protocol::acceptor acceptor;
+  asio::steady_timer retry_timer;
   std::string path;
   Handler handler;
   bool started = false;
+  uint64_t accept_failures = 0;  // in a row
+  std::chrono::milliseconds retry_delay = kAcceptRetryMin;
+  std::optional<std::chrono::steady_clock::time_point> last_warning;
 
   void Accept(std::shared_ptr<Impl> self) {
     acceptor.async_accept([self](const std::error_code& ec, stream_protocol::socket socket) {
-      if (ec) return;  // stopped
+      if (!self->started) return;  // stopped
+      if (ec) return self->RetryAccept(self, ec);
+      if (self->accept_failures > 0) {
+        Logger("ctl")->info("control socket '{}': accepting again after {} failed tries",
+                            self->path, self->accept_failures);
+      }
+      self->accept_failures = 0;
+      self->retry_delay = kAcceptRetryMin;
       std::make_shared<Session>(std::move(socket), self->handler)->Run();
       self->Accept(self);
+    });
+  }
+
+  // Not accepting for good would leave ftd running VMs that ftctl can no longer reach.
+  void RetryAccept(std::shared_ptr<Impl> self, const std::error_code& ec) {
+    ++accept_failures;
+    const auto now = std::chrono::steady_clock::now();
+    if (!last_warning || now - *last_warning >= kAcceptWarningInterval) {
+      last_warning = now;
+      Logger("ctl")->warn(
+          "control socket '{}': accept failed: {}; retrying in up to {} ms ({} failed tries so "
+          "far)",
+          path, ec.message(), kAcceptRetryMax.count(), accept_failures);
+    }
+    retry_timer.expires_after(retry_delay);
+    retry_delay = std::min(retry_delay * 2, kAcceptRetryMax);
+    retry_timer.async_wait([self](const std::error_code& tec) {
+      if (!tec && self->started) self->Accept(self);
     });
   }
 };
@@ -190,6 +226,7 @@ void ControlServer::Stop() {
   impl_->started = false;
   std::error_code ec;
   impl_->acceptor.close(ec);
+  impl_->retry_timer.cancel();
   std::filesystem::remove(impl_->path, ec);
 }
 

@@ -49,6 +49,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void SendMessage(std::string_view payload);
   void OnMessage(std::function<void(std::string_view)> cb);
   void GoSilent();
+  // The peer proved the channel key (its mac verified).
+  bool authenticated() const { return authenticated_; }
+  // `release` runs once, when the connection no longer holds a listener's handshake slot:
+  // the session opened, or the socket closed (after a refusal's linger, too).
+  void HoldHandshakeSlot(std::function<void()> release);
   const Identity& peer() const { return peer_; }
   const SessionStats& stats() const { return stats_; }
   const std::string& peer_address() const { return peer_address_; }
@@ -98,6 +103,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Fail(Status s);
   void FinishHandshake(Status s);
   void CloseSocket();
+  void ReleaseHandshakeSlot();
 
   void QueueFrame(const proto::ChannelFrame& f, uint64_t log_bytes = 0);
   void QueuePayload(std::string payload, uint64_t log_bytes);
@@ -135,6 +141,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   State state_ = State::kConnecting;
   Step step_ = Step::kAwaitHello;
+  bool authenticated_ = false;
+  std::function<void()> release_slot_;
   HandshakeDone handshake_done_;
   Listener::ExpectFn expect_;
   Identity self_, peer_;

@@ -42,8 +42,15 @@ std::string EncodeFrame(std::string_view payload) {
   return out;
 }
 
-FrameDecoder::FrameDecoder(uint32_t max_frame_bytes, std::string source)
-    : max_frame_bytes_(max_frame_bytes), source_(std::move(source)) {}
+FrameDecoder::FrameDecoder(uint32_t max_frame_bytes, std::string source, std::string limit_note)
+    : max_frame_bytes_(max_frame_bytes),
+      source_(std::move(source)),
+      limit_note_(std::move(limit_note)) {}
+
+void FrameDecoder::SetMaxFrameBytes(uint32_t max_frame_bytes, std::string limit_note) {
+  max_frame_bytes_ = max_frame_bytes;
+  limit_note_ = std::move(limit_note);
+}
 
 std::pair<char*, size_t> FrameDecoder::Prepare(size_t min_bytes) {
   if (buf_.size() - end_ < min_bytes) {
@@ -85,18 +92,15 @@ Result<std::optional<std::string_view>> FrameDecoder::Next() {
     return *error_;
   }
   if (length > max_frame_bytes_) {
-    error_ =
-        ProtocolError(which + "length " + std::to_string(length) + " bytes exceeds the limit of " +
-                      std::to_string(max_frame_bytes_) + " (corrupt stream or not an ftd channel)");
+    const std::string note = limit_note_.empty() ? "" : " " + limit_note_;
+    error_ = ProtocolError(which + "length " + std::to_string(length) +
+                           " bytes exceeds the limit of " + std::to_string(max_frame_bytes_) +
+                           note + " (corrupt stream or not an ftd channel)");
     return *error_;
   }
-  if (avail < kFrameHeaderBytes + length) {
-    // Make room for the whole frame once, so the reader does not grow the buffer piecemeal.
-    if (buf_.size() - begin_ < kFrameHeaderBytes + length) {
-      Prepare(kFrameHeaderBytes + length - avail);
-    }
-    return std::optional<std::string_view>();
-  }
+  // A partial frame: wait for more. The buffer grows as its bytes arrive (Prepare), not to
+  // the announced length now: the length is the peer's claim, not bytes it has sent.
+  if (avail < kFrameHeaderBytes + length) return std::optional<std::string_view>();
   std::string_view payload(buf_.data() + begin_ + kFrameHeaderBytes, length);
   const uint32_t want = GetU32(buf_.data() + begin_ + 4);
   const uint32_t got = Crc32(payload);

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "ft/proto/channel.pb.h"
+#include "preauth.h"
 
 namespace ft::channel {
 namespace {
@@ -94,6 +95,28 @@ Identity IdentityOf(const proto::Hello& hello) {
   id.failover = hello.failover();
   id.store_id = hello.store_id();
   return id;
+}
+
+Status CheckHelloText(const proto::Hello& hello) {
+  const struct {
+    const char* what;
+    const std::string& value;
+    size_t max;
+  } fields[] = {
+      {"node name", hello.node(), kMaxPeerNameBytes},
+      {"vm name", hello.vm(), kMaxPeerNameBytes},
+      {"config digest", hello.config_digest(), kMaxPeerDigestBytes},
+      {"replica digest", hello.replica_digest(), kMaxPeerDigestBytes},
+      {"store id", hello.store_id(), kMaxPeerDigestBytes},
+  };
+  for (const auto& f : fields) {
+    if (!IsPrintablePeerText(f.value, f.max)) {
+      return ProtocolError("sent a hello whose " + std::string(f.what) +
+                           " is not printable text of at most " + std::to_string(f.max) +
+                           " bytes: '" + PrintablePeerText(f.value, f.max) + "'");
+    }
+  }
+  return Status::Ok();
 }
 
 std::string AbbreviateDigest(const std::string& digest) {

@@ -39,6 +39,11 @@ bool MacMatches(std::string_view expected, std::string_view received);
 
 void FillHello(const Identity& self, std::string_view nonce, proto::Hello* hello);
 Identity IdentityOf(const proto::Hello& hello);
+// Ok if every string in `hello` is printable text within its bound (node and vm
+// kMaxPeerNameBytes, digests and store id kMaxPeerDigestBytes); else kProtocol "sent a hello
+// whose node name is not ...", showing the value made printable. Checked before anything of a
+// hello is stored or logged: until the mac is verified it comes from anybody.
+Status CheckHelloText(const proto::Hello& hello);
 
 // Ok if both sides agree on vm, failover, claim store (store_id: when both have failover on
 // and the session is not peer control; see Identity), config digest, rr version, replica

@@ -6,6 +6,7 @@
 #include "connection.h"
 #include "ft/log.h"
 #include "ft/proto/channel.pb.h"
+#include "preauth.h"
 
 namespace ft::channel {
 namespace {
@@ -18,6 +19,9 @@ constexpr size_t kMaxLogFrameData = 256 * 1024;
 constexpr size_t kMaxGatherFrames = 64;
 constexpr size_t kMaxGatherBytes = 4 << 20;
 constexpr size_t kReadBytes = 64 * 1024;
+// Until the session opens, reads are small: a handshake frame is at most
+// handshake_max_frame_bytes, and an unauthenticated peer should cost little memory.
+constexpr size_t kHandshakeReadBytes = 4 * 1024;
 // After a refusal, wait this long at most for the peer to read it and hang up.
 constexpr std::chrono::milliseconds kLingerAfterRefusal{1000};
 
@@ -115,7 +119,18 @@ Connection::Connection(asio::io_context& io, Role role, Options options, std::st
       heartbeat_timer_(io),
       watchdog_timer_(io) {}
 
-Connection::~Connection() = default;
+Connection::~Connection() { ReleaseHandshakeSlot(); }
+
+void Connection::HoldHandshakeSlot(std::function<void()> release) {
+  release_slot_ = std::move(release);
+}
+
+void Connection::ReleaseHandshakeSlot() {
+  if (!release_slot_) return;
+  auto release = std::move(release_slot_);
+  release_slot_ = nullptr;
+  release();
+}
 
 // --- Connect / accept --------------------------------------------------------------------
 
@@ -181,7 +196,7 @@ void Connection::StartAccept(asio::ip::tcp::socket socket, Listener::ExpectFn ex
 void Connection::BeginIo() {
   std::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-  decoder_.emplace(options_.max_frame_bytes, peer_address_);
+  decoder_.emplace(options_.handshake_max_frame_bytes, peer_address_, "before authentication");
   last_rx_ = Clock::now();
   StartRead();
 }
@@ -231,7 +246,7 @@ void Connection::StartRead() {
         [self = shared_from_this()](std::error_code ec, size_t n) { self->OnRead(ec, n); });
     return;
   }
-  auto [p, n] = decoder_->Prepare(kReadBytes);
+  auto [p, n] = decoder_->Prepare(state_ == State::kOpen ? kReadBytes : kHandshakeReadBytes);
   socket_.async_read_some(
       asio::buffer(p, n),
       [self = shared_from_this()](std::error_code ec, size_t bytes) { self->OnRead(ec, bytes); });
@@ -310,6 +325,9 @@ Status Connection::CheckHello(const proto::Hello& hello) const {
     return ProtocolError(prefix_ + PeerName() + " sent a " + std::to_string(hello.nonce().size()) +
                          "-byte nonce; the protocol requires " + std::to_string(kNonceBytes));
   }
+  if (Status s = CheckHelloText(hello); !s.ok()) {
+    return ProtocolError(prefix_ + PeerName() + " " + s.message());
+  }
   return Status::Ok();
 }
 
@@ -356,6 +374,7 @@ void Connection::HandleConnectorStep(const proto::ChannelFrame& f, std::string_v
         return Fail(PermissionDenied(prefix_ + "peer " + peer_address_ +
                                      " failed authentication (wrong channel key?)"));
       }
+      authenticated_ = true;
       if (Status s = CompareIdentities(self_, peer_); !s.ok()) {
         return Refuse(proto::Refusal::IDENTITY, s.message(), s);
       }
@@ -373,19 +392,21 @@ void Connection::HandleConnectorStep(const proto::ChannelFrame& f, std::string_v
 
 void Connection::HandleRefusal(const proto::ChannelFrame& f) {
   const auto& r = f.refusal();
+  // The acceptor refuses before it has proved the key: its reason is anybody's text.
+  const std::string reason = PrintablePeerText(r.reason(), kMaxRefusalReasonBytes);
   // Identity refusals already start with "vm '...': ".
-  const std::string who = (r.reason().rfind("vm '", 0) == 0 ? "" : prefix_) + PeerName();
+  const std::string who = (reason.rfind("vm '", 0) == 0 ? "" : prefix_) + PeerName();
   switch (r.code()) {
     case proto::Refusal::AUTHENTICATION:
       log_->warn("{} rejected our authentication (wrong channel key?)", who);
       Fail(PermissionDenied(who + " rejected our authentication (wrong channel key?)"));
       return;
     case proto::Refusal::VERSION:
-      Fail(FailedPrecondition(who + " refused the connection: " + r.reason()));
+      Fail(FailedPrecondition(who + " refused the connection: " + reason));
       return;
     default:
-      log_->warn("{} refused the connection: {}", who, r.reason());
-      Fail(FailedPrecondition(who + " refused the connection: " + r.reason()));
+      log_->warn("{} refused the connection: {}", who, reason);
+      Fail(FailedPrecondition(who + " refused the connection: " + reason));
       return;
   }
 }
@@ -435,6 +456,7 @@ void Connection::HandleAcceptorStep(const proto::ChannelFrame& f, std::string_vi
                                        " failed authentication (wrong channel key?)"));
       }
       // Authenticated: now the peer may learn what this host thinks of the VM.
+      authenticated_ = true;
       prefix_ = peer_.vm == kPeerControlVm ? "peer control: " : "vm '" + peer_.vm + "': ";
       Result<Identity> mine = expect_(peer_.vm);
       if (!mine.ok()) {
@@ -469,6 +491,8 @@ void Connection::HandleAcceptorStep(const proto::ChannelFrame& f, std::string_vi
 void Connection::Open() {
   state_ = State::kOpen;
   handshake_timer_.cancel();
+  decoder_->SetMaxFrameBytes(options_.max_frame_bytes);
+  ReleaseHandshakeSlot();
   last_rx_ = Clock::now();
   log_->info("{}channel open with peer '{}' ({}) as {}, epoch {}", prefix_, peer_.node,
              peer_address_, role_ == Role::kConnector ? "connector" : "acceptor", self_.epoch);
@@ -536,6 +560,7 @@ void Connection::CloseSocket() {
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
+  ReleaseHandshakeSlot();
 }
 
 void Connection::Close() {
@@ -707,8 +732,9 @@ void Connection::HandleSessionFrame(const proto::ChannelFrame& f) {
       DeliverMessage(f.message().payload());
       return;
     case proto::ChannelFrame::kRefusal:
-      return Fail(FailedPrecondition(prefix_ + PeerName() +
-                                     " refused the session: " + f.refusal().reason()));
+      return Fail(
+          FailedPrecondition(prefix_ + PeerName() + " refused the session: " +
+                             PrintablePeerText(f.refusal().reason(), kMaxRefusalReasonBytes)));
     default:
       return Fail(
           ProtocolError(prefix_ + PeerName() + " sent a " + BodyName(f) + " after the handshake"));

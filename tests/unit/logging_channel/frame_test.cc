@@ -1,6 +1,8 @@
 // The frame codec and the handshake's pure pieces, byte by byte.
 #include "frame.h"
 
+#include <algorithm>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -93,6 +95,63 @@ TEST(FrameCodec, OversizedLengthIsProtocolError) {
   EXPECT_EQ(second.status().code(), StatusCode::kProtocol);
   EXPECT_THAT(second.status().message(), HasSubstr("frame 2 from 10.0.0.2:7000"));
   EXPECT_THAT(second.status().message(), HasSubstr("length 101 bytes exceeds the limit of 100"));
+}
+
+// Issue 19: 400 connections each announcing 4 MiB took 1 GiB because the decoder made room
+// for the announced length at once. It may hold only what has arrived.
+TEST(FrameCodec, AnnouncedLengthIsNotAllocatedBeforeItsBytesArrive) {
+  const std::string payload = RandomBytes(4u << 20, 6);
+  const std::string wire = EncodeFrame(payload);
+  FrameDecoder d(4u << 20, "peer");
+  d.Append(wire.substr(0, 8));  // a header announcing 4 MiB, and nothing more
+  auto none = d.Next();
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_LT(d.capacity_bytes(), 4096u);
+  // As the session reads (Prepare/Commit, 64 KiB at a time), it grows with what arrived.
+  size_t fed = 8;
+  while (fed < wire.size()) {
+    auto [p, n] = d.Prepare(64 * 1024);
+    const size_t take = std::min(n, wire.size() - fed);
+    std::memcpy(p, wire.data() + fed, take);
+    d.Commit(take);
+    fed += take;
+    if (fed < wire.size()) {
+      auto partial = d.Next();
+      ASSERT_TRUE(partial.ok());
+      ASSERT_FALSE(partial->has_value());
+      ASSERT_LE(d.capacity_bytes(), 2 * (fed + 64 * 1024)) << "after " << fed << " bytes";
+    }
+  }
+  auto whole = d.Next();
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  ASSERT_TRUE(whole->has_value());
+  EXPECT_TRUE(**whole == payload);
+}
+
+TEST(FrameCodec, LimitIsRaisedOnceThePeerIsAuthenticated) {
+  const std::string hello(300, 'h'), log(100000, 'l');
+  FrameDecoder d(4u << 20, "10.0.0.1:41234");
+  d.SetMaxFrameBytes(4096, "before authentication");
+  d.Append(EncodeFrame(hello));
+  auto first = d.Next();
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(**first, hello);
+  EXPECT_EQ(d.max_frame_bytes(), 4096u);
+  d.SetMaxFrameBytes(4u << 20);
+  d.Append(EncodeFrame(log));
+  auto second = d.Next();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->value().size(), log.size());
+
+  FrameDecoder early(4096, "10.0.0.1:41234", "before authentication");
+  early.Append(EncodeFrame(log).substr(0, 8));
+  auto r = early.Next();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kProtocol);
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("frame 1 from 10.0.0.1:41234: length 100000 bytes exceeds the limit of "
+                        "4096 before authentication"));
 }
 
 TEST(FrameCodec, ZeroLengthIsProtocolError) {

@@ -65,8 +65,19 @@ class IoThread {
   std::thread thread_;
 };
 
-inline int ConnectLoopback(uint16_t port) {
+// `source`: the local address to connect from ("127.0.0.2": all of 127/8 is loopback), so a
+// test can stand for peers on several hosts; null: the kernel's choice (127.0.0.1).
+inline int ConnectLoopback(uint16_t port, const char* source = nullptr) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (source) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &local.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -92,7 +103,13 @@ inline bool WriteAll(int fd, std::string_view bytes) {
 // A peer on a plain blocking socket.
 class RawPeer {
  public:
-  explicit RawPeer(uint16_t port) : fd_(ConnectLoopback(port)), decoder_(64 << 20, "listener") {}
+  explicit RawPeer(uint16_t port, const char* source = nullptr)
+      : fd_(ConnectLoopback(port, source)), decoder_(64 << 20, "listener") {}
+  // Takes over a socket the test connected itself.
+  struct AdoptFd {
+    int fd;
+  };
+  explicit RawPeer(AdoptFd adopt) : fd_(adopt.fd), decoder_(64 << 20, "listener") {}
   ~RawPeer() { Close(); }
   bool connected() const { return fd_ >= 0; }
   void Close() {
@@ -174,6 +191,53 @@ class RawPeer {
   int fd_;
   FrameDecoder decoder_;
   std::string sent_, last_payload_;
+};
+
+// A listening socket that plays the acceptor by hand: accepts one connection, sends `reply`
+// (raw bytes) once the connector's first bytes arrived, and holds the connection until destroyed.
+class RawAcceptor {
+ public:
+  explicit RawAcceptor(std::string reply) : reply_(std::move(reply)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(listen_fd_, 1);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~RawAcceptor() {
+    stop_ = true;
+    thread_.join();
+    if (conn_fd_ >= 0) ::close(conn_fd_);
+    ::close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  void Serve() {
+    pollfd lp{listen_fd_, POLLIN, 0};
+    while (!stop_ && ::poll(&lp, 1, 20) <= 0) {
+    }
+    if (stop_) return;
+    conn_fd_ = ::accept(listen_fd_, nullptr, nullptr);
+    pollfd p{conn_fd_, POLLIN, 0};
+    while (!stop_ && ::poll(&p, 1, 20) <= 0) {
+    }
+    char buf[4096];
+    if (stop_ || ::recv(conn_fd_, buf, sizeof buf, 0) <= 0) return;
+    WriteAll(conn_fd_, reply_);
+    while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  std::string reply_;
+  int listen_fd_ = -1, conn_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // Forwards one connection from a local port to `upstream_port`, recording both directions.

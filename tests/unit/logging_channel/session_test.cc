@@ -9,9 +9,14 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
+#include "ft/log.h"
 #include "raw_peer.h"
 
 namespace ft::channel {
@@ -91,7 +96,7 @@ class ChannelTest : public ::testing::Test {
       listener_ = std::move(l).value();
       listener_->OnRefused([this](const std::string& address, const Status& why) {
         refused_.push_back(why);
-        EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
+        EXPECT_THAT(address, HasSubstr("127.0.0."));
       });
       port_ = listener_->port();
       return 0;
@@ -560,6 +565,309 @@ TEST_F(ChannelTest, SilentConnectionTimesOutInTheHandshake) {
   ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }, 2000ms));
   EXPECT_EQ(io_.Run([&] { return refused_[0].code(); }), StatusCode::kTimeout);
   EXPECT_TRUE(silent.WaitClosed());
+}
+
+// --- Before authentication (issue 19) ----------------------------------------------------
+
+TEST_F(ChannelTest, UnauthenticatedHeaderAnnouncingAFullFrameIsClosedAtOnce) {
+  Listen();
+  RawPeer flood(port_);
+  ASSERT_TRUE(flood.connected());
+  // What the flood of issue 19 sent: a header announcing a 4 MiB payload, then nothing.
+  ASSERT_TRUE(flood.Send(std::string("\x00\x40\x00\x00\x12\x34\x56\x78", 8)));
+  const auto start = Clock::now();
+  EXPECT_TRUE(flood.WaitClosed(1000ms));
+  EXPECT_LT(Clock::now() - start, 1000ms) << "not closed before the handshake deadline";
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[0].code(), StatusCode::kProtocol);
+    EXPECT_THAT(refused_[0].message(),
+                HasSubstr("length 4194304 bytes exceeds the limit of 4096 before authentication"));
+    return 0;
+  });
+  // The listener carries on.
+  EXPECT_TRUE(ConnectPrimary().ok());
+}
+
+TEST_F(ChannelTest, FullSizeFramesFlowBothWaysOnceAuthenticated) {
+  // A replica chunk is 1 MiB of disk in one peer message: far over the handshake's 4 KiB.
+  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
+  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
+  Listen(TestOptions(), {{kPeerControlVm, b}});
+  ASSERT_TRUE(ConnectPrimary(a).ok());
+  ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
+  const std::string chunk(1u << 20, 'c');
+  std::string request, answer;
+  io_.Run([&] {
+    backup_.session->OnMessage([&](std::string_view m) {
+      request = m;
+      backup_.session->SendMessage(std::string(m.rbegin(), m.rend()));
+    });
+    primary_.session->OnMessage([&](std::string_view m) { answer = m; });
+    primary_.session->SendMessage(chunk);
+    return 0;
+  });
+  ASSERT_TRUE(io_.WaitFor([&] { return !answer.empty(); }));
+  io_.Run([&] {
+    EXPECT_TRUE(request == chunk);
+    EXPECT_TRUE(answer == chunk);
+    EXPECT_FALSE(primary_.closed.has_value());
+    EXPECT_FALSE(backup_.closed.has_value());
+    return 0;
+  });
+}
+
+TEST_F(ChannelTest, HelloWithControlCharactersIsRefusedAndShownPrintable) {
+  Listen();
+  RawPeer peer(port_);
+  ASSERT_TRUE(peer.connected());
+  Identity evil = kPrimary;
+  evil.node = "hostA\n[channel] all is well\x1b[2K";
+  auto nonce = MakeNonce();
+  proto::ChannelFrame hello;
+  FillHello(evil, *nonce, hello.mutable_hello());
+  ASSERT_TRUE(peer.SendFrame(hello));
+  EXPECT_TRUE(peer.WaitClosed());
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  const Status why = io_.Run([&] { return refused_[0]; });
+  EXPECT_EQ(why.code(), StatusCode::kProtocol);
+  EXPECT_THAT(why.message(), HasSubstr("sent a hello whose node name is not printable text of "
+                                       "at most 64 bytes: 'hostA\\x0a[channel] all is well"
+                                       "\\x1b[2K'"));
+  EXPECT_EQ(why.message().find('\n'), std::string::npos);
+  EXPECT_EQ(why.message().find('\x1b'), std::string::npos);
+}
+
+TEST_F(ChannelTest, OverlongVmNameIsRefusedBeforeAuthentication) {
+  Listen();
+  RawPeer peer(port_);
+  ASSERT_TRUE(peer.connected());
+  Identity long_name = kPrimary;
+  long_name.vm = std::string(1000, 'v');
+  auto nonce = MakeNonce();
+  proto::ChannelFrame hello;
+  FillHello(long_name, *nonce, hello.mutable_hello());
+  ASSERT_TRUE(peer.SendFrame(hello));
+  EXPECT_TRUE(peer.WaitClosed());
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  const Status why = io_.Run([&] { return refused_[0]; });
+  EXPECT_EQ(why.code(), StatusCode::kProtocol);
+  EXPECT_THAT(why.message(), HasSubstr("vm name is not printable text of at most 64 bytes: 'vvvv"));
+  EXPECT_THAT(why.message(), HasSubstr("…(1000 bytes)'"));
+  EXPECT_LT(why.message().size(), 300u);
+}
+
+// The connector meets an acceptor that has not proved the key either: what it says is bounded
+// and made printable the same way.
+TEST_F(ChannelTest, ConnectorBoundsWhatAnUnauthenticatedAcceptorSends) {
+  proto::ChannelFrame refusal;
+  refusal.mutable_refusal()->set_code(proto::Refusal::IDENTITY);
+  refusal.mutable_refusal()->set_reason("go away\r\n" + std::string(3000, 'z'));
+  {
+    testing::RawAcceptor acceptor(EncodeFrame(refusal.SerializeAsString()));
+    Status s = ConnectPrimary(kPrimary, TestOptions(), acceptor.port());
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("refused the connection: go away\\x0d\\x0azzz"));
+    EXPECT_THAT(s.message(), HasSubstr("…(3009 bytes)"));
+    EXPECT_LT(s.message().size(), 1200u);
+  }
+  {
+    testing::RawAcceptor acceptor(std::string("\x00\x40\x00\x00\x12\x34\x56\x78", 8));
+    const auto start = Clock::now();
+    Status s = ConnectPrimary(kPrimary, TestOptions(), acceptor.port());
+    EXPECT_EQ(s.code(), StatusCode::kProtocol) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("exceeds the limit of 4096 before authentication"));
+    EXPECT_LT(Clock::now() - start, 1000ms);
+  }
+}
+
+// Collects what one component logs, for tests of what a flood does to the log. The logger's
+// sinks change on the io thread, the one thread that logs.
+class LogCapture {
+ public:
+  LogCapture(IoThread& io, const std::string& component)
+      : io_(io),
+        logger_(Logger(component)),
+        sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(10000)) {
+    sink_->set_pattern("%v");
+    io_.Run([&] {
+      logger_->sinks().push_back(sink_);
+      return 0;
+    });
+  }
+  ~LogCapture() {
+    io_.Run([&] {
+      logger_->sinks().pop_back();
+      return 0;
+    });
+  }
+  std::vector<std::string> Lines() { return sink_->last_formatted(); }
+  std::vector<std::string> LinesContaining(const std::string& what) {
+    std::vector<std::string> out;
+    for (auto& l : Lines()) {
+      if (l.find(what) != std::string::npos) out.push_back(l);
+    }
+    return out;
+  }
+
+ private:
+  IoThread& io_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+TEST_F(ChannelTest, HandshakesOverTheCapPerAddressAreClosedAtOnce) {
+  Options o = TestOptions();
+  o.max_handshakes = 4;
+  o.max_handshakes_per_address = 2;
+  Listen(o);
+  RawPeer a(port_), b(port_);  // silent, from 127.0.0.1
+  RawPeer c(port_);
+  ASSERT_TRUE(a.connected() && b.connected() && c.connected());
+  const auto start = Clock::now();
+  EXPECT_TRUE(c.WaitClosed(1000ms));
+  EXPECT_LT(Clock::now() - start, 1000ms);
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[0].code(), StatusCode::kUnavailable);
+    EXPECT_THAT(refused_[0].message(),
+                HasSubstr("2 handshakes in progress from its address, the most from one address"));
+    return 0;
+  });
+  EXPECT_FALSE(a.WaitClosed(100ms));
+  EXPECT_FALSE(b.WaitClosed(100ms));
+  // Another address is not held back by this one.
+  RawPeer other(port_, "127.0.0.2");
+  ASSERT_TRUE(other.connected());
+  EXPECT_EQ(other.Handshake(kPrimary, TestOptions().key), "");
+}
+
+TEST_F(ChannelTest, AFloodFromOneAddressCannotKeepARealPeerOut) {
+  Options o = TestOptions();
+  o.max_handshakes = 4;
+  o.max_handshakes_per_address = 4;
+  Listen(o);
+  std::vector<std::unique_ptr<RawPeer>> flood;
+  for (int i = 0; i < 4; ++i) {
+    flood.push_back(std::make_unique<RawPeer>(port_, "127.0.0.2"));
+    ASSERT_TRUE(flood.back()->connected());
+  }
+  // Accepted in order: the four hold every slot when the real peer (127.0.0.1) arrives, and
+  // it takes the oldest one's.
+  ASSERT_TRUE(ConnectPrimary().ok());
+  EXPECT_TRUE(flood[0]->WaitClosed(1000ms));
+  for (int i = 1; i < 4; ++i) EXPECT_FALSE(flood[i]->WaitClosed(50ms)) << i;
+}
+
+TEST_F(ChannelTest, TheHandshakeDeadlineFreesTheSlotsOfSilentPeers) {
+  Options o = TestOptions();
+  o.max_handshakes = 2;
+  o.max_handshakes_per_address = 2;
+  o.handshake_timeout = 300ms;
+  Listen(o);
+  RawPeer x(port_, "127.0.0.2"), y(port_, "127.0.0.3");
+  ASSERT_TRUE(x.connected() && y.connected());
+  // Full, one each from two addresses: a third address is turned away at once...
+  RawPeer z(port_, "127.0.0.4");
+  ASSERT_TRUE(z.connected());
+  EXPECT_TRUE(z.WaitClosed(250ms));
+  ASSERT_TRUE(io_.WaitFor([&] { return !refused_.empty(); }));
+  EXPECT_THAT(io_.Run([&] { return refused_[0].message(); }),
+              HasSubstr("2 handshakes in progress, the most this listener runs at once"));
+  // ... until the deadline closes the silent ones.
+  EXPECT_TRUE(x.WaitClosed(1000ms));
+  EXPECT_TRUE(y.WaitClosed(1000ms));
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == 3; }));
+  io_.Run([&] {
+    EXPECT_EQ(refused_[1].code(), StatusCode::kTimeout);
+    EXPECT_EQ(refused_[2].code(), StatusCode::kTimeout);
+    return 0;
+  });
+  EXPECT_TRUE(ConnectPrimary().ok());
+}
+
+TEST_F(ChannelTest, ARefusedPeerHoldsItsSlotWhileItsRefusalLingers) {
+  Options o = TestOptions();
+  o.max_handshakes = 1;
+  o.max_handshakes_per_address = 1;
+  Listen(o);
+  // A wrong key: refused, and the listener waits (up to 1 s) for it to read that and hang up.
+  RawPeer wrong(port_, "127.0.0.2");
+  ASSERT_TRUE(wrong.connected());
+  EXPECT_EQ(wrong.Handshake(kPrimary, "another key"), "refused: authentication failed");
+  RawPeer next(port_, "127.0.0.3");
+  EXPECT_TRUE(next.WaitClosed(500ms)) << "admitted while the refused peer still held the slot";
+  wrong.Close();
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == 2; }));
+  std::this_thread::sleep_for(50ms);  // the listener sees the hang-up
+  RawPeer last(port_, "127.0.0.3");
+  EXPECT_EQ(last.Handshake(kPrimary, TestOptions().key), "");
+}
+
+TEST_F(ChannelTest, AFloodOfUnauthenticatedPeersIsLoggedOncePerInterval) {
+  Options o = TestOptions();
+  o.dropped_peer_log_interval = 1000ms;
+  LogCapture log(io_, "channel");
+  Listen(o);
+  constexpr int kPeers = 30;
+  for (int i = 0; i < kPeers; ++i) {
+    RawPeer flood(port_);
+    ASSERT_TRUE(flood.connected());
+    flood.Send(std::string("\x00\x40\x00\x00\x12\x34\x56\x78", 8));
+    EXPECT_TRUE(flood.WaitClosed(1000ms));
+  }
+  ASSERT_TRUE(io_.WaitFor([&] { return refused_.size() == kPeers; }));
+  ASSERT_TRUE(io_.WaitFor(
+      [&] { return !log.LinesContaining("dropped before authenticating").empty(); }, 3000ms));
+  // Each connection is in exactly one line: logged alone, or counted in a summary.
+  int counted = 0;
+  for (const auto& line : log.LinesContaining("refused channel peer")) {
+    auto more = line.find(" more connection");
+    if (more == std::string::npos) {
+      EXPECT_EQ(line.find("refused channel peer"), 0u) << line;
+      ++counted;
+    } else {
+      EXPECT_THAT(line, HasSubstr("sent a bad frame"));
+      EXPECT_THAT(line, HasSubstr("exceeds the limit of 4096 before authentication"));
+      counted += std::stoi(line.substr(line.find(": ") + 2));
+    }
+  }
+  EXPECT_EQ(counted, kPeers);
+  EXPECT_LE(log.LinesContaining("refused channel peer").size(), 4u);
+}
+
+TEST_F(ChannelTest, AcceptFailuresBackOffAndTheListenerAcceptsAgain) {
+  LogCapture log(io_, "channel");
+  Listen();
+  // A peer connects while this process has no descriptor left to accept it with (its own
+  // socket is made before they run out).
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(old.rlim_cur, 512);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> hog;
+  for (int h; hog.size() < 4096 && (h = ::open("/dev/null", O_RDONLY)) >= 0;) hog.push_back(h);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port_);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  std::this_thread::sleep_for(500ms);
+  for (int h : hog) ::close(h);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  ASSERT_TRUE(connected);
+  RawPeer waiting(RawPeer::AdoptFd{fd});
+  auto failed = log.LinesContaining("accept failed");
+  ASSERT_FALSE(failed.empty()) << "accept never failed: the test proves nothing";
+  EXPECT_EQ(failed.size(), 1u) << "one warning per interval, not one per try";
+  EXPECT_THAT(failed[0], HasSubstr("Too many open files"));
+  // Accepting again within the longest back-off (1 s): the waiting peer gets its handshake.
+  EXPECT_EQ(waiting.Handshake(kPrimary, TestOptions().key), "");
+  EXPECT_TRUE(io_.WaitFor([&] { return sessions_accepted_ == 1; }));
+  EXPECT_FALSE(log.LinesContaining("accepting again after").empty());
 }
 
 TEST_F(ChannelTest, NobodyListeningIsUnavailable) {

@@ -61,6 +61,18 @@ struct Options {
   // Handshake must complete within this (connect + hello + auth + welcome).
   std::chrono::milliseconds handshake_timeout{3000};
   uint32_t max_frame_bytes = 4u << 20;  // larger frames are a protocol error
+
+  // Before the peer has authenticated, anybody may be at the other end: it gets little
+  // (docs/formats/logging-channel.md, "Before authentication").
+  // Frame limit until the handshake is done; its messages take a few hundred bytes.
+  uint32_t handshake_max_frame_bytes = 4096;
+  // A listener runs at most this many handshakes at once, and this many from one source
+  // address; a connection over the cap is closed at once (or evicts one, see HandshakeSlots).
+  size_t max_handshakes = 64;
+  size_t max_handshakes_per_address = 8;
+  // A listener warns about connections dropped before authenticating at most once per this
+  // interval (the first at once, then a summary), not once per connection of a flood.
+  std::chrono::milliseconds dropped_peer_log_interval{10000};
 };
 
 struct SessionStats {
