@@ -145,6 +145,7 @@ class BackupVm : public ManagedVm {
     std::string note, peer_node;
     uint64_t received = 0;
     bool replayer_started = false;
+    bool replayer_running = false;  // its QMP answered: the feeder drives it
     bool stopping = false;  // Stop() was called: a go-live in progress goes no further
     RateMeter rate;
     Clock::time_point last_ack_sent{};
@@ -332,7 +333,9 @@ class BackupVm : public ManagedVm {
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.OnRunning([weak] {
         auto self = weak.lock();
-        if (self && self->feeder) self->feeder->Start(self->runner.qmp());
+        if (!self || !self->feeder) return;
+        self->replayer_running = true;
+        self->feeder->Start(self->runner.qmp());
       });
       runner.OnFailed([weak](const std::string& why) {
         if (auto self = weak.lock()) self->OnReplayerEnded(why);
@@ -377,7 +380,9 @@ class BackupVm : public ManagedVm {
       if (!feeder) return;
       const auto& st = feeder->stats();
       auto now = Clock::now();
-      if (st.replayed_icount != watched_icount || st.received_icount <= st.replayed_icount + 1) {
+      // Not before the replayer runs (a start from a snapshot takes a second or two).
+      if (!replayer_running || st.replayed_icount != watched_icount ||
+          st.received_icount <= st.replayed_icount + 1) {
         watched_icount = st.replayed_icount;
         watched_since = now;
         stall_reported = false;
