@@ -81,7 +81,11 @@ Result<json> WaitUntilProtected(FtdInstance& side, FtdInstance& other, const std
     auto st = side.StatusJson(vm);
     if (st.ok()) {
       last = *st;
-      if (last.value("role", "") == "primary" && last.value("ft_state", "") == "protected") {
+      const json& rp = last.contains("reprotect") ? last["reprotect"] : json();
+      bool attempt_over = !rp.is_object() || rp.value("phase", "") == "protected" ||
+                          rp.value("phase", "") == "failed";
+      if (last.value("role", "") == "primary" && last.value("ft_state", "") == "protected" &&
+          attempt_over) {
         return last;
       }
     }
@@ -94,6 +98,23 @@ Result<json> WaitUntilProtected(FtdInstance& side, FtdInstance& other, const std
                              last.dump(2), BothLogs(side, other)));
 }
 
+// Both sides' status, QEMU's output and console ends, for failure messages.
+std::string Diagnose(FtdInstance& a, FtdInstance& b, const std::string& vm) {
+  std::string out;
+  for (FtdInstance* side : {&a, &b}) {
+    auto st = side->StatusJson(vm);
+    out += fmt::format("\n---- {}: status ----\n{}\n", side->node_name(),
+                       st.ok() ? st->dump(2) : st.status().ToString());
+    std::string qemu = ReadFile(side->state_dir() + "/vms/" + vm + "/qemu.log");
+    out += fmt::format("---- {}: qemu.log (end) ----\n{}\n", side->node_name(),
+                       qemu.substr(qemu.size() > 3000 ? qemu.size() - 3000 : 0));
+    std::string console = ReadFile(side->console_log(vm));
+    out += fmt::format("---- {}: console (end) ----\n{}\n", side->node_name(),
+                       console.substr(console.size() > 1500 ? console.size() - 1500 : 0));
+  }
+  return out + BothLogs(a, b);
+}
+
 TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
   auto lab = Lab::Create();
@@ -101,6 +122,7 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   LockstepOptions options = LabPairOptions(**lab);
   options.vm.data_disk = true;
   options.reprotect = "auto";
+  options.both_ways = true;
   FailoverPair f;
   Status started = f.Start(**lab, 30, &options);
   ASSERT_TRUE(started.ok()) << started.ToString();
@@ -156,7 +178,7 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   ASSERT_TRUE(Converse(f.client, 30).ok()) << BothLogs(p);
   uint64_t acked_at_protect = writer.acked();
   ASSERT_TRUE(writer.WaitFor(acked_at_protect + 20, 60s))
-      << writer.status().ToString() << BothLogs(p);
+      << writer.status().ToString() << Diagnose(a, b, p.vm());
 
   // 3. A's replayer started from the snapshot: its console is what B's guest wrote after it.
   std::string a_console;

@@ -114,7 +114,8 @@ std::string FtdInstance::GuestVmConfig(const GuestVmOptions& vm) {
   if (vm.data_disk) {
     std::string disk = fmt::format("{}/{}-data.qcow2", dir_, vm.name);
     std::error_code ec;
-    fs::copy_file(guest + "/data.qcow2", disk, fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(vm.data_disk_image.empty() ? guest + "/data.qcow2" : vm.data_disk_image, disk,
+                  fs::copy_options::overwrite_existing, ec);
     text += fmt::format("disk.vda = {}\n", disk);
   }
   return text;

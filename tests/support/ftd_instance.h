@@ -42,6 +42,8 @@ struct GuestVmOptions {
   uint16_t stream_port = 0;       // host port forwarded to the guest's 7000 (0: none)
   uint16_t records_port = 0;      // host port forwarded to the guest's 7001 (0: none)
   bool data_disk = true;
+  // The image the data disk is copied from; empty: the guest build's data.qcow2.
+  std::string data_disk_image;
   // Lab networking: the NIC is served by ftd on a TAP on this host bridge, and the guest
   // takes `lab_ip` (e.g. br0, 10.77.0.10/24). Empty: QEMU user networking with forwards.
   std::string bridge;

@@ -21,6 +21,8 @@ std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::s
   if (!o.shared_storage.empty()) node_extra += "shared_storage = " + o.shared_storage + "\n";
   if (o.max_unacked_mib > 0) node_extra += fmt::format("max_unacked_mib = {}\n", o.max_unacked_mib);
   if (!o.reprotect.empty()) node_extra += "reprotect = " + o.reprotect + "\n";
+  // The QEMU for VMs that arrive at run time (a re-protection's backup): the same build.
+  node_extra += "qemu = " + QemuBinary() + "\n";
   auto vm_section = text.find("\n[vm ");
   text.insert(vm_section, "\n" + node_extra);
   text += "ft = " + role + "\n";
@@ -71,12 +73,17 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
   if (options.backup_shared_storage) backup_options.shared_storage = *options.backup_shared_storage;
   backup_options.vm.stream_port = 0;  // a replayer binds no forwarded ports anyway
   backup_options.vm.records_port = 0;
+  std::string backup_channel = fmt::format("listen = {}:{}", listen_host, listen_port);
+  std::string primary_channel = fmt::format("peer = {}:{}", peer_host, peer_port);
+  if (lab && options.both_ways) {
+    std::string at_a = fmt::format("{}:{}", lab->Get("FTLAB_A_FT_IP"), listen_port);
+    backup_channel += "\npeer = " + at_a;
+    primary_channel += "\nlisten = " + at_a;
+  }
   FT_RETURN_IF_ERROR(pair->backup_->WriteConfig(
-      PairConfig(*pair->backup_, backup_options, "backup",
-                 fmt::format("listen = {}:{}", listen_host, listen_port))));
-  FT_RETURN_IF_ERROR(
-      pair->primary_->WriteConfig(PairConfig(*pair->primary_, primary_options, "primary",
-                                             fmt::format("peer = {}:{}", peer_host, peer_port))));
+      PairConfig(*pair->backup_, backup_options, "backup", backup_channel)));
+  FT_RETURN_IF_ERROR(pair->primary_->WriteConfig(
+      PairConfig(*pair->primary_, primary_options, "primary", primary_channel)));
   if (options.prepare_backup) FT_RETURN_IF_ERROR(options.prepare_backup(*pair->backup_));
   FT_RETURN_IF_ERROR(pair->backup_->Start({}, options.backup_env, lab ? lab->ns_b() : ""));
   if (!WaitForFileContaining(pair->backup_->ftd_log(), "logging channel: listening",

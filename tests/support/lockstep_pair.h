@@ -41,6 +41,11 @@ struct LockstepOptions {
   // a copy running unprotected) use manual, so that no re-protection changes it while they
   // look; the re-protection tests use auto, ftd's default.
   std::string reprotect = "manual";
+  // In the lab: each host also names the other as its peer and listens on its own channel
+  // address, as operators set hosts up (needed for anything the live copy starts towards
+  // the other host, such as a re-protection). Otherwise the primary only connects and the
+  // backup only listens.
+  bool both_ways = false;
   // The backup's VM definition when it must differ (tests of the handshake's refusals).
   std::optional<GuestVmOptions> backup_vm;
   // Runs on the backup's instance after its config (and data disk copy) is written, before
