@@ -14,9 +14,12 @@
 # TCP connection to the guest: hostA's QEMU is killed for real and its ftd goes silent, as
 # a crashed host would; hostB declares it lost, wins the next epoch on the shared claim
 # store, replays to the end of the log it received and goes live, and the client's
-# connection carries on without a gap. ftctl prints the drill's report. Then `ftctl
-# disable` on both hosts (hostA's halted copy goes, hostB's copy runs on unprotected), both
-# ftds stop cleanly, and everything the demo made is removed.
+# connection carries on without a gap. ftctl prints the drill's report. Then hostB
+# re-protects the running VM by itself (reprotect = auto: a snapshot of it goes to hostA,
+# whose ftd replaces its halted copy with a backup started from it), a second drill kills
+# hostB's copy and hostA takes over, with the client on one TCP connection throughout; hostA
+# re-protects in turn, `ftctl disable` on hostA turns FT off (hostB's backup goes, hostA runs
+# on unprotected), both ftds stop cleanly, and everything the demo made is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -285,19 +288,69 @@ step "the client pings the guest, now served by hostB"
 timeout 30 ip netns exec "$FTLAB_NS_C" ping -c 5 -i 0.2 "$FTLAB_VM_IP" | indent ||
   fail "the client could not ping the guest on hostB"
 
-step "ftctl disable $DOMAIN: on hostA (its halted copy goes), then on hostB (runs on unprotected)"
-for host in hostA hostB; do
-  sock="$DEMO/$host/run/ftd.sock"
-  timeout 120 "$FTCTL" --socket "$sock" disable "$DOMAIN" > "$DEMO/disable.out" 2>&1 && rc=0 || rc=$?
-  indent "$host \$ ftctl disable $DOMAIN | " < "$DEMO/disable.out"
-  [ "$rc" -eq 0 ] || { tail -20 "$DEMO/$host/ftd.log" >&2; fail "ftctl disable on $host exited $rc"; }
-done
+# Waits (at most 180 s) until $1's ftd reports the VM protected and its re-protection done.
+wait_reprotected() {
+  local sock=$1 j phase state
+  for _ in $(seq 1 900); do
+    j=$(status_json "$sock")
+    state=$(field ft_state <<<"$j"); phase=$(field phase <<<"$j")
+    [ "$state" = protected ] && [ "$phase" = protected ] && return 0
+    [ "$phase" = failed ] && echo "  re-protection attempt failed: $(field note <<<"$j"); ftd tries again" >&2
+    sleep 0.2
+  done
+  return 1
+}
+
+step "re-protection: hostB gives the running VM a new backup on hostA by itself (reprotect = auto)"
+# One TCP connection from here through the re-protection and a second drill: 6000 lines at
+# the guest's 20 ms beat (about 2 minutes), every sequence number, CRC and echo checked.
+in_ns "$FTLAB_NS_C" "$PROBE" stream --host "$FTLAB_VM_IP" --port 7000 --lines 6000 --echoes 20 \
+  > "$DEMO/probe2.log" 2>&1 &
+PROBE_PID=$!; PIDS=("$PROBE_PID" "${PIDS[@]}")
+RP_MS=$(ms_now)
+wait_reprotected "$SOCK_B" || { tail -30 "$DEMO/hostB/ftd.log" >&2; fail "hostB did not re-protect the VM within 180 s"; }
+echo "  protected again $(( $(ms_now) - RP_MS )) ms after hostB's copy went live (hostA's ftd kept running)"
+ftctl_b status "$DOMAIN" | grep -E "^(Role|FT state|Epoch|Peer|Re-protect):" | indent "hostB | "
+ftctl_a status "$DOMAIN" | grep -E "^(Role|FT state|Epoch|Peer):" | indent "hostA | "
+J=$(status_json "$SOCK_B")
+PAUSE_MS=$(field pause_ms <<<"$J"); SHIPPED=$(( $(field bytes_total <<<"$J") / 1048576 ))
+QEMU_B2=$(field qemu_pid <<<"$J")
+[ "$(field role <<<"$(status_json "$SOCK_A")")" = backup ] || fail "hostA is not the backup after the re-protection"
+kill -0 "$PROBE_PID" 2>/dev/null || { cat "$DEMO/probe2.log" >&2; fail "the client's stream ended during the re-protection"; }
+
+step "second drill: ftctl drill $DOMAIN on hostB; hostA, the new backup, takes over"
+QEMU_A2=$(status_json "$SOCK_A" | field qemu_pid)
+ftctl_b drill "$DOMAIN" > "$DEMO/drill2.out" 2>&1 && rc=0 || rc=$?
+indent "drill | " < "$DEMO/drill2.out"
+[ "$rc" -eq 0 ] || { tail -30 "$DEMO/hostA/ftd.log" >&2; fail "the second ftctl drill exited $rc"; }
+LIVE2_MS=$(grep -m1 -o 'live on hostA *+[0-9]*' "$DEMO/drill2.out" | grep -o '[0-9]*$' || true)
+[ -n "$LIVE2_MS" ] || fail "the second drill's report has no 'live on hostA' line"
+J=$(status_json "$SOCK_A")
+[ "$(field role <<<"$J")" = primary ] && [ "$(field epoch <<<"$J")" = 3 ] ||
+  fail "after the second drill hostA is role '$(field role <<<"$J")', epoch '$(field epoch <<<"$J")' (expected primary, epoch 3)"
+QEMU_A3=$(field qemu_pid <<<"$J")
+for _ in $(seq 1 1500); do kill -0 "$PROBE_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$PROBE_PID" 2>/dev/null && { cat "$DEMO/probe2.log" >&2; fail "the client's stream did not end within 150 s"; }
+wait "$PROBE_PID" && rc=0 || rc=$?
+forget "$PROBE_PID"
+indent "client | " < "$DEMO/probe2.log"
+[ "$rc" -eq 0 ] || { tail -30 "$DEMO/hostA/ftd.log" >&2; fail "the client's stream failed across the re-protection and the second drill (exit $rc)"; }
+echo "  the client's one TCP connection carried on through the re-protection (guest paused ${PAUSE_MS} ms," \
+  "${SHIPPED} MiB shipped) and the second failover (hostA live in ${LIVE2_MS} ms, epoch 3)"
+
+step "hostA re-protects the VM in turn (hostB becomes the backup), then ftctl disable on hostA turns FT off"
+wait_reprotected "$SOCK_A" || { tail -30 "$DEMO/hostA/ftd.log" >&2; fail "hostA did not re-protect the VM within 180 s"; }
+ftctl_a status "$DOMAIN" | grep -E "^(Role|FT state|Epoch|Re-protect):" | indent "hostA | "
+QEMU_A4=$(status_json "$SOCK_A" | field qemu_pid)
+timeout 120 "$FTCTL" --socket "$SOCK_A" disable "$DOMAIN" > "$DEMO/disable.out" 2>&1 && rc=0 || rc=$?
+indent "hostA \$ ftctl disable $DOMAIN | " < "$DEMO/disable.out"
+[ "$rc" -eq 0 ] || { tail -20 "$DEMO/hostA/ftd.log" >&2; fail "ftctl disable on hostA exited $rc"; }
 ftctl_a list | indent "hostA | "
 ftctl_b list | indent "hostB | "
-[ "$(status_json "$SOCK_B" | field qemu_pid)" = "$QEMU_B" ] || fail "hostB's QEMU changed at disable"
+[ "$(status_json "$SOCK_A" | field qemu_pid)" = "$QEMU_A4" ] || fail "hostA's QEMU changed at disable"
 timeout 30 ip netns exec "$FTLAB_NS_C" ping -c 3 -i 0.2 "$FTLAB_VM_IP" > /dev/null ||
   fail "the guest stopped answering after ftctl disable"
-echo "  the guest still answers the client from hostB, unprotected"
+echo "  the guest still answers the client from hostA, unprotected (FT off)"
 
 step "stopping both ftds cleanly (SIGTERM)"
 for host in hostA hostB; do
@@ -311,7 +364,7 @@ for host in hostA hostB; do
   if [ -e "$DEMO/$host/run" ]; then fail "runtime dir of $host left behind"; fi
   echo "  ftd on $host exited 0; its runtime dir is removed"
 done
-for pid in "$QEMU_A" "$QEMU_B_REPLAY" "$QEMU_B"; do
+for pid in "$QEMU_A" "$QEMU_B_REPLAY" "$QEMU_B" "$QEMU_B2" "$QEMU_A2" "$QEMU_A3" "$QEMU_A4"; do
   if kill -0 "$pid" 2>/dev/null; then fail "QEMU pid $pid still running"; fi
 done
 if LEFT=$(pgrep -af -- "$DEMO/"); then echo "$LEFT" >&2; fail "processes of the demo left running"; fi
@@ -329,4 +382,4 @@ else
   echo "  libvirtd left running: the demo did not start it"
 fi
 
-step "main job OK in $(( $(date +%s) - T0 )) s ($(( $(date +%s) - T_BUILT )) s after the build): libvirt domain $DOMAIN protected with ftctl enable (hostA primary, hostB backup); the client talked to it through hostA's output gate; ftctl drill killed hostA's copy and hostB was live in ${LIVE_MS} ms (${ON_B_MS} ms after declaring hostA lost), epoch 2, the client's TCP connection intact; FT disabled and both ftds stopped cleanly"
+step "main job OK in $(( $(date +%s) - T0 )) s ($(( $(date +%s) - T_BUILT )) s after the build): libvirt domain $DOMAIN protected with ftctl enable (hostA primary, hostB backup); the client talked to it through hostA's output gate; ftctl drill killed hostA's copy and hostB was live in ${LIVE_MS} ms (${ON_B_MS} ms after declaring hostA lost), epoch 2, the client's TCP connection intact; hostB re-protected the running VM by itself (paused ${PAUSE_MS} ms, ${SHIPPED} MiB shipped) and a second drill made hostA live in ${LIVE2_MS} ms, epoch 3, the client's second connection intact through both; FT disabled and both ftds stopped cleanly"
