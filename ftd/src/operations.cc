@@ -323,11 +323,15 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         done();
       });
     };
+    host.stopping = [weak] {
+      auto self = weak.lock();
+      return !self || self->stopping;
+    };
     host.ask_peer = [weak](const proto::PeerRequest& request, std::chrono::milliseconds timeout,
                            std::function<void(Result<PeerResponse>)> done) {
       if (auto self = weak.lock()) self->AskPeer(request, timeout, std::move(done));
     };
-    reprotecting[name] = Reprotection::Start(
+    auto attempt = Reprotection::Start(
         std::move(host), name, source,
         [weak, name, source, respond = std::move(respond)](Status outcome) {
           auto self = weak.lock();
@@ -361,6 +365,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
           if (vm) *ok.add_vms() = self->Describe(*vm);
           respond(self->Reply(std::move(ok)));
         });
+    // An attempt that ended at once (its VM gone) has told its callback already.
+    if (!attempt->finished()) reprotecting[name] = std::move(attempt);
   }
 
   // A VM turned on at run time stays a primary here across restarts; one in the config file
@@ -999,16 +1005,17 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       replicas.Forget(name);
       respond(PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name, why)));
     };
-    if (request.from_snapshot() != replay::kBaseSnapshot) {
-      return refuse(fmt::format("unknown starting point '{}' (this ftd starts backups from '{}')",
-                                request.from_snapshot(), replay::kBaseSnapshot));
-    }
-    if (stopping) return refuse("ftd is stopping");
+    // Never touch the files of a copy that runs here.
     if (ManagedVm* vm = Find(name)) {
       return respond(PeerError(PeerResponse::REFUSED,
                                fmt::format("vm '{}' already exists on node '{}' ({})", name,
                                            node.name, RoleAndState(*vm))));
     }
+    if (request.from_snapshot() != replay::kBaseSnapshot) {
+      return refuse(fmt::format("unknown starting point '{}' (this ftd starts backups from '{}')",
+                                request.from_snapshot(), replay::kBaseSnapshot));
+    }
+    if (stopping) return refuse("ftd is stopping");
     if (busy.count(name)) {
       return respond(PeerError(PeerResponse::REFUSED,
                                fmt::format("vm '{}': an operation on it is in progress on node "
@@ -1072,8 +1079,12 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   std::string StartBackupFromSnapshot(const replay::VmSpec& spec, const std::string& drive,
                                       const proto::ProtectRequest& request, Status s) {
     const std::string& name = spec.name;
+    if (Find(name)) {
+      // Its files are that copy's: leave them.
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("on node '{}': vm '{}' appeared here meanwhile", node.name, name));
+    }
     if (s.ok() && stopping) s = Aborted("ftd is stopping");
-    if (s.ok() && Find(name)) s = Aborted("the VM appeared here meanwhile");
     if (s.ok()) s = SaveEpoch(node, name, request.epoch());
     if (s.ok()) s = SaveEnabledVm(node, {spec, FtRole::kBackup, request.source()});
     std::unique_ptr<ManagedVm> vm;
@@ -1103,6 +1114,13 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     const std::string name = request.vm();
     ManagedVm* vm = Find(name);
     if (!vm) {
+      if (protect_prep.erase(name)) {
+        // The primary gave up on a re-protection whose replicas are being checked here: the
+        // check's result is dropped, and what it had put in place goes.
+        busy.erase(name);
+        std::error_code ec;
+        fs::remove(PathsFor(node, name).vm_state_drive, ec);
+      }
       replicas.Forget(name);  // an enable that failed half way may have left some
       return respond(PeerError(PeerResponse::UNKNOWN_VM,
                                fmt::format("no VM named '{}' on node '{}'", name, node.name)));

@@ -282,6 +282,15 @@ class PrimaryVm : public ManagedVm {
       note = "not started: " + why.message();
       if (failover) failover->CopyEnded(note);
       CloseNic();
+      TellReprotectStarted(why);
+    }
+
+    // A re-protection waits for this copy to run from the snapshot: it hears once.
+    void TellReprotectStarted(const Status& s) {
+      if (!reprotect || !reprotect->on_started) return;
+      auto started = std::move(reprotect->on_started);
+      reprotect->on_started = nullptr;
+      started(s);
     }
 
     Status StartQemu(const RunOptions& run) {
@@ -316,10 +325,7 @@ class PrimaryVm : public ManagedVm {
         log->info("vm '{}': re-protection: running again from snapshot '{}', starting point "
                   "'{}' saved",
                   spec.name, replay::kReprotectSnapshot, replay::kBaseSnapshot);
-        if (auto started = std::move(reprotect->on_started)) {
-          reprotect->on_started = nullptr;
-          started(Status::Ok());
-        }
+        TellReprotectStarted(Status::Ok());
         return;
       }
       if (!live) return;
@@ -598,6 +604,7 @@ class PrimaryVm : public ManagedVm {
     // stopped (by the stop under way, if ftd is stopping).
     void Halt(const std::string& why) {
       note = why;
+      TellReprotectStarted(Aborted(why));
       CloseNic();
       StopWaitingForBackup();
       if (stopping) return;
@@ -761,12 +768,8 @@ class PrimaryVm : public ManagedVm {
         started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
                                         live->snapshot, why)));
       }
-      if (reprotect && reprotect->on_started) {
-        auto started = std::move(reprotect->on_started);
-        reprotect->on_started = nullptr;
-        started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
-                                        replay::kReprotectSnapshot, why)));
-      }
+      TellReprotectStarted(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
+                                                   replay::kReprotectSnapshot, why)));
       CloseNic();
       if (session) {
         session->Close();

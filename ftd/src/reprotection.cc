@@ -30,6 +30,8 @@ constexpr auto kProtectTimeout = 120s;
 constexpr auto kProtectedPoll = 100ms;
 // From the peer's backup running to the handshake and the first ack.
 constexpr auto kConnectTimeout = 60s;
+// From the pause to the continuing QEMU answering (loadvm and a savevm of the guest's RAM).
+constexpr auto kContinueTimeout = 60s;
 
 // The replica id the VM-state drive travels under (ReplicaPath on the peer).
 constexpr const char* kVmStateReplica = "ft-vmstate";
@@ -104,6 +106,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
   Shipment shipment;
   std::unique_ptr<BackgroundWork> work;
   bool continued = false;  // the new primary runs: failures from here on leave it unprotected
+  bool alone = false;      // ContinueAlone started
   bool finished = false;
 
   const NodeConfig& node() const { return *host.node; }
@@ -157,6 +160,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
   // The saved copy is gone from the list: the next one takes its place and runs from the
   // snapshot. The guest pauses from `stop` until this QEMU answers.
   void StartNextCopy() {
+    if (host.stopping()) return Fail(Aborted("ftd is stopping"));
     std::string drive = PathsFor(node(), vm).vm_state_drive;
     if (::rename(point.saved_drive.c_str(), drive.c_str()) != 0) {
       return ContinueAlone(ErrnoStatus(
@@ -172,10 +176,21 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     auto next = MakeReprotectingPrimaryVm(*host.io, node(), spec, std::move(start));
     ManagedVm* copy = next.get();
     host.replace(std::move(next), [] {});
+    // The VM must not stay down: a copy that neither runs nor fails in time is replaced.
+    timer.expires_after(kContinueTimeout);
+    timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || self->continued || self->finished) return;
+      self->ContinueAlone(Timeout(fmt::format(
+          "the VM did not run from its snapshot within {} s",
+          std::chrono::duration_cast<std::chrono::seconds>(kContinueTimeout).count())));
+    });
     if (Status s = copy->Start(); !s.ok()) ContinueAlone(s);
   }
 
   void OnContinued(Status s) {
+    if (continued || finished) return;
+    timer.cancel();
     if (!s.ok()) return ContinueAlone(s);
     continued = true;
     report.pause_ms = MsBetween(pause_started, Clock::now());
@@ -197,6 +212,9 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
   // The new copy could not run from the snapshot: the VM must not stay down. It runs alone
   // from the same snapshot (no log, no backup), as a copy that went live does.
   void ContinueAlone(const Status& why) {
+    if (finished || alone) return;
+    alone = true;
+    if (host.stopping()) return Fail(why);
     log->error("vm '{}': re-protection: the VM could not continue from its snapshot: {}; "
                "starting it alone from the snapshot",
                vm, why.ToString());
@@ -225,6 +243,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
 
   void OnPrepared(Result<Shipment> r) {
     work.reset();
+    if (host.stopping()) return FailAfterContinue(Aborted("ftd is stopping"));
     if (!r.ok()) return FailAfterContinue(r.status().WithContext("preparing the snapshot"));
     shipment = std::move(r).value();
     report.bytes_total = shipment.total_bytes;
@@ -252,7 +271,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     if (!sent.ok()) return FailAfterContinue(sent.WithContext("shipping the snapshot"));
     report.bytes_sent = report.bytes_total;
     ManagedVm* copy = host.find(vm);
-    if (!copy) return Fail(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
+    if (!copy) return FailAfterContinue(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     SetPhase("starting-backup");
     proto::PeerRequest ask;
     auto* protect = ask.mutable_protect();
@@ -274,7 +293,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     }
     RemoveStaging();
     ManagedVm* copy = host.find(vm);
-    if (!copy) return Fail(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
+    if (!copy) return FailAfterContinue(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     SetPhase("connecting");
     if (Status s = copy->BeginProtection(shipment.digest); !s.ok()) return FailAfterContinue(s);
     deadline = Clock::now() + kConnectTimeout;
@@ -283,11 +302,11 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
 
   void WaitProtected() {
     ManagedVm* copy = host.find(vm);
-    if (!copy) return Fail(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
+    if (!copy) return FailAfterContinue(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     VmReport r = copy->Report();
     if (r.ft_state == "protected") return Succeed();
     if (r.ft_state != "waiting-for-backup") {
-      return Fail(FailedPrecondition(fmt::format(
+      return FailAfterContinue(FailedPrecondition(fmt::format(
           "the primary is {} instead of protected{}", r.ft_state,
           r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
     }
@@ -368,6 +387,8 @@ Reprotection::~Reprotection() {
   impl_->timer.cancel();
   impl_->work.reset();
 }
+
+bool Reprotection::finished() const { return impl_->finished; }
 
 ReprotectReport Reprotection::report() const {
   ReprotectReport r = impl_->report;

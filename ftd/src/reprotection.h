@@ -41,6 +41,8 @@ struct ReprotectHost {
   // Stops and drops the VM's current copy (already saved), then puts `next` in its place;
   // `done` runs once that is done.
   std::function<void(std::unique_ptr<ManagedVm> next, std::function<void()> done)> replace;
+  // ftd is stopping: no new copy is started, the attempt ends.
+  std::function<bool()> stopping;
   // One request to the peer ftd.
   std::function<void(const proto::PeerRequest& request, std::chrono::milliseconds timeout,
                      std::function<void(Result<proto::PeerResponse>)> done)>
@@ -57,6 +59,7 @@ class Reprotection : public std::enable_shared_from_this<Reprotection> {
   ~Reprotection();
 
   ReprotectReport report() const;
+  bool finished() const;
 
   struct Impl;
 
