@@ -7,7 +7,12 @@
 //    through both failovers; every acknowledged record is on the last host's disk, none torn.
 //  - `ftctl enable` of a VM that runs unprotected gives it a backup: the guest's stream (its
 //    sequence numbers and its TCP connection) goes on, nothing restarts.
+//  - The peer dying while the snapshot ships leaves the VM running unprotected and nothing
+//    of the attempt behind; the next attempt protects it.
+#include <signal.h>
+
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include <fmt/format.h>
@@ -24,6 +29,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 std::string Payload(uint64_t n) { return fmt::format("record-{}-{}", n, n * 2654435761u % 100000); }
 
@@ -281,6 +287,86 @@ TEST(ReprotectTest, EnableOfAVmThatRunsUnprotectedGivesItABackupWithoutARestart)
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(now->value("ft_state", ""), "protected") << now->dump(2) << BothLogs(p);
   EXPECT_GT(now->value("acked_bytes", uint64_t{0}), 0u) << now->dump(2);
+}
+
+// The peer's ftd dies while the snapshot is on its way: the VM runs on unprotected on A (it
+// claims the next epoch before its gate opens), A keeps nothing of the attempt, and once
+// the peer is back the next `ftctl enable` protects the VM from a clean start, leaving no
+// partial replica behind on the peer.
+TEST(ReprotectTest, APeerLostWhileShippingLeavesThePrimaryRunningAndTheNextAttemptStartsClean) {
+  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+  auto lab = Lab::Create();
+  SKIP_WITHOUT_LAB(lab);
+  FailoverPair f;
+  Status started = f.Start(**lab);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto& p = *f.pair;
+  FtdInstance& a = p.primary();
+  FtdInstance& b = p.backup();
+  auto off = a.Ftctl({"disable", p.vm()}, 60s);
+  ASSERT_EQ(off.exit_code, 0) << off.output << BothLogs(p);
+
+  CommandOutput first;
+  std::thread enabler([&] { first = a.Ftctl({"enable", p.vm(), "--json"}, 300s); });
+  bool shipping = false;
+  auto deadline = Clock::now() + 60s;
+  while (!shipping && Clock::now() < deadline) {
+    auto st = a.StatusJson(p.vm());
+    shipping = st.ok() && (*st)["reprotect"].is_object() &&
+               (*st)["reprotect"].value("phase", "") == "shipping";
+    if (!shipping) std::this_thread::sleep_for(50ms);
+  }
+  if (shipping) {
+    b.process()->Signal(SIGKILL);
+    b.process()->WaitFor(10s);
+  }
+  enabler.join();
+  ASSERT_TRUE(shipping) << "never saw the snapshot shipping: " << first.output << BothLogs(p);
+  EXPECT_NE(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("was not re-protected"), std::string::npos) << first.output;
+
+  // A runs on: unprotected once it won the next epoch, the same connection served.
+  json st;
+  deadline = Clock::now() + 30s;
+  while (Clock::now() < deadline) {
+    auto s = a.StatusJson(p.vm());
+    if (s.ok()) st = *s;
+    if (st.value("ft_state", "") == "off" || st.value("ft_state", "") == "unprotected") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(st.value("ft_state", "") == "off" || st.value("ft_state", "") == "unprotected")
+      << st.dump(2) << "\n" << a.LogTail();
+  EXPECT_GT(st.value("qemu_pid", 0), 0) << st.dump(2);
+  ASSERT_TRUE(st["reprotect"].is_object()) << st.dump(2);
+  EXPECT_EQ(st["reprotect"].value("phase", ""), "failed") << st.dump(2);
+  EXPECT_FALSE(st["reprotect"].value("note", "").empty()) << st.dump(2);
+  EXPECT_EQ(st.value("epoch", 0), 3) << "the failed attempt must claim the next epoch first\n"
+                                     << st.dump(2);
+  ASSERT_TRUE(Converse(f.client, 20).ok()) << a.LogTail();
+  std::string vm_state = a.state_dir() + "/vms/" + p.vm();
+  EXPECT_FALSE(fs::exists(vm_state + "/reprotect-out")) << "the staging copy was left behind";
+  for (const auto& e : fs::directory_iterator(a.run_dir() + "/" + p.vm())) {
+    EXPECT_EQ(e.path().string().find(".keep"), std::string::npos) << e.path();
+  }
+
+  // The peer returns (its config still says backup: its copy is stale now); the next enable
+  // replaces it with a backup from a fresh snapshot.
+  ASSERT_TRUE(b.Restart(ReadFile(b.config_path())).ok()) << b.LogTail();
+  // Until the peer's ftd listens again, enable answers that it is unreachable (exit 6).
+  CommandOutput second;
+  deadline = Clock::now() + 60s;
+  do {
+    if (second.exit_code == 6) std::this_thread::sleep_for(500ms);
+    second = a.Ftctl({"enable", p.vm(), "--json"}, 300s);
+  } while (second.exit_code == 6 && Clock::now() < deadline);
+  ASSERT_EQ(second.exit_code, 0) << second.output << BothLogs(p);
+  json reply = json::parse(second.output, nullptr, false);
+  EXPECT_EQ(reply.value("ft_state", ""), "protected") << second.output;
+  EXPECT_EQ(reply.value("epoch", 0), 3) << second.output;
+  for (const auto& e : fs::directory_iterator(b.state_dir() + "/vms/" + p.vm())) {
+    EXPECT_EQ(e.path().string().find(".ftd-partial"), std::string::npos) << e.path();
+  }
+  ASSERT_TRUE(Converse(f.client, 20).ok()) << BothLogs(p);
 }
 
 }  // namespace
