@@ -96,11 +96,6 @@ Result<Drill> RunDrill(Lab& lab, int heartbeat_timeout_ms) {
   return d;
 }
 
-void PrintRow(const char* what, std::vector<double> v) {
-  std::printf("  %-28s p50 %7.1f ms   p99 %7.1f ms   max %7.1f ms\n", what, Percentile(v, 0.5),
-              Percentile(v, 0.99), *std::max_element(v.begin(), v.end()));
-}
-
 int Main(int argc, char** argv) {
   CLI::App app{"ftd-bench-failover: primary host death -> first byte from the new primary"};
   int drills = 10;
@@ -142,12 +137,12 @@ int Main(int argc, char** argv) {
     return v;
   };
   std::printf("\n%d drills, heartbeat_timeout_ms %d:\n", drills, heartbeat_timeout_ms);
-  PrintRow("death -> client's first byte", column(&Drill::total_ms));
-  PrintRow("detection", column(&Drill::detection_ms));
-  PrintRow("catch-up", column(&Drill::catch_up_ms));
-  PrintRow("arbitration (beside it)", column(&Drill::arbitration_ms));
-  PrintRow("go-live", column(&Drill::go_live_ms));
-  PrintRow("network (announce, TCP)", column(&Drill::network_ms));
+  PrintPercentiles("death -> client's first byte", "ms", column(&Drill::total_ms));
+  PrintPercentiles("detection", "ms", column(&Drill::detection_ms));
+  PrintPercentiles("catch-up", "ms", column(&Drill::catch_up_ms));
+  PrintPercentiles("arbitration (beside it)", "ms", column(&Drill::arbitration_ms));
+  PrintPercentiles("go-live", "ms", column(&Drill::go_live_ms));
+  PrintPercentiles("network (announce, TCP)", "ms", column(&Drill::network_ms));
   return 0;
 }
 

@@ -85,11 +85,6 @@ Result<Round> OneRound(LockstepPair& p, StreamClient& client) {
   return r;
 }
 
-void PrintRow(const char* what, const char* unit, std::vector<double> v) {
-  std::printf("  %-34s p50 %8.1f %s   p99 %8.1f %s   max %8.1f %s\n", what, Percentile(v, 0.5),
-              unit, Percentile(v, 0.99), unit, *std::max_element(v.begin(), v.end()), unit);
-}
-
 int Main(int argc, char** argv) {
   CLI::App app{"ftd-bench-reprotect: the pause, time and bytes of re-protecting a running VM"};
   int rounds = 10;
@@ -153,9 +148,9 @@ int Main(int argc, char** argv) {
               "throughout (line %llu):\n",
               rounds, disk_mib ? fmt::format("a {} MiB data disk", disk_mib).c_str() : "no disk",
               static_cast<unsigned long long>(f.client.last_seq()));
-  PrintRow("pause for the snapshot", "ms", column(&Round::pause_ms));
-  PrintRow("enable -> protected", "ms", column(&Round::protected_ms));
-  PrintRow("shipped", "MiB", column(&Round::shipped_mib));
+  PrintPercentiles("pause for the snapshot", "ms", column(&Round::pause_ms));
+  PrintPercentiles("enable -> protected", "ms", column(&Round::protected_ms));
+  PrintPercentiles("shipped", "MiB", column(&Round::shipped_mib));
   return 0;
 }
 

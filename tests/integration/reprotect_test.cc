@@ -238,20 +238,29 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   records.Close();
 }
 
-TEST(ReprotectTest, EnableOfAVmThatRunsUnprotectedGivesItABackupWithoutARestart) {
-  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
-  auto lab = Lab::Create();
-  SKIP_WITHOUT_LAB(lab);
-  FailoverPair f;
-  Status started = f.Start(**lab);
-  ASSERT_TRUE(started.ok()) << started.ToString();
+// A protected pair in the lab whose primary's host then turned FT off (`ftctl disable`): host
+// A runs the VM unprotected and host B has no copy (reprotect = manual keeps it so).
+class RunningUnprotectedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(GuestDir().empty()) << "guest not built";
+    auto lab = Lab::Create();
+    SKIP_WITHOUT_LAB(lab);
+    lab_ = std::move(lab).value();
+    Status started = f.Start(*lab_);
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    auto off = f.pair->primary().Ftctl({"disable", f.pair->vm()}, 60s);
+    ASSERT_EQ(off.exit_code, 0) << off.output << BothLogs(*f.pair);
+  }
+
+  std::unique_ptr<Lab> lab_;
+  FailoverPair f;  // destroyed before the lab
+};
+
+TEST_F(RunningUnprotectedTest, EnableGivesItABackupWithoutARestart) {
   auto& p = *f.pair;
   FtdInstance& a = p.primary();
   FtdInstance& b = p.backup();
-
-  // FT off: B's backup goes, A runs on unprotected (reprotect = manual keeps it so).
-  auto off = a.Ftctl({"disable", p.vm()}, 60s);
-  ASSERT_EQ(off.exit_code, 0) << off.output << BothLogs(p);
   ASSERT_TRUE(Converse(f.client, 20).ok()) << BothLogs(p);
   uint64_t seq_before = f.client.last_seq();
   auto before = a.StatusJson(p.vm());
@@ -293,18 +302,10 @@ TEST(ReprotectTest, EnableOfAVmThatRunsUnprotectedGivesItABackupWithoutARestart)
 // claims the next epoch before its gate opens), A keeps nothing of the attempt, and once
 // the peer is back the next `ftctl enable` protects the VM from a clean start, leaving no
 // partial replica behind on the peer.
-TEST(ReprotectTest, APeerLostWhileShippingLeavesThePrimaryRunningAndTheNextAttemptStartsClean) {
-  ASSERT_FALSE(GuestDir().empty()) << "guest not built";
-  auto lab = Lab::Create();
-  SKIP_WITHOUT_LAB(lab);
-  FailoverPair f;
-  Status started = f.Start(**lab);
-  ASSERT_TRUE(started.ok()) << started.ToString();
+TEST_F(RunningUnprotectedTest, APeerLostWhileShippingLeavesItRunningAndTheNextAttemptStartsClean) {
   auto& p = *f.pair;
   FtdInstance& a = p.primary();
   FtdInstance& b = p.backup();
-  auto off = a.Ftctl({"disable", p.vm()}, 60s);
-  ASSERT_EQ(off.exit_code, 0) << off.output << BothLogs(p);
 
   CommandOutput first;
   std::thread enabler([&] { first = a.Ftctl({"enable", p.vm(), "--json"}, 300s); });
