@@ -817,9 +817,9 @@ class PrimaryVm : public ManagedVm {
           return self->ResumeAfterFailedSave(saved, done);
         }
         // The recorder has events queued: let the vCPU run to take them, then stop again.
-        auto qmp = self->runner.qmp();
-        if (!qmp) return self->ResumeAfterFailedSave(saved, done);
-        qmp->Execute("cont", replay::Json::object(), 10s, [weak, attempt, done](auto) mutable {
+        auto monitor = self->runner.qmp();
+        if (!monitor) return self->ResumeAfterFailedSave(saved, done);
+        monitor->Execute("cont", replay::Json::object(), 10s, [weak, attempt, done](auto) mutable {
           auto me = weak.lock();
           if (!me) return done(Aborted("the primary is gone"));
           me->drain_timer.expires_after(kSaveRetryRun);
