@@ -1,6 +1,6 @@
 // ftguest-probe: talks to the test guest's services from the host and checks what comes
 // back (used by the README's main job and by hand).
-//   ftguest-probe stream  --port P [--host H] [--lines N] [--echoes K]
+//   ftguest-probe stream  --port P [--host H] [--lines N] [--echoes K] [--timeout-s S]
 //   ftguest-probe records --port P [--host H] [--count N]
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -14,12 +14,13 @@ int main(int argc, char** argv) {
   CLI::App app{"ftguest-probe - check the test guest's services"};
   app.require_subcommand(1);
   std::string host = "127.0.0.1";
-  int port = 0, lines = 100, echoes = 5, count = 20;
+  int port = 0, lines = 100, echoes = 5, count = 20, timeout_s = 60;
   auto* stream = app.add_subcommand("stream", "read N checked stream lines and K echoes");
   stream->add_option("--host", host);
   stream->add_option("--port", port)->required();
   stream->add_option("--lines", lines);
   stream->add_option("--echoes", echoes);
+  stream->add_option("--timeout-s", timeout_s, "for all the lines (the guest sends one per 20 ms)");
   auto* records = app.add_subcommand("records", "append N fsync'd records and verify them");
   records->add_option("--host", host);
   records->add_option("--port", port)->required();
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
     ft::testing::StreamClient c;
     ft::Status s = c.Connect(host, static_cast<uint16_t>(port), 60s);
     for (int i = 0; s.ok() && i < echoes; ++i) s = c.SendEcho("probe-echo-" + std::to_string(i));
-    if (s.ok()) s = c.ReadStream(lines, 60s);
+    if (s.ok()) s = c.ReadStream(lines, std::chrono::seconds(timeout_s));
     if (s.ok()) s = c.AwaitEchoes(30s);
     if (!s.ok()) {
       std::fprintf(stderr, "stream: FAILED after %llu lines: %s\n",
