@@ -476,8 +476,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       VmReport report = vm->Report();
       if (vm->role() == FtRole::kOff || (report.role != "off" && report.ft_state != "unprotected")) {
         return respond(Error(ControlResponse::ALREADY_ENABLED,
-                             fmt::format("vm '{}' is on node '{}' ({}): only a VM that runs "
-                                         "unprotected under FT gets a backup without a restart",
+                             fmt::format("vm '{}' is already on node '{}' ({}): FT is already "
+                                         "on for it, or it is not one ftd records; only a VM that "
+                                         "runs unprotected under FT gets a backup without a "
+                                         "restart",
                                          request.vm(), node.name, RoleAndState(*vm))));
       }
       if (auto busy_reply = Busy(request.vm())) return respond(*busy_reply);

@@ -141,6 +141,7 @@ class PrimaryVm : public ManagedVm {
     RateMeter rate;
     bool connecting = false, stopping = false, log_closed = false;
     bool handing_over = false;  // planned failover: the vCPU stops, pacing lets go
+    uint64_t handover_end = 0;  // ... and the log it drained to: nothing after it is sent
     bool ft_off = false;        // the operator turned FT off: this VM is no one's primary
     asio::steady_timer drain_timer{io};
     std::shared_ptr<channel::Session> silent_session;  // a drill's: closed with this copy
@@ -357,6 +358,9 @@ class PrimaryVm : public ManagedVm {
     void OnLog(uint64_t offset, std::string_view bytes,
                const std::vector<replay::RrEvent>& events) {
       if (nic) nic->OnLogEvents(events);
+      // A planned failover drained the log to `handover_end`: the stopped recorder still
+      // writes main-loop checkpoints, which must not move the end the backup accepted.
+      if (handover_end) return;
       // Nobody to hold it for (any more): the log is read and dropped.
       FtState state = State();
       if (state != FtState::kWaitingForPeer && state != FtState::kProtected) return;
@@ -682,6 +686,7 @@ class PrimaryVm : public ManagedVm {
                                         spec.name, Note())));
       }
       if (c && end == produced && acked == end) {
+        handover_end = end;
         log->info("vm '{}': planned failover: the backup acknowledged the whole log ({} bytes, "
                   "icount {})",
                   spec.name, end, tap->icount());
@@ -711,6 +716,7 @@ class PrimaryVm : public ManagedVm {
     void AbortHandover(const std::string& why) {
       if (!handing_over) return;
       handing_over = false;
+      handover_end = 0;
       log->warn("vm '{}': planned failover abandoned ({}); resuming the vCPU", spec.name, why);
       if (auto qmp = runner.qmp()) {
         qmp->Execute("cont", replay::Json::object(), 5s, [](Result<replay::Json>) {});
