@@ -242,6 +242,7 @@ echo "  $(date +%T.%3N) ftctl drill returned after $(( $(ms_now) - DRILL_MS )) m
 # hostA's console as its guest left it: once hostB re-protects the VM (in a few seconds,
 # reprotect = auto), hostA's new backup replays into that file from the snapshot on.
 cp "$CONSOLE_A" "$DEMO/hostA/console.at-drill"
+J_LIVE=$(status_json "$SOCK_B")  # hostB's go-live steps, before a re-protection replaces its copy
 for _ in $(seq 1 50); do kill -0 "$QEMU_A" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$QEMU_A" 2>/dev/null; then fail "the drill left hostA's QEMU (pid $QEMU_A) running"; fi
 for _ in $(seq 1 600); do kill -0 "$PROBE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -259,7 +260,7 @@ ftctl_b status "$DOMAIN" | grep -E "^(Role|FT state|FT note|Epoch|NIC|Failover):
 ftctl_a status "$DOMAIN" | grep -E "^(State|Role|FT state|FT note|Epoch):" | indent "hostA | "
 # The drill's figures: from ftctl's report (kill -> live on hostB) and hostB's own steps.
 LIVE_MS=$(grep -m1 -o 'live on hostB *+[0-9]*' "$DEMO/drill.out" | grep -o '[0-9]*$' || true)
-LOST_NS=$(field peer_lost_ns <<<"$J"); LIVE_NS=$(field live_ns <<<"$J")
+LOST_NS=$(field peer_lost_ns <<<"$J_LIVE"); LIVE_NS=$(field live_ns <<<"$J_LIVE")
 ON_B_MS=$(( (LIVE_NS - LOST_NS) / 1000000 ))
 [ -n "$LIVE_MS" ] || fail "ftctl drill's report has no 'live on hostB' line"
 echo "  drill: hostB live ${LIVE_MS} ms after hostA's QEMU was killed (${ON_B_MS} ms of it hostB's" \

@@ -823,10 +823,12 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         *out->mutable_peer_steps() = r->vm().failover();
         out->set_protection_restored(false);
         out->set_protection_note(fmt::format(
-            "not restored: '{}' runs unprotected on '{}' in epoch {}; ftd cannot yet seed a "
-            "new backup for a running VM (it needs a snapshot of it), so it stays unprotected "
-            "until it is restarted with FT on",
-            name, r->node(), r->vm().epoch()));
+            "not restored yet: '{}' runs unprotected on '{}' in epoch {}; {}", name, r->node(),
+            r->vm().epoch(),
+            self->node.reprotect_auto
+                ? "with reprotect = auto there a new backup follows by itself (ftctl status "
+                  "there shows the re-protection)"
+                : "'ftctl enable " + name + "' there gives it a new backup without a restart"));
         self->log->warn("vm '{}': {}: '{}' live {:.0f} ms after this copy stopped", name,
                         out->kind(), r->node(), out->live_ms());
         ControlResponse ok;
