@@ -859,7 +859,6 @@ class PrimaryVm : public ManagedVm {
 
     void QuitForReprotect(int attempts, std::function<void(Result<ReprotectPoint>)> done) {
       ReprotectPoint point;
-      point.epoch = failover ? failover->epoch() : identity.epoch;
       point.guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
       log->info("vm '{}': re-protection: saved as '{}'{}; QEMU quits", spec.name,
                 replay::kReprotectSnapshot,

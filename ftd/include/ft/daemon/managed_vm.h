@@ -44,7 +44,6 @@ struct FailoverReport {
 
 // Where a copy saved for re-protection stopped.
 struct ReprotectPoint {
-  uint64_t epoch = 0;                  // the epoch it ran in
   std::optional<uint32_t> guest_ipv4;  // learnt by its NIC, for the next copy's announcement
   std::string saved_drive;             // the VM-state drive holding kReprotectSnapshot
 };
