@@ -29,6 +29,7 @@
 #include "enabled_vms.h"
 #include "failover.h"
 #include "roles.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
@@ -484,6 +485,13 @@ class BackupVm : public ManagedVm {
         return GoLiveFailed(FailedPrecondition(
             "the replayer is not running (no complete log span arrived before the primary "
             "was lost)"));
+      }
+      // From here the replicas are this VM's disks, perhaps the only current ones: nothing a
+      // peer asks may write over or remove them (vm_records.h, the went-live record). Going
+      // live goes on if the record cannot be written: the VM matters more than the guard.
+      if (Status s = WriteWentLiveRecord(node, spec.name, epoch); !s.ok()) {
+        log->error("vm '{}': {}; a peer's enable could write over this copy's disks",
+                   spec.name, s.ToString());
       }
       std::weak_ptr<Impl> weak = shared_from_this();
       feeder->GoLive([weak](Result<uint64_t> end) {

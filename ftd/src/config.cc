@@ -1,3 +1,4 @@
+#include "ft/names.h"
 #include "ft/daemon/config.h"
 
 #include <arpa/inet.h>
@@ -141,7 +142,7 @@ class Parser {
       if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
         name = name.substr(1, name.size() - 2);
       }
-      if (!replay::IsValidVmName(name)) {
+      if (!ft::IsValidName(name)) {
         return Error(
             fmt::format("vm name '{}' is not valid: use letters, digits, '_', '.', '-'", name));
       }
@@ -161,7 +162,7 @@ class Parser {
   Status NodeKey(const std::string& key, const std::string& value) {
     auto& node = config_.node;
     if (key == "name") {
-      if (!replay::IsValidVmName(value))
+      if (!ft::IsValidName(value))
         return KeyError(key, fmt::format("'{}' is not a valid node name", value));
       node.name = value;
     } else if (key == "state_dir") {
@@ -317,7 +318,7 @@ class Parser {
     auto dot = rest.find('.');
     std::string id = rest.substr(0, dot);
     std::string field = dot == std::string::npos ? "" : rest.substr(dot + 1);
-    if (!replay::IsValidVmName(id))
+    if (!ft::IsValidName(id))
       return KeyError(key, fmt::format("disk id '{}' is not valid", id));
     auto& disk = Disk(id);
     if (field.empty()) {

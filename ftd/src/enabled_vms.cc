@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "ft/names.h"
 #include "ft/daemon/vm_runner.h"
 #include "ft/replay/vm_spec.h"
 #include "vm_records.h"
@@ -135,7 +136,7 @@ Result<std::optional<EnabledVm>> ReadRecord(const std::string& path) {
 }  // namespace
 
 Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
-  if (!replay::IsValidVmName(vm.spec.name)) {
+  if (!ft::IsValidName(vm.spec.name)) {
     return InvalidArgument(fmt::format("invalid vm name '{}'", vm.spec.name));
   }
   return WriteFileDurably(RecordPath(node, vm.spec.name), EncodeRecord(vm), 0600);

@@ -11,6 +11,7 @@
 #include "ft/daemon/vm_runner.h"
 #include "ft/log.h"
 #include "ft/proto/control.pb.h"
+#include "ft/proto/field_rules.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
 #include "ft/disk/image_digest.h"
@@ -422,6 +423,12 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                            fmt::format("control protocol version {} is not supported (ftd speaks "
                                        "{}); use the ftctl of the same release",
                                        request.version(), kControlVersion)));
+    }
+    // Every name in the request follows the one rule before anything looks it up or builds
+    // a path from it (proto/ft/proto/field_rules.proto).
+    if (Status s = proto::CheckFieldRules(request); !s.ok()) {
+      log->warn("control request refused: {}", s.message());
+      return respond(Error(ControlResponse::BAD_REQUEST, s.message()));
     }
     switch (request.command_case()) {
       case proto::ControlRequest::kList: {
@@ -858,6 +865,11 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (!request.ParseFromString(payload)) {
       return respond(PeerError(PeerResponse::BAD_REQUEST, "not a PeerRequest message"));
     }
+    if (Status s = proto::CheckFieldRules(request); !s.ok()) {
+      log->warn("peer request refused: {}", s.message());
+      return respond(PeerError(PeerResponse::BAD_REQUEST,
+                               fmt::format("on node '{}': {}", node.name, s.message())));
+    }
     switch (request.command_case()) {
       case proto::PeerRequest::kProtect:
         if (!request.protect().from_snapshot().empty()) {
@@ -1147,6 +1159,11 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                       name, node.name, report.role, report.ft_state)));
     }
     log->info("vm '{}': stopping this copy ({}): {}", name, RoleAndState(*vm), request.why());
+    if (report.ft_state == "stale") {
+      // The claim store holds a newer epoch won by the other host: its disks are newer than
+      // any this copy went live from, so this host's may go (vm_records.h, went-live).
+      if (Status s = ClearWentLiveRecord(node, name); !s.ok()) log->warn("{}", s.ToString());
+    }
     (void)ForgetEnabledVm(node, name);
     std::weak_ptr<Impl> weak = shared_from_this();
     Remove(name, [weak, name, respond = std::move(respond)] {

@@ -5,11 +5,13 @@
 
 #include <fmt/format.h>
 
+#include "ft/names.h"
 #include "ft/daemon/vm_runner.h"
 #include "ft/disk/image_use.h"
 #include "ft/log.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
@@ -134,10 +136,11 @@ void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConf
 }
 
 Status ReplicaReceiver::Begin(const proto::ReplicaBegin& begin) {
-  if (!replay::IsValidVmName(begin.vm()) || !replay::IsValidVmName(begin.disk())) {
+  if (!ft::IsValidName(begin.vm()) || !ft::IsValidName(begin.disk())) {
     return InvalidArgument(fmt::format("replica for vm '{}' disk '{}': not a valid name",
                                        begin.vm(), begin.disk()));
   }
+  if (Status s = CheckNotWentLive(begin.vm(), "not replaced"); !s.ok()) return s;
   std::string path = ReplicaPath(node_, begin.vm(), begin.disk());
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
@@ -193,9 +196,27 @@ int ReplicaReceiver::DropIdle(std::chrono::steady_clock::duration idle) {
   return dropped;
 }
 
+Status ReplicaReceiver::CheckNotWentLive(const std::string& vm, std::string_view outcome) const {
+  Result<uint64_t> went_live = ReadWentLiveRecord(node_, vm);
+  if (!went_live.ok()) {
+    return went_live.status().WithContext(
+        fmt::format("vm '{}': its replicas are {} while the record is unreadable", vm, outcome));
+  }
+  if (*went_live == 0) return Status::Ok();
+  return FailedPrecondition(fmt::format(
+      "vm '{}' went live on this host in epoch {} from the replicas in '{}': they may be its "
+      "only current disks and are {}. Run the VM here, or remove that directory by hand if "
+      "its disks are not needed",
+      vm, *went_live, PathsFor(node_, vm).state_dir, outcome));
+}
+
 void ReplicaReceiver::Forget(const std::string& vm) {
   for (auto it = writing_.begin(); it != writing_.end();) {
     it = it->first.rfind(vm + "/", 0) == 0 ? writing_.erase(it) : std::next(it);
+  }
+  if (Status s = CheckNotWentLive(vm, "kept"); !s.ok()) {
+    Logger("ops")->warn("{}", s.message());
+    return;
   }
   std::error_code ec;
   std::string dir = PathsFor(node_, vm).state_dir;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "ft/daemon/config.h"
 #include "ft/disk/replica_copy.h"
@@ -41,10 +42,13 @@ void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConf
 class ReplicaReceiver {
  public:
   explicit ReplicaReceiver(const NodeConfig& node) : node_(node) {}
+  // Starts receiving one disk's replica, written over an older one of the same VM and disk,
+  // never over replicas a copy went live from here (the went-live record, vm_records.h).
   Status Begin(const proto::ReplicaBegin& begin);
   Status Chunk(const proto::ReplicaChunk& chunk);
   Status End(const proto::ReplicaEnd& end);
-  // Drops copies in progress for `vm` and removes its replicas (FT off, or enabling failed).
+  // FT off, or enabling failed: drops the VM's transfers in progress and removes its replicas, unless a copy went live
+  // from them here (the went-live record, vm_records.h): then they are kept, with a warning.
   void Forget(const std::string& vm);
   // Drops copies that received nothing for `idle` (their sender's ftd died or lost the
   // peer): their partial files go. Returns how many.
@@ -52,6 +56,9 @@ class ReplicaReceiver {
   bool receiving() const { return !writing_.empty(); }
 
  private:
+  // OK unless the VM went live from its replicas here; otherwise says they are `outcome`.
+  Status CheckNotWentLive(const std::string& vm, std::string_view outcome) const;
+
   struct Writing {
     std::unique_ptr<disk::ReplicaWriter> writer;
     std::chrono::steady_clock::time_point last;

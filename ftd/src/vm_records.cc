@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "ft/names.h"
 #include "ft/crc32.h"
 #include "ft/daemon/vm_runner.h"
 #include "ft/replay/vm_spec.h"
@@ -267,24 +268,53 @@ std::string EpochRecordPath(const NodeConfig& node, const std::string& vm) {
   return PathsFor(node, vm).state_dir + "/epoch";
 }
 
-Result<uint64_t> ReadEpochRecord(const NodeConfig& node, const std::string& vm) {
-  std::string path = EpochRecordPath(node, vm);
+namespace {
+
+// An epoch in the epoch record's format at `path` (what: "epoch record"); 0 if there is none.
+Result<uint64_t> ReadEpochFile(const std::string& path, const std::string& vm,
+                               std::string_view what) {
   FT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, ReadSmallFile(path, kMaxEpochRecordBytes));
   if (!bytes) return uint64_t{0};
   Result<uint64_t> epoch = DecodeEpochRecord(*bytes, vm);
   if (!epoch.ok()) {
-    return epoch.status().WithContext(fmt::format("vm '{}': epoch record '{}'", vm, path));
+    return epoch.status().WithContext(fmt::format("vm '{}': {} '{}'", vm, what, path));
   }
   return epoch;
 }
 
-Status WriteEpochRecord(const NodeConfig& node, const std::string& vm, uint64_t epoch) {
-  if (!replay::IsValidVmName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
+Status WriteEpochFile(const std::string& path, const std::string& vm, uint64_t epoch) {
+  if (!ft::IsValidName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
   if (epoch == 0) {
     return InvalidArgument(fmt::format("vm '{}': epoch 0 is not an epoch (they start at 1)", vm));
   }
-  return WriteFileDurably(EpochRecordPath(node, vm), EncodeEpochRecord(vm, epoch), 0644)
+  return WriteFileDurably(path, EncodeEpochRecord(vm, epoch), 0644)
       .WithContext(fmt::format("vm '{}': epoch {}", vm, epoch));
+}
+
+std::string WentLivePath(const NodeConfig& node, const std::string& vm) {
+  return PathsFor(node, vm).state_dir + "/went-live";
+}
+
+}  // namespace
+
+Result<uint64_t> ReadEpochRecord(const NodeConfig& node, const std::string& vm) {
+  return ReadEpochFile(EpochRecordPath(node, vm), vm, "epoch record");
+}
+
+Status WriteEpochRecord(const NodeConfig& node, const std::string& vm, uint64_t epoch) {
+  return WriteEpochFile(EpochRecordPath(node, vm), vm, epoch);
+}
+
+Status WriteWentLiveRecord(const NodeConfig& node, const std::string& vm, uint64_t epoch) {
+  return WriteEpochFile(WentLivePath(node, vm), vm, epoch);
+}
+
+Result<uint64_t> ReadWentLiveRecord(const NodeConfig& node, const std::string& vm) {
+  return ReadEpochFile(WentLivePath(node, vm), vm, "went-live record");
+}
+
+Status ClearWentLiveRecord(const NodeConfig& node, const std::string& vm) {
+  return RemoveFileDurably(WentLivePath(node, vm));
 }
 
 }  // namespace ft::daemon

@@ -83,4 +83,16 @@ Result<uint64_t> ReadEpochRecord(const NodeConfig& node, const std::string& vm);
 // replaced by the current format).
 Status WriteEpochRecord(const NodeConfig& node, const std::string& vm, uint64_t epoch);
 
+// ---- The went-live record: <state_dir>/vms/NAME/went-live ----
+// Written (durably, in the epoch record's format) when a backup's copy wins the claim and goes
+// live on this host, before it runs: from then on the replicas in NAME's directory are the
+// VM's disks, possibly the only current ones anywhere. While the record exists, no replica of
+// NAME is written over (a peer's replica_begin) or removed (a peer's unprotect of a VM that
+// is not loaded). Only a copy here that lost a later claim (halted or stale: the other host's
+// disks are newer) clears it. docs/design.md, "Names from outside" and the invariant table.
+Status WriteWentLiveRecord(const NodeConfig& node, const std::string& vm, uint64_t epoch);
+// The epoch the record holds; 0 if there is none. A damaged record is an error naming it.
+Result<uint64_t> ReadWentLiveRecord(const NodeConfig& node, const std::string& vm);
+Status ClearWentLiveRecord(const NodeConfig& node, const std::string& vm);
+
 }  // namespace ft::daemon

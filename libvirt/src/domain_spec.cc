@@ -1,3 +1,4 @@
+#include "ft/names.h"
 #include "ft/libvirt/domain_spec.h"
 
 #include <libxml/parser.h>
@@ -189,7 +190,7 @@ class Importer {
   void Name(const std::string& name) {
     if (name.empty()) {
       Refuse("has no <name>");
-    } else if (!replay::IsValidVmName(name)) {
+    } else if (!ft::IsValidName(name)) {
       Refuse(
           fmt::format("name '{}' is not usable by ftd: use 1-64 letters, digits, '_', '.', "
                       "'-', starting with a letter or digit (virsh domrename)",
@@ -499,7 +500,7 @@ class Importer {
     spec.id = dev;
     spec.path = AttrOr(source, "file", "");
     bool ok = true;
-    if (dev.empty() || !replay::IsValidVmName(dev)) {
+    if (dev.empty() || !ft::IsValidName(dev)) {
       Refuse(
           fmt::format("{}: target dev '{}' is not usable as a drive id; use a name like "
                       "'vda'",

@@ -110,10 +110,17 @@ Status CheckHelloText(const proto::Hello& hello) {
       {"store id", hello.store_id(), kMaxPeerDigestBytes},
   };
   for (const auto& f : fields) {
-    if (!IsPrintablePeerText(f.value, f.max)) {
+    if (!ft::IsPrintableText(f.value, f.max)) {
       return ProtocolError("sent a hello whose " + std::string(f.what) +
                            " is not printable text of at most " + std::to_string(f.max) +
-                           " bytes: '" + PrintablePeerText(f.value, f.max) + "'");
+                           " bytes: '" + ft::PrintableText(f.value, f.max) + "'");
+    }
+  }
+  // A VM's session names its VM (the peers' own session names none): the name becomes
+  // file names on this host, so it follows the one rule for names.
+  if (!hello.vm().empty()) {
+    if (Status s = ft::CheckName("hello.vm", hello.vm()); !s.ok()) {
+      return ProtocolError("sent a hello whose " + s.message());
     }
   }
   return Status::Ok();

@@ -1,6 +1,6 @@
 // What a listener allows a peer that has not authenticated yet, pure (no I/O, no clock of its
-// own): its text made safe to store and log, a cap on handshakes in progress, and one log
-// line per interval for a flood of them. docs/formats/logging-channel.md, "Before
+// own): a cap on handshakes in progress, and one log line per interval for a flood of them.
+// Its text is made safe to store and log by ft::PrintableText (ft/names.h). docs/formats/logging-channel.md, "Before
 // authentication".
 #pragma once
 
@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "ft/names.h"
+
 namespace ft::channel {
 
 // Longest node or vm name a Hello may carry (a config's names are 1-64 characters).
@@ -21,14 +23,6 @@ inline constexpr size_t kMaxPeerNameBytes = 64;
 inline constexpr size_t kMaxPeerDigestBytes = 128;
 // A refusal's reason is shown up to this many bytes.
 inline constexpr size_t kMaxRefusalReasonBytes = 1024;
-
-// `text` as it may be stored and logged: control characters (C0, DEL, C1) and bytes that are
-// not UTF-8 become \xNN, and at most `max_bytes` of the result are kept, cut at a character
-// and marked "…(N bytes)" with N the original length.
-std::string PrintablePeerText(std::string_view text, size_t max_bytes);
-
-// True if `text` is at most `max_bytes` and PrintablePeerText would leave it unchanged.
-bool IsPrintablePeerText(std::string_view text, size_t max_bytes);
 
 // Handshakes in progress on one listener: at most `total`, and at most `per_address` from one
 // source address. When all are taken, a connection from an address that holds fewer than the

@@ -393,7 +393,7 @@ void Connection::HandleConnectorStep(const proto::ChannelFrame& f, std::string_v
 void Connection::HandleRefusal(const proto::ChannelFrame& f) {
   const auto& r = f.refusal();
   // The acceptor refuses before it has proved the key: its reason is anybody's text.
-  const std::string reason = PrintablePeerText(r.reason(), kMaxRefusalReasonBytes);
+  const std::string reason = ft::PrintableText(r.reason(), kMaxRefusalReasonBytes);
   // Identity refusals already start with "vm '...': ".
   const std::string who = (reason.rfind("vm '", 0) == 0 ? "" : prefix_) + PeerName();
   switch (r.code()) {
@@ -734,7 +734,7 @@ void Connection::HandleSessionFrame(const proto::ChannelFrame& f) {
     case proto::ChannelFrame::kRefusal:
       return Fail(
           FailedPrecondition(prefix_ + PeerName() + " refused the session: " +
-                             PrintablePeerText(f.refusal().reason(), kMaxRefusalReasonBytes)));
+                             ft::PrintableText(f.refusal().reason(), kMaxRefusalReasonBytes)));
     default:
       return Fail(
           ProtocolError(prefix_ + PeerName() + " sent a " + BodyName(f) + " after the handshake"));

@@ -1,3 +1,4 @@
+#include "ft/names.h"
 #include "ft/replay/vm_spec.h"
 
 #include <cctype>
@@ -6,17 +7,6 @@
 #include <fmt/format.h>
 
 namespace ft::replay {
-
-bool IsValidVmName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  if (!std::isalnum(static_cast<unsigned char>(name[0]))) return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
 
 bool IsValidMac(const std::string& mac) {
   if (mac.size() != 17) return false;
@@ -48,7 +38,7 @@ const char* NicBackendName(NicBackend backend) {
 }
 
 Status ValidateVmSpec(const VmSpec& spec) {
-  if (!IsValidVmName(spec.name)) {
+  if (!ft::IsValidName(spec.name)) {
     return InvalidArgument(fmt::format(
         "vm name '{}' is not valid: use 1-64 letters, digits, '_', '.', '-', starting with a "
         "letter or digit",
@@ -66,7 +56,7 @@ Status ValidateVmSpec(const VmSpec& spec) {
   }
   std::set<std::string> ids;
   for (const auto& disk : spec.disks) {
-    if (!IsValidVmName(disk.id)) {
+    if (!ft::IsValidName(disk.id)) {
       return InvalidArgument(fmt::format("{}: disk id '{}' is not valid", vm, disk.id));
     }
     if (!ids.insert(disk.id).second) {

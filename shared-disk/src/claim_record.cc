@@ -1,3 +1,4 @@
+#include "ft/names.h"
 #include "ft/shared_disk/claim_record.h"
 
 #include <charconv>
@@ -14,12 +15,6 @@ namespace {
 constexpr std::string_view kMagic = "ftd-claim-record";
 constexpr std::string_view kCrcKey = "crc32 ";
 constexpr size_t kCrcLineBytes = 6 + 8 + 1;  // "crc32 " + 8 hex digits + "\n"
-
-bool IsAsciiAlnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-bool IsControl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 
 bool IsLowerHex(std::string_view s) {
   for (char c : s) {
@@ -39,19 +34,10 @@ bool ParseInteger(std::string_view s, T* out, int base = 10) {
 
 }  // namespace
 
-bool IsValidVmName(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
-  if (!IsAsciiAlnum(name[0])) return false;
-  for (char c : name) {
-    if (!IsAsciiAlnum(c) && c != '_' && c != '.' && c != '-') return false;
-  }
-  return true;
-}
-
 bool IsValidNodeName(std::string_view node) {
   if (node.empty() || node.size() > kMaxNodeNameBytes) return false;
   for (char c : node) {
-    if (IsControl(c)) return false;
+    if (ft::IsControlCharacter(c)) return false;
   }
   return true;
 }
@@ -59,7 +45,7 @@ bool IsValidNodeName(std::string_view node) {
 std::string SanitizeReason(std::string_view reason) {
   std::string out(reason.substr(0, kMaxReasonBytes));
   for (char& c : out) {
-    if (IsControl(c)) c = ' ';
+    if (ft::IsControlCharacter(c)) c = ' ';
   }
   return out;
 }
@@ -124,7 +110,7 @@ Result<ClaimRecord> DecodeClaimRecord(std::string_view bytes) {
   record.vm = std::string(v[0]);
   record.winner = std::string(v[2]);
   record.reason = std::string(v[3]);
-  if (!IsValidVmName(record.vm)) return DataLoss("malformed: invalid vm name");
+  if (!ft::IsValidName(record.vm)) return DataLoss("malformed: invalid vm name");
   if (!ParseInteger(v[1], &record.epoch) || record.epoch == 0) {
     return DataLoss("malformed: epoch is not an integer >= 1");
   }

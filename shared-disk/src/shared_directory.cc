@@ -1,3 +1,4 @@
+#include "ft/names.h"
 #include "ft/shared_disk/shared_directory.h"
 
 #include <dirent.h>
@@ -382,7 +383,7 @@ Result<ClaimOutcome> SharedDirectoryTestAndSet::FinishWin(const std::string& vm,
 }
 
 Result<ClaimOutcome> SharedDirectoryTestAndSet::Claim(const ClaimRequest& request) {
-  if (!IsValidVmName(request.vm)) {
+  if (!ft::IsValidName(request.vm)) {
     return InvalidArgument(fmt::format("invalid vm name '{}'", request.vm));
   }
   if (request.epoch == 0) return InvalidArgument("epoch 0 cannot be claimed (epochs start at 1)");
@@ -463,20 +464,20 @@ Result<ClaimOutcome> SharedDirectoryTestAndSet::Decided(const ClaimRequest& requ
 }
 
 Result<ClaimRecord> SharedDirectoryTestAndSet::Read(const std::string& vm, uint64_t epoch) {
-  if (!IsValidVmName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
+  if (!ft::IsValidName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
   FT_RETURN_IF_ERROR(CheckStore());
   return ReadPath(fmt::format("{}/{}", VmDir(vm), ClaimFileName(epoch)), vm, epoch);
 }
 
 Result<uint64_t> SharedDirectoryTestAndSet::LatestEpoch(const std::string& vm) {
-  if (!IsValidVmName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
+  if (!ft::IsValidName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
   FT_RETURN_IF_ERROR(CheckStore());
   FT_ASSIGN_OR_RETURN(DirListing listing, ListDir(VmDir(vm)));
   return listing.latest();
 }
 
 Status SharedDirectoryTestAndSet::Prune(const std::string& vm, uint64_t keep_from) {
-  if (!IsValidVmName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
+  if (!ft::IsValidName(vm)) return InvalidArgument(fmt::format("invalid vm name '{}'", vm));
   FT_RETURN_IF_ERROR(CheckStore());
   const std::string dir = VmDir(vm);
   FT_ASSIGN_OR_RETURN(DirListing listing, ListDir(dir));

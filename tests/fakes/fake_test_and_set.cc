@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "ft/names.h"
 #include "ft/shared_disk/claim_record.h"
 
 namespace ft::fakes {
@@ -74,7 +75,7 @@ Result<ClaimRecord> FakeTestAndSet::ReadLocked(const std::string& vm, uint64_t e
 Result<ClaimOutcome> FakeTestAndSet::Claim(const ClaimRequest& request) {
   std::lock_guard lock(mu_);
   ++claim_calls_;
-  if (!shared_disk::IsValidVmName(request.vm)) {
+  if (!ft::IsValidName(request.vm)) {
     return InvalidArgument(fmt::format("invalid vm name '{}'", request.vm));
   }
   if (request.epoch == 0) return InvalidArgument("epoch 0 cannot be claimed (epochs start at 1)");

@@ -1,6 +1,6 @@
-// What the channel allows a peer before it has authenticated, as pure functions: its text made
-// printable and bounded, the checks on a Hello's strings, the cap on handshakes in progress
-// and the once-per-interval report of dropped connections (fake time).
+// What the channel allows a peer before it has authenticated, as pure functions: the checks on a
+// Hello's strings, the cap on handshakes in progress and the once-per-interval report of dropped
+// connections (fake time). The printable-text rule itself: tests/unit/common/names_test.cc.
 #include "preauth.h"
 
 #include <string>
@@ -15,49 +15,6 @@ namespace ft::channel {
 namespace {
 
 using ::testing::HasSubstr;
-
-TEST(PrintablePeerText, PlainTextAndUtf8PassUnchanged) {
-  EXPECT_EQ(PrintablePeerText("hostA", 64), "hostA");
-  EXPECT_EQ(PrintablePeerText("", 64), "");
-  EXPECT_EQ(PrintablePeerText("web-1.prod_2", 64), "web-1.prod_2");
-  // Identity refusals abbreviate digests with "…"; a reason must survive unchanged.
-  EXPECT_EQ(PrintablePeerText("digest 3fa2c81d09e4… differs", 64), "digest 3fa2c81d09e4… differs");
-  EXPECT_EQ(PrintablePeerText("Zürich 東京", 64), "Zürich 東京");
-  EXPECT_TRUE(IsPrintablePeerText("hostA", 64));
-  EXPECT_TRUE(IsPrintablePeerText("Zürich", 64));
-}
-
-TEST(PrintablePeerText, ControlCharactersAreEscaped) {
-  EXPECT_EQ(PrintablePeerText(std::string("a\nb\rc\td\0e", 9), 64), "a\\x0ab\\x0dc\\x09d\\x00e");
-  EXPECT_EQ(PrintablePeerText("\x1b[31mred\x7f", 64), "\\x1b[31mred\\x7f");
-  // C1 controls (U+0085 NEL, U+009B CSI) in their UTF-8 form.
-  EXPECT_EQ(PrintablePeerText("a\xc2\x85z\xc2\x9b", 64), "a\\xc2\\x85z\\xc2\\x9b");
-  // Line separator and a right-to-left override: they make a line read as something else.
-  EXPECT_EQ(PrintablePeerText("x\xe2\x80\xa8y\xe2\x80\xaez", 64),
-            "x\\xe2\\x80\\xa8y\\xe2\\x80\\xaez");
-  EXPECT_FALSE(IsPrintablePeerText("a\nb", 64));
-  EXPECT_FALSE(IsPrintablePeerText("a\xc2\x85", 64));
-}
-
-TEST(PrintablePeerText, BytesThatAreNotUtf8AreEscaped) {
-  EXPECT_EQ(PrintablePeerText("\xff\xfe", 64), "\\xff\\xfe");
-  EXPECT_EQ(PrintablePeerText("ab\xc3", 64), "ab\\xc3");                // truncated sequence
-  EXPECT_EQ(PrintablePeerText("\xc0\xaf", 64), "\\xc0\\xaf");           // overlong '/'
-  EXPECT_EQ(PrintablePeerText("\xed\xa0\x80", 64), "\\xed\\xa0\\x80");  // a surrogate
-  EXPECT_EQ(PrintablePeerText("\xf4\x90\x80\x80", 64), "\\xf4\\x90\\x80\\x80");  // > U+10FFFF
-  EXPECT_FALSE(IsPrintablePeerText("\xff", 64));
-}
-
-TEST(PrintablePeerText, LongTextIsCutAtACharacterAndSaysHowLongItWas) {
-  EXPECT_EQ(PrintablePeerText(std::string(100, 'x'), 10), "xxxxxxxxxx…(100 bytes)");
-  EXPECT_EQ(PrintablePeerText(std::string(10, 'x'), 10), std::string(10, 'x'));
-  // Not in the middle of an escape or of a multi-byte character.
-  EXPECT_EQ(PrintablePeerText("abcdefgh\n", 10), "abcdefgh…(9 bytes)");
-  EXPECT_EQ(PrintablePeerText("abcdefghi東", 10), "abcdefghi…(12 bytes)");
-  EXPECT_FALSE(IsPrintablePeerText(std::string(65, 'n'), 64));
-  // A peer's 4 KiB of text costs at most the bound.
-  EXPECT_LE(PrintablePeerText(std::string(4096, '\n'), 64).size(), 64u + 20u);
-}
 
 TEST(Handshake, HelloStringsMustBePrintableAndBounded) {
   proto::Hello hello;

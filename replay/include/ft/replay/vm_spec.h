@@ -58,9 +58,6 @@ struct VmSpec {
 // syntax, duplicate disk ids, per-backend fields. Messages name the field.
 Status ValidateVmSpec(const VmSpec& spec);
 
-// A VM name usable as a directory and in QEMU ids: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
-bool IsValidVmName(const std::string& name);
-
 bool IsValidMac(const std::string& mac);
 
 // The digest both hosts of a VM pair compare in the logging channel's handshake: SHA-256

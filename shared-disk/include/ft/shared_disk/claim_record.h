@@ -18,11 +18,6 @@ inline constexpr size_t kMaxReasonBytes = 1024;
 // No valid record is larger; a bigger file is not a claim record.
 inline constexpr size_t kMaxClaimRecordBytes = 2048;
 
-// The same rule as replay::IsValidVmName (the name is a directory here too):
-// [A-Za-z0-9][A-Za-z0-9_.-]{0,63}. Kept here so shared-disk depends on common only; a unit
-// test checks that the two agree.
-bool IsValidVmName(std::string_view name);
-
 // 1..kMaxNodeNameBytes bytes, no control characters (a record is line-based).
 bool IsValidNodeName(std::string_view node);
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ft/names.h"
 #include "ft/status.h"
 
 namespace ft::shared_disk {
