@@ -10,6 +10,7 @@
 #include "ft/log.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
+#include "roles.h"
 
 namespace ft::daemon {
 namespace {
@@ -19,16 +20,21 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kChunkBytes = 1 << 20;  // well under the channel's 4 MiB frame limit
 constexpr auto kAnswerTimeout = std::chrono::seconds(30);
+// File jobs waiting on the receiving side; a sender waits for each answer, so a longer queue
+// is a peer that does not (each queued chunk holds up to kChunkBytes).
+constexpr size_t kMaxQueuedJobs = 16;
 
 std::string Key(const std::string& vm, const std::string& disk) { return vm + "/" + disk; }
 
 // One disk: begin, chunks, end; then the next disk.
 struct Sender : std::enable_shared_from_this<Sender> {
+  asio::io_context* io = nullptr;
   std::shared_ptr<PeerConversation> conversation;
   NodeConfig node;
   replay::VmSpec spec;
   size_t index = 0;
   std::unique_ptr<disk::ImageReader> reader;
+  std::unique_ptr<BackgroundWork> reading;  // the next chunk, read on a worker
   Clock::time_point started;
   std::function<void(Status)> done;
   std::function<void(uint64_t)> progress;
@@ -100,8 +106,18 @@ struct Sender : std::enable_shared_from_this<Sender> {
         self->NextDisk();
       });
     }
+    // Reading and hashing a chunk take milliseconds: on a worker, not the event loop.
     uint64_t offset = reader->offset();
-    auto data = reader->Next(kChunkBytes);
+    reading = RunInBackground<Result<std::string>>(
+        *io, [r = reader.get()] { return r->Next(kChunkBytes); },
+        [self = shared_from_this(), offset](Result<std::string> data) {
+          self->reading.reset();
+          self->SendChunk(offset, std::move(data));
+        });
+  }
+
+  void SendChunk(uint64_t offset, Result<std::string> data) {
+    const auto& d = spec.disks[index];
     if (!data.ok()) return Fail(data.status().WithContext(Name()));
     proto::PeerRequest chunk;
     chunk.mutable_replica_chunk()->set_vm(spec.name);
@@ -121,10 +137,12 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
   return PathsFor(node, vm).state_dir + "/replica-" + disk + ".qcow2";
 }
 
-void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConfig& node,
-                  const replay::VmSpec& spec, std::function<void(Status)> done,
+void SendReplicas(asio::io_context& io, std::shared_ptr<PeerConversation> conversation,
+                  const NodeConfig& node, const replay::VmSpec& spec,
+                  std::function<void(Status)> done,
                   std::function<void(uint64_t bytes_sent)> progress) {
   auto sender = std::make_shared<Sender>();
+  sender->io = &io;
   sender->progress = std::move(progress);
   sender->conversation = std::move(conversation);
   sender->node = node;
@@ -133,77 +151,149 @@ void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConf
   sender->NextDisk();
 }
 
-Status ReplicaReceiver::Begin(const proto::ReplicaBegin& begin) {
+ReplicaReceiver::~ReplicaReceiver() = default;
+
+void ReplicaReceiver::Enqueue(std::function<Status()> work, std::function<void(Status)> done) {
+  jobs_.push_back({std::move(work), std::move(done)});
+  RunNext();
+}
+
+void ReplicaReceiver::RunNext() {
+  if (running_ || jobs_.empty()) return;
+  Job job = std::move(jobs_.front());
+  jobs_.pop_front();
+  // Dropped with this receiver: `this` is alive whenever the closure runs.
+  running_ = RunInBackground<Status>(io_, std::move(job.work),
+                                     [this, done = std::move(job.done)](Status s) {
+                                       running_.reset();
+                                       if (done) done(s);
+                                       RunNext();
+                                     });
+}
+
+void ReplicaReceiver::Drop(std::map<std::string, Writing>::iterator it) {
+  Enqueue([copy = it->second.copy] {
+    copy->writer.reset();  // removes the partial file
+    return Status::Ok();
+  }, nullptr);
+  writing_.erase(it);
+}
+
+void ReplicaReceiver::Begin(const proto::ReplicaBegin& begin, std::function<void(Status)> done) {
   if (!replay::IsValidVmName(begin.vm()) || !replay::IsValidVmName(begin.disk())) {
-    return InvalidArgument(fmt::format("replica for vm '{}' disk '{}': not a valid name",
-                                       begin.vm(), begin.disk()));
+    return done(InvalidArgument(fmt::format("replica for vm '{}' disk '{}': not a valid name",
+                                            begin.vm(), begin.disk())));
   }
+  std::string key = Key(begin.vm(), begin.disk());
+  if (auto it = writing_.find(key); it != writing_.end()) Drop(it);
   std::string path = ReplicaPath(node_, begin.vm(), begin.disk());
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  // A replica left by an earlier enable is replaced: only the primary's image counts.
-  auto writer = disk::ReplicaWriter::Create(path, begin.size(), /*overwrite=*/true);
-  if (!writer.ok()) return writer.status();
-  writing_[Key(begin.vm(), begin.disk())] = {std::move(writer).value(), Clock::now()};
+  auto copy = std::make_shared<Copy>();
+  writing_[key] = {copy, Clock::now()};
   Logger("ops")->info("vm '{}': receiving the replica of disk.{} ({} bytes) into '{}'", begin.vm(),
                       begin.disk(), begin.size(), path);
-  return Status::Ok();
+  Enqueue(
+      [copy, path, size = begin.size()]() -> Status {
+        std::error_code ec;
+        fs::create_directories(fs::path(path).parent_path(), ec);
+        // A replica left by an earlier enable is replaced: only the primary's image counts.
+        FT_ASSIGN_OR_RETURN(copy->writer, disk::ReplicaWriter::Create(path, size, /*overwrite=*/true));
+        return Status::Ok();
+      },
+      [this, key, copy, done = std::move(done)](Status s) {
+        auto it = writing_.find(key);
+        if (!s.ok() && it != writing_.end() && it->second.copy == copy) writing_.erase(it);
+        done(s);
+      });
 }
 
-Status ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk) {
-  auto it = writing_.find(Key(chunk.vm(), chunk.disk()));
+void ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk, std::function<void(Status)> done) {
+  std::string key = Key(chunk.vm(), chunk.disk());
+  auto it = writing_.find(key);
   if (it == writing_.end()) {
-    return FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
-                                          chunk.vm(), chunk.disk()));
+    return done(FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
+                                               chunk.vm(), chunk.disk())));
   }
-  Status s = it->second.writer->Append(chunk.offset(), chunk.data());
+  if (jobs_.size() >= kMaxQueuedJobs) {
+    return done(Unavailable(fmt::format("vm '{}': disk.{}: {} replica writes are queued already; "
+                                        "wait for the answers",
+                                        chunk.vm(), chunk.disk(), jobs_.size())));
+  }
   it->second.last = Clock::now();
-  if (!s.ok()) writing_.erase(it);  // removes the partial file
-  return s;
+  auto copy = it->second.copy;
+  Enqueue(
+      [copy, offset = chunk.offset(), data = chunk.data()]() -> Status {
+        if (!copy->writer) return Aborted("the replica's file could not be created");
+        Status s = copy->writer->Append(offset, data);
+        if (!s.ok()) copy->writer.reset();  // removes the partial file
+        return s;
+      },
+      [this, key, copy, done = std::move(done)](Status s) {
+        auto found = writing_.find(key);
+        if (!s.ok() && found != writing_.end() && found->second.copy == copy) writing_.erase(found);
+        done(s);
+      });
 }
 
-Status ReplicaReceiver::End(const proto::ReplicaEnd& end) {
+void ReplicaReceiver::End(const proto::ReplicaEnd& end, std::function<void(Status)> done) {
   auto it = writing_.find(Key(end.vm(), end.disk()));
   if (it == writing_.end()) {
-    return FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
-                                          end.vm(), end.disk()));
+    return done(FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
+                                               end.vm(), end.disk())));
   }
-  Status s = it->second.writer->Finish({end.size(), end.sha256()});
+  auto copy = it->second.copy;
   writing_.erase(it);
-  if (s.ok()) {
-    Logger("ops")->info("vm '{}': replica of disk.{} verified (sha256 {}) and in place", end.vm(),
-                        end.disk(), end.sha256().substr(0, 12));
-  }
-  return s;
+  Enqueue(
+      [copy, expected = disk::ImageDigest{end.size(), end.sha256()}]() -> Status {
+        if (!copy->writer) return Aborted("the replica's file could not be created");
+        Status s = copy->writer->Finish(expected);
+        copy->writer.reset();  // closes it; removes the partial file if Finish failed
+        return s;
+      },
+      [vm = end.vm(), disk = end.disk(), sha = end.sha256(), done = std::move(done)](Status s) {
+        if (s.ok()) {
+          Logger("ops")->info("vm '{}': replica of disk.{} verified (sha256 {}) and in place", vm,
+                              disk, sha.substr(0, 12));
+        }
+        done(s);
+      });
 }
 
 int ReplicaReceiver::DropIdle(std::chrono::steady_clock::duration idle) {
   int dropped = 0;
   for (auto it = writing_.begin(); it != writing_.end();) {
-    if (Clock::now() - it->second.last < idle) {
-      ++it;
-      continue;
+    auto next = std::next(it);
+    if (Clock::now() - it->second.last >= idle) {
+      Logger("ops")->warn("replica {}: nothing received for {} s, dropped with its partial file",
+                          it->first,
+                          std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+      Drop(it);
+      ++dropped;
     }
-    Logger("ops")->warn("replica {}: nothing received for {} s, dropped with its partial file",
-                        it->first,
-                        std::chrono::duration_cast<std::chrono::seconds>(idle).count());
-    it = writing_.erase(it);
-    ++dropped;
+    it = next;
   }
   return dropped;
 }
 
-void ReplicaReceiver::Forget(const std::string& vm) {
+void ReplicaReceiver::Forget(const std::string& vm, std::function<void()> done) {
   for (auto it = writing_.begin(); it != writing_.end();) {
-    it = it->first.rfind(vm + "/", 0) == 0 ? writing_.erase(it) : std::next(it);
+    auto next = std::next(it);
+    if (it->first.rfind(vm + "/", 0) == 0) Drop(it);
+    it = next;
   }
-  std::error_code ec;
-  std::string dir = PathsFor(node_, vm).state_dir;
-  if (!fs::is_directory(dir, ec)) return;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("replica-", 0) == 0) fs::remove(entry.path(), ec);
-  }
+  // After every job asked before it: a copy that was landing is removed, not left behind.
+  Enqueue(
+      [dir = PathsFor(node_, vm).state_dir]() -> Status {
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) return Status::Ok();
+        for (const auto& entry : fs::directory_iterator(dir, ec)) {
+          std::string name = entry.path().filename().string();
+          if (name.rfind("replica-", 0) == 0) fs::remove(entry.path(), ec);
+        }
+        return Status::Ok();
+      },
+      [done = std::move(done)](Status) {
+        if (done) done();
+      });
 }
 
 }  // namespace ft::daemon
