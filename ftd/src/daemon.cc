@@ -15,6 +15,7 @@
 #include "ft/daemon/control_socket.h"
 #include "ft/daemon/managed_vm.h"
 #include "ft/log.h"
+#include "loop_watchdog.h"
 #include "operations.h"
 #include "peer_link.h"
 #include "roles.h"
@@ -130,6 +131,9 @@ int RunDaemon(const Config& config) {
     return ServiceStatusLine(reports);
   });
   systemd.Ready();
+  // Nothing on the loop may block (docs/design.md): a late tick says something did.
+  LoopWatchdog watchdog(io);
+  watchdog.Start();
 
   std::function<void()> wait_child = [&] {
     child_signals.async_wait([&](const std::error_code& e, int) {
@@ -150,6 +154,7 @@ int RunDaemon(const Config& config) {
     if (listener) listener->Close();
     peer_server.Close();
     auto all_done = [&] {
+      watchdog.Stop();
       systemd.Close();
       child_signals.cancel();
       stop_signals.cancel();
@@ -165,7 +170,9 @@ int RunDaemon(const Config& config) {
   io.run();
   runners.clear();
   if (made_run_dir) std::filesystem::remove(config.node.run_dir, ec);  // only if empty
-  log->info("node '{}' stopped", config.node.name);
+  log->info("node '{}' stopped (event loop: {} stall(s) over {} ms, the longest tick delay {} ms)",
+            config.node.name, watchdog.meter().stalls(), LoopWatchdog::kThreshold.count(),
+            watchdog.meter().worst().count());
   return 0;
 }
 

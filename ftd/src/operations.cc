@@ -156,7 +156,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   std::vector<std::unique_ptr<ManagedVm>>& vms;
   std::shared_ptr<spdlog::logger> log;
   std::set<std::string> busy;  // VMs with an operation in progress
-  ReplicaReceiver replicas{node};  // disk replicas the peer is sending for its enables
+  ReplicaReceiver replicas{io, node};  // disk replicas the peer is sending for its enables
   asio::steady_timer replica_sweep{io};
   bool stopping = false;           // ftd got SIGTERM: no new VMs
   // Re-protections under way, and the last outcome of each VM's (for status).
@@ -559,7 +559,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
           if (!self) return;
           if (!opened.ok()) return finish(opened.status());
           auto conversation = std::move(opened).value();
-          SendReplicas(conversation, self->node, spec,
+          SendReplicas(self->io, conversation, self->node, spec,
                        [weak, conversation, spec, ask, finish](Status sent) {
             auto me = weak.lock();
             if (!me) return;
@@ -875,7 +875,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         if (!request.protect().from_snapshot().empty()) {
           return ProtectFromSnapshot(request.protect(), std::move(respond));
         }
-        return respond(Protect(request.protect()));
+        return Protect(request.protect(), std::move(respond));
       case proto::PeerRequest::kUnprotect:
         return Unprotect(request.unprotect(), std::move(respond));
       case proto::PeerRequest::kHandover: {
@@ -916,30 +916,43 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                                                "node '{}'",
                                                vm, node.name)));
         }
-        std::string answer = ReplicaAnswer(replicas.Begin(request.replica_begin()));
+        replicas.Begin(request.replica_begin(), AnswerReplica(std::move(respond)));
         SweepReplicas();
-        return respond(answer);
+        return;
       }
+      // Answered once the chunk is written (on a worker): the sender waits for each answer.
       case proto::PeerRequest::kReplicaChunk:
-        return respond(ReplicaAnswer(replicas.Chunk(request.replica_chunk())));
+        return replicas.Chunk(request.replica_chunk(), AnswerReplica(std::move(respond)));
       case proto::PeerRequest::kReplicaEnd:
-        return respond(ReplicaAnswer(replicas.End(request.replica_end())));
+        return replicas.End(request.replica_end(), AnswerReplica(std::move(respond)));
       case proto::PeerRequest::COMMAND_NOT_SET:
         break;
     }
     respond(PeerError(PeerResponse::BAD_REQUEST, "the request names no command this ftd knows"));
   }
 
-  std::string ReplicaAnswer(const Status& s) {
-    if (s.ok()) return Peer(PeerResponse());
-    return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name, s.message()));
+  std::function<void(Status)> AnswerReplica(std::function<void(std::string)> respond) {
+    return [this, respond = std::move(respond)](const Status& s) {
+      if (s.ok()) return respond(Peer(PeerResponse()));
+      respond(PeerError(PeerResponse::REFUSED,
+                        fmt::format("on node '{}': {}", node.name, s.message())));
+    };
   }
 
-  std::string Protect(const proto::ProtectRequest& request) {
+  // Answers once the replicas of a refused VM are gone (removing them is a worker's job).
+  void Protect(const proto::ProtectRequest& request, std::function<void(std::string)> respond) {
+    std::string forget;
+    std::string answer = StartBackup(request, forget);
+    if (forget.empty()) return respond(answer);
+    replicas.Forget(forget, [respond = std::move(respond), answer] { respond(answer); });
+  }
+
+  // The backup for the peer's enable; `forget` names the VM whose replicas must go.
+  std::string StartBackup(const proto::ProtectRequest& request, std::string& forget) {
     auto parsed = ParseVmSection(request.vm_config(), "the peer's protect request");
     if (!parsed.ok()) return PeerError(PeerResponse::BAD_REQUEST, parsed.status().message());
     if (stopping) {
-      replicas.Forget(parsed->name);
+      forget = parsed->name;
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("ftd on node '{}' is stopping", node.name));
     }
@@ -956,7 +969,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                                    spec.name, node.name));
     }
     if (node.channel.listen_host.empty()) {
-      replicas.Forget(spec.name);
+      forget = spec.name;
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("node '{}' has no [node] listen: it cannot run backups",
                                    node.name));
@@ -965,20 +978,20 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     for (auto& d : spec.disks) {
       d.path = ReplicaPath(node, spec.name, d.id);
       if (!fs::exists(d.path)) {
-        replicas.Forget(spec.name);
+        forget = spec.name;
         return PeerError(PeerResponse::REFUSED,
                          fmt::format("on node '{}': no replica of disk.{} of '{}' was received",
                                      node.name, d.id, spec.name));
       }
     }
     if (Status s = CheckVmFiles(spec); !s.ok()) {
-      replicas.Forget(spec.name);
+      forget = spec.name;
       return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name,
                                                           s.message()));
     }
     Result<uint64_t> stored = StoredEpoch(node, spec.name);
     if (!stored.ok()) {
-      replicas.Forget(spec.name);
+      forget = spec.name;
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("on node '{}': {}", node.name, stored.status().message()));
     }
@@ -992,7 +1005,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     if (!saved.ok()) {
       (void)ForgetEnabledVm(node, spec.name);
-      replicas.Forget(spec.name);
+      forget = spec.name;
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("on node '{}': the backup of '{}' could not start: {}",
                                    node.name, spec.name, saved.message()));
@@ -1018,8 +1031,11 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     spec.qemu_binary = node.qemu;
     const std::string name = spec.name;
     auto refuse = [&](const std::string& why) {
-      replicas.Forget(name);
-      respond(PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name, why)));
+      replicas.Forget(name, [respond, answer = PeerError(PeerResponse::REFUSED,
+                                                          fmt::format("on node '{}': {}",
+                                                                      node.name, why))] {
+        respond(answer);
+      });
     };
     // Never touch the files of a copy that runs here.
     if (ManagedVm* vm = Find(name)) {
@@ -1137,9 +1153,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         std::error_code ec;
         fs::remove(PathsFor(node, name).vm_state_drive, ec);
       }
-      replicas.Forget(name);  // an enable that failed half way may have left some
-      return respond(PeerError(PeerResponse::UNKNOWN_VM,
-                               fmt::format("no VM named '{}' on node '{}'", name, node.name)));
+      // An enable that failed half way may have left some replicas.
+      return replicas.Forget(name, [respond = std::move(respond),
+                                    answer = PeerError(PeerResponse::UNKNOWN_VM,
+                                                       fmt::format("no VM named '{}' on node "
+                                                                   "'{}'",
+                                                                   name, node.name))] {
+        respond(answer);
+      });
     }
     VmReport report = vm->Report();
     if (report.role == "backup" &&
@@ -1169,8 +1190,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     Remove(name, [weak, name, respond = std::move(respond)] {
       auto self = weak.lock();
       if (!self) return;
-      self->replicas.Forget(name);  // a backup's replicas are ftd's own copies
-      respond(self->Peer(PeerResponse()));
+      // A backup's replicas are ftd's own copies.
+      self->replicas.Forget(name, [respond, answer = self->Peer(PeerResponse())] {
+        respond(answer);
+      });
     });
   }
 };

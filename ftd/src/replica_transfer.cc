@@ -5,13 +5,14 @@
 
 #include <fmt/format.h>
 
-#include "ft/names.h"
 #include "ft/daemon/vm_runner.h"
 #include "ft/disk/image_use.h"
 #include "ft/log.h"
+#include "ft/names.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
 #include "vm_records.h"
+#include "roles.h"
 
 namespace ft::daemon {
 namespace {
@@ -21,16 +22,21 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kChunkBytes = 1 << 20;  // well under the channel's 4 MiB frame limit
 constexpr auto kAnswerTimeout = std::chrono::seconds(30);
+// File jobs waiting on the receiving side; a sender waits for each answer, so a longer queue
+// is a peer that does not (each queued chunk holds up to kChunkBytes).
+constexpr size_t kMaxQueuedJobs = 16;
 
 std::string Key(const std::string& vm, const std::string& disk) { return vm + "/" + disk; }
 
 // One disk: begin, chunks, end; then the next disk.
 struct Sender : std::enable_shared_from_this<Sender> {
+  asio::io_context* io = nullptr;
   std::shared_ptr<PeerConversation> conversation;
   NodeConfig node;
   replay::VmSpec spec;
   size_t index = 0;
   std::unique_ptr<disk::ImageReader> reader;
+  std::unique_ptr<BackgroundWork> reading;  // the next chunk, read on a worker
   Clock::time_point started;
   std::function<void(Status)> done;
   std::function<void(uint64_t)> progress;
@@ -102,8 +108,18 @@ struct Sender : std::enable_shared_from_this<Sender> {
         self->NextDisk();
       });
     }
+    // Reading and hashing a chunk take milliseconds: on a worker, not the event loop.
     uint64_t offset = reader->offset();
-    auto data = reader->Next(kChunkBytes);
+    reading = RunInBackground<Result<std::string>>(
+        *io, [r = reader.get()] { return r->Next(kChunkBytes); },
+        [self = shared_from_this(), offset](Result<std::string> data) {
+          self->reading.reset();
+          self->SendChunk(offset, std::move(data));
+        });
+  }
+
+  void SendChunk(uint64_t offset, Result<std::string> data) {
+    const auto& d = spec.disks[index];
     if (!data.ok()) return Fail(data.status().WithContext(Name()));
     proto::PeerRequest chunk;
     chunk.mutable_replica_chunk()->set_vm(spec.name);
@@ -117,87 +133,10 @@ struct Sender : std::enable_shared_from_this<Sender> {
   }
 };
 
-}  // namespace
-
-std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std::string& disk) {
-  return PathsFor(node, vm).state_dir + "/replica-" + disk + ".qcow2";
-}
-
-void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConfig& node,
-                  const replay::VmSpec& spec, std::function<void(Status)> done,
-                  std::function<void(uint64_t bytes_sent)> progress) {
-  auto sender = std::make_shared<Sender>();
-  sender->progress = std::move(progress);
-  sender->conversation = std::move(conversation);
-  sender->node = node;
-  sender->spec = spec;
-  sender->done = std::move(done);
-  sender->NextDisk();
-}
-
-Status ReplicaReceiver::Begin(const proto::ReplicaBegin& begin) {
-  if (!ft::IsValidName(begin.vm()) || !ft::IsValidName(begin.disk())) {
-    return InvalidArgument(fmt::format("replica for vm '{}' disk '{}': not a valid name",
-                                       begin.vm(), begin.disk()));
-  }
-  if (Status s = CheckNotWentLive(begin.vm(), "not replaced"); !s.ok()) return s;
-  std::string path = ReplicaPath(node_, begin.vm(), begin.disk());
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  // A replica left by an earlier enable is replaced: only the primary's image counts.
-  auto writer = disk::ReplicaWriter::Create(path, begin.size(), /*overwrite=*/true);
-  if (!writer.ok()) return writer.status();
-  writing_[Key(begin.vm(), begin.disk())] = {std::move(writer).value(), Clock::now()};
-  Logger("ops")->info("vm '{}': receiving the replica of disk.{} ({} bytes) into '{}'", begin.vm(),
-                      begin.disk(), begin.size(), path);
-  return Status::Ok();
-}
-
-Status ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk) {
-  auto it = writing_.find(Key(chunk.vm(), chunk.disk()));
-  if (it == writing_.end()) {
-    return FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
-                                          chunk.vm(), chunk.disk()));
-  }
-  Status s = it->second.writer->Append(chunk.offset(), chunk.data());
-  it->second.last = Clock::now();
-  if (!s.ok()) writing_.erase(it);  // removes the partial file
-  return s;
-}
-
-Status ReplicaReceiver::End(const proto::ReplicaEnd& end) {
-  auto it = writing_.find(Key(end.vm(), end.disk()));
-  if (it == writing_.end()) {
-    return FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
-                                          end.vm(), end.disk()));
-  }
-  Status s = it->second.writer->Finish({end.size(), end.sha256()});
-  writing_.erase(it);
-  if (s.ok()) {
-    Logger("ops")->info("vm '{}': replica of disk.{} verified (sha256 {}) and in place", end.vm(),
-                        end.disk(), end.sha256().substr(0, 12));
-  }
-  return s;
-}
-
-int ReplicaReceiver::DropIdle(std::chrono::steady_clock::duration idle) {
-  int dropped = 0;
-  for (auto it = writing_.begin(); it != writing_.end();) {
-    if (Clock::now() - it->second.last < idle) {
-      ++it;
-      continue;
-    }
-    Logger("ops")->warn("replica {}: nothing received for {} s, dropped with its partial file",
-                        it->first,
-                        std::chrono::duration_cast<std::chrono::seconds>(idle).count());
-    it = writing_.erase(it);
-    ++dropped;
-  }
-  return dropped;
-}
-
-Status ReplicaReceiver::CheckNotWentLive(const std::string& vm, std::string_view outcome) const {
-  Result<uint64_t> went_live = ReadWentLiveRecord(node_, vm);
+// OK unless a copy of `vm` went live from its replicas here (the went-live record,
+// vm_records.h); otherwise says they are `outcome` ("not replaced", "kept").
+Status CheckNotWentLive(const NodeConfig& node, const std::string& vm, std::string_view outcome) {
+  Result<uint64_t> went_live = ReadWentLiveRecord(node, vm);
   if (!went_live.ok()) {
     return went_live.status().WithContext(
         fmt::format("vm '{}': its replicas are {} while the record is unreadable", vm, outcome));
@@ -207,24 +146,181 @@ Status ReplicaReceiver::CheckNotWentLive(const std::string& vm, std::string_view
       "vm '{}' went live on this host in epoch {} from the replicas in '{}': they may be its "
       "only current disks and are {}. Run the VM here, or remove that directory by hand if "
       "its disks are not needed",
-      vm, *went_live, PathsFor(node_, vm).state_dir, outcome));
+      vm, *went_live, PathsFor(node, vm).state_dir, outcome));
 }
 
-void ReplicaReceiver::Forget(const std::string& vm) {
+}  // namespace
+
+std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std::string& disk) {
+  return PathsFor(node, vm).state_dir + "/replica-" + disk + ".qcow2";
+}
+
+void SendReplicas(asio::io_context& io, std::shared_ptr<PeerConversation> conversation,
+                  const NodeConfig& node, const replay::VmSpec& spec,
+                  std::function<void(Status)> done,
+                  std::function<void(uint64_t bytes_sent)> progress) {
+  auto sender = std::make_shared<Sender>();
+  sender->io = &io;
+  sender->progress = std::move(progress);
+  sender->conversation = std::move(conversation);
+  sender->node = node;
+  sender->spec = spec;
+  sender->done = std::move(done);
+  sender->NextDisk();
+}
+
+ReplicaReceiver::ReplicaReceiver(asio::io_context& io, const NodeConfig& node) : io_(io), node_(node) {}
+
+ReplicaReceiver::~ReplicaReceiver() = default;
+
+void ReplicaReceiver::Enqueue(std::function<Status()> work, std::function<void(Status)> done) {
+  jobs_.push_back({std::move(work), std::move(done)});
+  RunNext();
+}
+
+void ReplicaReceiver::RunNext() {
+  if (running_ || jobs_.empty()) return;
+  Job job = std::move(jobs_.front());
+  jobs_.pop_front();
+  // Dropped with this receiver: `this` is alive whenever the closure runs.
+  running_ = RunInBackground<Status>(io_, std::move(job.work),
+                                     [this, done = std::move(job.done)](Status s) {
+                                       running_.reset();
+                                       if (done) done(s);
+                                       RunNext();
+                                     });
+}
+
+void ReplicaReceiver::Drop(std::map<std::string, Writing>::iterator it) {
+  Enqueue([copy = it->second.copy] {
+    copy->writer.reset();  // removes the partial file
+    return Status::Ok();
+  }, nullptr);
+  writing_.erase(it);
+}
+
+void ReplicaReceiver::Begin(const proto::ReplicaBegin& begin, std::function<void(Status)> done) {
+  // Checked by the request's field rules already; paths are built from names only here.
+  if (!ft::IsValidName(begin.vm()) || !ft::IsValidName(begin.disk())) {
+    return done(InvalidArgument(fmt::format("replica for vm '{}' disk '{}': not a valid name",
+                                            ft::PrintableText(begin.vm(), ft::kMaxNameBytes),
+                                            ft::PrintableText(begin.disk(), ft::kMaxNameBytes))));
+  }
+  std::string key = Key(begin.vm(), begin.disk());
+  if (auto it = writing_.find(key); it != writing_.end()) Drop(it);
+  std::string path = ReplicaPath(node_, begin.vm(), begin.disk());
+  auto copy = std::make_shared<Copy>();
+  writing_[key] = {copy, Clock::now()};
+  Logger("ops")->info("vm '{}': receiving the replica of disk.{} ({} bytes) into '{}'", begin.vm(),
+                      begin.disk(), begin.size(), path);
+  Enqueue(
+      [copy, path, size = begin.size(), &node = node_, vm = begin.vm()]() -> Status {
+        FT_RETURN_IF_ERROR(CheckNotWentLive(node, vm, "not replaced"));
+        std::error_code ec;
+        fs::create_directories(fs::path(path).parent_path(), ec);
+        // A replica left by an earlier enable is replaced: only the primary's image counts.
+        FT_ASSIGN_OR_RETURN(copy->writer, disk::ReplicaWriter::Create(path, size, /*overwrite=*/true));
+        return Status::Ok();
+      },
+      [this, key, copy, done = std::move(done)](Status s) {
+        auto it = writing_.find(key);
+        if (!s.ok() && it != writing_.end() && it->second.copy == copy) writing_.erase(it);
+        done(s);
+      });
+}
+
+void ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk, std::function<void(Status)> done) {
+  std::string key = Key(chunk.vm(), chunk.disk());
+  auto it = writing_.find(key);
+  if (it == writing_.end()) {
+    return done(FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
+                                               chunk.vm(), chunk.disk())));
+  }
+  if (jobs_.size() >= kMaxQueuedJobs) {
+    return done(Unavailable(fmt::format("vm '{}': disk.{}: {} replica writes are queued already; "
+                                        "wait for the answers",
+                                        chunk.vm(), chunk.disk(), jobs_.size())));
+  }
+  it->second.last = Clock::now();
+  auto copy = it->second.copy;
+  Enqueue(
+      [copy, offset = chunk.offset(), data = chunk.data()]() -> Status {
+        if (!copy->writer) return Aborted("the replica's file could not be created");
+        Status s = copy->writer->Append(offset, data);
+        if (!s.ok()) copy->writer.reset();  // removes the partial file
+        return s;
+      },
+      [this, key, copy, done = std::move(done)](Status s) {
+        auto found = writing_.find(key);
+        if (!s.ok() && found != writing_.end() && found->second.copy == copy) writing_.erase(found);
+        done(s);
+      });
+}
+
+void ReplicaReceiver::End(const proto::ReplicaEnd& end, std::function<void(Status)> done) {
+  auto it = writing_.find(Key(end.vm(), end.disk()));
+  if (it == writing_.end()) {
+    return done(FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
+                                               end.vm(), end.disk())));
+  }
+  auto copy = it->second.copy;
+  writing_.erase(it);
+  Enqueue(
+      [copy, expected = disk::ImageDigest{end.size(), end.sha256()}]() -> Status {
+        if (!copy->writer) return Aborted("the replica's file could not be created");
+        Status s = copy->writer->Finish(expected);
+        copy->writer.reset();  // closes it; removes the partial file if Finish failed
+        return s;
+      },
+      [vm = end.vm(), disk = end.disk(), sha = end.sha256(), done = std::move(done)](Status s) {
+        if (s.ok()) {
+          Logger("ops")->info("vm '{}': replica of disk.{} verified (sha256 {}) and in place", vm,
+                              disk, sha.substr(0, 12));
+        }
+        done(s);
+      });
+}
+
+int ReplicaReceiver::DropIdle(std::chrono::steady_clock::duration idle) {
+  int dropped = 0;
   for (auto it = writing_.begin(); it != writing_.end();) {
-    it = it->first.rfind(vm + "/", 0) == 0 ? writing_.erase(it) : std::next(it);
+    auto next = std::next(it);
+    if (Clock::now() - it->second.last >= idle) {
+      Logger("ops")->warn("replica {}: nothing received for {} s, dropped with its partial file",
+                          it->first,
+                          std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+      Drop(it);
+      ++dropped;
+    }
+    it = next;
   }
-  if (Status s = CheckNotWentLive(vm, "kept"); !s.ok()) {
-    Logger("ops")->warn("{}", s.message());
-    return;
+  return dropped;
+}
+
+void ReplicaReceiver::Forget(const std::string& vm, std::function<void()> done) {
+  for (auto it = writing_.begin(); it != writing_.end();) {
+    auto next = std::next(it);
+    if (it->first.rfind(vm + "/", 0) == 0) Drop(it);
+    it = next;
   }
-  std::error_code ec;
-  std::string dir = PathsFor(node_, vm).state_dir;
-  if (!fs::is_directory(dir, ec)) return;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("replica-", 0) == 0) fs::remove(entry.path(), ec);
-  }
+  // After every job asked before it: a copy that was landing is removed, not left behind.
+  Enqueue(
+      [dir = PathsFor(node_, vm).state_dir, &node = node_, vm]() -> Status {
+        if (Status s = CheckNotWentLive(node, vm, "kept"); !s.ok()) {
+          Logger("ops")->warn("{}", s.message());
+          return Status::Ok();
+        }
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) return Status::Ok();
+        for (const auto& entry : fs::directory_iterator(dir, ec)) {
+          std::string name = entry.path().filename().string();
+          if (name.rfind("replica-", 0) == 0) fs::remove(entry.path(), ec);
+        }
+        return Status::Ok();
+      },
+      [done = std::move(done)](Status) {
+        if (done) done();
+      });
 }
 
 }  // namespace ft::daemon

@@ -6,15 +6,19 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <string_view>
 
 #include "ft/daemon/config.h"
 #include "ft/disk/replica_copy.h"
 #include "ft/status.h"
+
+namespace asio {
+class io_context;
+}
 
 namespace ft::proto {
 class ReplicaBegin;
@@ -25,6 +29,7 @@ class ReplicaEnd;
 namespace ft::daemon {
 
 class PeerConversation;
+class BackgroundWork;
 
 // Where this host keeps its replica of `disk` when it is the backup of a VM turned on at
 // run time.
@@ -34,37 +39,60 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
 // the disk and what failed). Logs each copy's size, time and rate.
 // `progress`, if set, gets the bytes the peer has taken so far (of every disk) after each
 // chunk.
-void SendReplicas(std::shared_ptr<PeerConversation> conversation, const NodeConfig& node,
-                  const replay::VmSpec& spec, std::function<void(Status)> done,
+// Chunks are read and hashed on a worker thread.
+void SendReplicas(asio::io_context& io, std::shared_ptr<PeerConversation> conversation,
+                  const NodeConfig& node, const replay::VmSpec& spec,
+                  std::function<void(Status)> done,
                   std::function<void(uint64_t bytes_sent)> progress = {});
 
-// The receiving side: the copies in progress, by VM and disk.
+// The receiving side: the copies in progress, by VM and disk. Creating, writing, hashing,
+// fsyncing and removing files run on worker threads (RunInBackground), one job at a time in
+// the order they were asked for, so that the event loop keeps serving every other VM's
+// heartbeats while a multi-GiB replica lands: chunks are written in order, a copy's End
+// (sha256 check, fsync, rename) follows all its writes, and a Forget's removal follows
+// everything asked before it, so that nothing it removed is put back. Each `done` runs on
+// the event loop once its job ran; none runs after the receiver is destroyed.
 class ReplicaReceiver {
  public:
-  explicit ReplicaReceiver(const NodeConfig& node) : node_(node) {}
+  ReplicaReceiver(asio::io_context& io, const NodeConfig& node);
+  ~ReplicaReceiver();
   // Starts receiving one disk's replica, written over an older one of the same VM and disk,
   // never over replicas a copy went live from here (the went-live record, vm_records.h).
-  Status Begin(const proto::ReplicaBegin& begin);
-  Status Chunk(const proto::ReplicaChunk& chunk);
-  Status End(const proto::ReplicaEnd& end);
-  // FT off, or enabling failed: drops the VM's transfers in progress and removes its replicas, unless a copy went live
-  // from them here (the went-live record, vm_records.h): then they are kept, with a warning.
-  void Forget(const std::string& vm);
+  void Begin(const proto::ReplicaBegin& begin, std::function<void(Status)> done);
+  void Chunk(const proto::ReplicaChunk& chunk, std::function<void(Status)> done);
+  void End(const proto::ReplicaEnd& end, std::function<void(Status)> done);
+  // FT off, or enabling failed: drops copies in progress for `vm` and removes its replicas,
+  // unless a copy went live from them here (the went-live record): then they are kept, with
+  // a warning. `done`, if set, runs once that is settled.
+  void Forget(const std::string& vm, std::function<void()> done = {});
   // Drops copies that received nothing for `idle` (their sender's ftd died or lost the
   // peer): their partial files go. Returns how many.
   int DropIdle(std::chrono::steady_clock::duration idle);
   bool receiving() const { return !writing_.empty(); }
 
  private:
-  // OK unless the VM went live from its replicas here; otherwise says they are `outcome`.
-  Status CheckNotWentLive(const std::string& vm, std::string_view outcome) const;
-
-  struct Writing {
+  // One copy's writer: only file jobs touch it, one at a time.
+  struct Copy {
     std::unique_ptr<disk::ReplicaWriter> writer;
+  };
+  struct Writing {
+    std::shared_ptr<Copy> copy;
     std::chrono::steady_clock::time_point last;
   };
+  struct Job {
+    std::function<Status()> work;      // on a worker thread
+    std::function<void(Status)> done;  // then on the event loop
+  };
+  void Enqueue(std::function<Status()> work, std::function<void(Status)> done);
+  void RunNext();
+  // Stops a copy: its writer (and partial file) goes on the worker, after its queued jobs.
+  void Drop(std::map<std::string, Writing>::iterator it);
+
+  asio::io_context& io_;
   const NodeConfig& node_;
   std::map<std::string, Writing> writing_;  // "vm/disk"
+  std::deque<Job> jobs_;
+  std::unique_ptr<BackgroundWork> running_;  // the job on a worker thread, if any
 };
 
 }  // namespace ft::daemon

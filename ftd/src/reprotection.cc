@@ -256,7 +256,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
           if (!opened.ok()) return self->FailAfterContinue(opened.status());
           auto conversation = std::move(opened).value();
           SendReplicas(
-              conversation, self->node(), self->shipment.files,
+              *self->host.io, conversation, self->node(), self->shipment.files,
               [weak, conversation](Status sent) {
                 conversation->Close();
                 if (auto me = weak.lock()) me->OnShipped(sent);

@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio.hpp>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "ft/replay/qemu_command.h"
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/vm_state_drive.h"
+#include "roles.h"
 
 namespace ft::daemon {
 namespace {
@@ -112,23 +114,67 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
           spec.name, paths.qmp_socket, sizeof(sockaddr_un{}.sun_path) - 1));
     }
     FT_RETURN_IF_ERROR(ClearStaleRuntime());
+    bool clean_snapshots = run.loadvm.empty() && run.rrsnapshot.empty() &&
+                           run.mode != replay::RunMode::kPlain;
     for (const auto& disk : spec.disks) {
       // A second writer would corrupt the image (and QEMU would only say so in its log).
       FT_RETURN_IF_ERROR(disk::CheckImageNotInUse(spec.name, disk.id, disk.path));
-      if (disk.format == "qcow2" && run.loadvm.empty() && run.rrsnapshot.empty() &&
-          run.mode != replay::RunMode::kPlain) {
-        Status cleaned = replay::DeleteStaleFtSnapshots(disk.path, paths.run_dir + "/" + disk.id);
-        if (!cleaned.ok()) log->warn("vm '{}': {}", spec.name, cleaned.message());
+    }
+    bool vm_state_drive = run.vm_state_drive && run.mode != replay::RunMode::kPlain;
+    bool any_qcow2 = std::any_of(spec.disks.begin(), spec.disks.end(),
+                                 [](const auto& d) { return d.format == "qcow2"; });
+    if (!(clean_snapshots && any_qcow2) && !(vm_state_drive && !FromSnapshot(run))) {
+      // No qemu-img to run (a go-live or a re-protection starts from a snapshot: at once).
+      if (vm_state_drive) FT_RETURN_IF_ERROR(PrepareVmStateDrive(spec, paths, run));
+      return Spawn();
+    }
+    // qemu-img takes 20-150 ms a call on a busy host: on a worker, not the event loop that
+    // carries every VM's heartbeats; QEMU is spawned back on the loop (PDEATHSIG follows the
+    // spawning thread). A failure from here on is reported through OnFailed.
+    std::weak_ptr<Impl> weak = shared_from_this();
+    preparing = RunInBackground<Status>(
+        io,
+        [vm = spec, where = paths, options = run, clean_snapshots, vm_state_drive,
+         logger = log]() -> Status {
+          return Prepare(vm, where, options, clean_snapshots, vm_state_drive, logger);
+        },
+        [weak](Status prepared) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->preparing.reset();
+          if (self->state != VmState::kStarting) return;  // stopped meanwhile
+          if (prepared.ok()) prepared = self->Spawn();
+          if (!prepared.ok()) {
+            self->log->error("vm '{}': {}", self->spec.name, prepared.ToString());
+            self->Fail(prepared.message());
+          }
+        });
+    return Status::Ok();
+  }
+  std::unique_ptr<BackgroundWork> preparing;
+
+  // On a worker: old snapshots of an ft run out of the disks, and the VM-state drive.
+  static Status Prepare(const replay::VmSpec& vm, const VmPaths& where, const RunOptions& options,
+                        bool clean_snapshots, bool vm_state_drive,
+                        const std::shared_ptr<spdlog::logger>& logger) {
+    if (clean_snapshots) {
+      for (const auto& disk : vm.disks) {
+        if (disk.format != "qcow2") continue;
+        Status cleaned = replay::DeleteStaleFtSnapshots(disk.path, where.run_dir + "/" + disk.id);
+        if (!cleaned.ok()) logger->warn("vm '{}': {}", vm.name, cleaned.message());
       }
     }
+    if (vm_state_drive) return PrepareVmStateDrive(vm, where, options);
+    return Status::Ok();
+  }
 
+  Status Spawn() {
     replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, run.rr_file,
                                paths.monitor_socket, paths.nic_socket, ""};
     replay::LaunchOptions launch_options;
     launch_options.mode = run.mode;
     launch_options.start_paused = run.start_paused;
     if (run.vm_state_drive && run.mode != replay::RunMode::kPlain) {
-      FT_RETURN_IF_ERROR(PrepareVmStateDrive());
       launch.vm_state_drive = paths.vm_state_drive;
       launch_options.loadvm = run.loadvm;
       launch_options.rrsnapshot = run.rrsnapshot;
@@ -167,18 +213,22 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     return Status::Ok();
   }
 
-  Status PrepareVmStateDrive() {
-    bool from_snapshot =
-        !run.loadvm.empty() || (run.mode == replay::RunMode::kReplay && !run.rrsnapshot.empty());
-    if (!from_snapshot) {
-      return replay::CreateVmStateDrive(paths.vm_state_drive)
-          .WithContext(fmt::format("vm '{}'", spec.name));
+  static bool FromSnapshot(const RunOptions& options) {
+    return !options.loadvm.empty() ||
+           (options.mode == replay::RunMode::kReplay && !options.rrsnapshot.empty());
+  }
+
+  static Status PrepareVmStateDrive(const replay::VmSpec& vm, const VmPaths& where,
+                                    const RunOptions& options) {
+    if (!FromSnapshot(options)) {
+      return replay::CreateVmStateDrive(where.vm_state_drive)
+          .WithContext(fmt::format("vm '{}'", vm.name));
     }
-    if (access(paths.vm_state_drive.c_str(), R_OK | W_OK) != 0) {
+    if (access(where.vm_state_drive.c_str(), R_OK | W_OK) != 0) {
       return ErrnoStatus(fmt::format("vm '{}': the VM-state drive '{}' with snapshot '{}' is "
                                      "not usable",
-                                     spec.name, paths.vm_state_drive,
-                                     run.loadvm.empty() ? run.rrsnapshot : run.loadvm),
+                                     vm.name, where.vm_state_drive,
+                                     options.loadvm.empty() ? options.rrsnapshot : options.loadvm),
                          errno);
     }
     return Status::Ok();

@@ -1,7 +1,11 @@
 #include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -25,8 +29,8 @@ std::string Hex(const unsigned char* data, unsigned size) {
   return out;
 }
 
-Result<std::string> FileDigest(const std::string& vm, const std::string& what,
-                               const std::string& path) {
+Result<std::string> HashFile(const std::string& vm, const std::string& what,
+                             const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound(fmt::format("vm '{}': cannot read {} '{}'", vm, what, path));
   MdCtx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
@@ -41,6 +45,33 @@ Result<std::string> FileDigest(const std::string& vm, const std::string& what,
   unsigned len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
   return Hex(md, len);
+}
+
+// One version of a file: a file rewritten in place or replaced changes its ctime or inode.
+using FileVersion = std::tuple<std::string, dev_t, ino_t, off_t, int64_t, int64_t>;
+
+// Kernels and initrds are tens of MiB and shared by every VM of a host: each version is
+// hashed once, so that starting a VM at run time does not hash them again on ftd's event loop.
+Result<std::string> FileDigest(const std::string& vm, const std::string& what,
+                               const std::string& path) {
+  static std::mutex mu;
+  static std::map<FileVersion, std::string> cache;
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return HashFile(vm, what, path);  // names the error
+  FileVersion version{path,
+                      st.st_dev,
+                      st.st_ino,
+                      st.st_size,
+                      int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                      int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec};
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(version); it != cache.end()) return it->second;
+  }
+  FT_ASSIGN_OR_RETURN(std::string digest, HashFile(vm, what, path));
+  std::lock_guard lock(mu);
+  cache[version] = digest;
+  return digest;
 }
 
 }  // namespace

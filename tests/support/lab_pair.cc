@@ -174,6 +174,7 @@ SideView ProbeOf(FtdInstance& side, const std::string& vm) {
       {"ft_note", v.ft_note},
       {"epoch", v.epoch},
       {"qemu_pid", v.qemu_pid},
+      {"lag_ms", s.lag_ms()},
       {"failover",
        s.has_failover() ? nlohmann::json{{"state", v.failover_state}} : nlohmann::json()},
       {"nic", s.has_nic() ? nlohmann::json{{"outbound", s.nic().outbound()}, {"tap", s.nic().tap()}}

@@ -89,7 +89,7 @@ SideView ViewOf(FtdInstance& side, const std::string& vm);
 // The same through ftd's control socket directly, not an ftctl process: a few ms instead of
 // ~100 on two busy cores, for sampling both sides every 20 ms. Its `status` holds only the
 // fields SideView reads (role, ft_state, ft_note, epoch, qemu_pid, failover.state,
-// nic.outbound and nic.tap).
+// nic.outbound and nic.tap) and lag_ms.
 SideView ProbeOf(FtdInstance& side, const std::string& vm);
 inline SideView View(LockstepPair& p, FtdInstance& side) { return ViewOf(side, p.vm()); }
 

@@ -66,7 +66,9 @@ class VmRunner {
   VmRunner& operator=(const VmRunner&) = delete;
 
   // Spawns QEMU; the QMP handshake completes asynchronously. An error here means nothing
-  // was started and nothing is left behind.
+  // was started and nothing is left behind. When qemu-img must run first (stale ft
+  // snapshots, a new VM-state drive) it runs on a worker thread and QEMU is spawned after it,
+  // back on the event loop; a failure there is reported through OnFailed.
   Status Start(RunOptions options = {});
   // QMP is up (state running): the owner may now use qmp().
   void OnRunning(std::function<void()> fn);

@@ -64,7 +64,8 @@ bool IsValidMac(const std::string& mac);
 // (hex) over what must be identical for replay to stay in lockstep -- memory, icount shift,
 // command line, the kernel's and initrd's contents, disk ids/formats/buses, the NIC's
 // presence and MAC. Host-local things (image paths, NIC backend, forwards) are left out.
-// Reads the kernel and initrd; errors name the file.
+// Reads the kernel and initrd, each version of a file (path, inode, size, mtime, ctime) once
+// per process: they are tens of MiB and shared by the VMs of a host. Errors name the file.
 Result<std::string> ReplicatedSpecDigest(const VmSpec& spec);
 
 const char* DiskBusName(DiskBus bus);
