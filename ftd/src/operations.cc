@@ -170,6 +170,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer reprotect_timer{io};
   // The peer side of re-protections: received replicas checked and put in place, by VM.
   std::map<std::string, std::unique_ptr<BackgroundWork>> protect_prep;
+  // An enable's records being written, by VM (EnableWithBackup).
+  std::map<std::string, std::unique_ptr<BackgroundWork>> record_writes;
 
   // A VM's status, with its re-protection (under way, or the last one).
   proto::VmStatus Describe(const ManagedVm& vm) const {
@@ -618,9 +620,32 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                            fmt::format("vm '{}' appeared on node '{}' meanwhile", spec.name,
                                        node.name)));
     }
-    EnabledVm record{spec, FtRole::kPrimary, source};
-    Status saved = SaveEpoch(node, spec.name, r->epoch());
-    if (saved.ok()) saved = SaveEnabledVm(node, record);
+    // The epoch and enabled.conf are fsynced with their directory: on a disk busy with the
+    // peer's replica or a guest's writes that takes hundreds of ms, so off the event loop.
+    busy.insert(spec.name);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    record_writes[spec.name] = RunInBackground<Status>(
+        io,
+        [node = node, record = EnabledVm{spec, FtRole::kPrimary, source}, epoch = r->epoch()] {
+          Status s = SaveEpoch(node, record.spec.name, epoch);
+          if (s.ok()) s = SaveEnabledVm(node, record);
+          return s;
+        },
+        [weak, spec, peer = r->node(), epoch = r->epoch(), respond](Status saved) {
+          auto self = weak.lock();
+          if (!self) return;
+          self->record_writes.erase(spec.name);
+          self->busy.erase(spec.name);
+          self->StartEnabledPrimary(spec, peer, epoch, saved, respond);
+        });
+  }
+
+  // The records of an enable are saved (or failed to be): the primary starts.
+  void StartEnabledPrimary(const replay::VmSpec& spec, const std::string& peer, uint64_t epoch,
+                           Status saved, const ControlServer::Respond& respond) {
+    if (saved.ok() && stopping) {
+      saved = Aborted(fmt::format("ftd on node '{}' is stopping", node.name));
+    }
     std::unique_ptr<ManagedVm> vm;
     if (saved.ok()) {
       vm = MakeManagedVm(io, node, spec, FtRole::kPrimary);
@@ -635,8 +660,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                            fmt::format("vm '{}' could not start as the primary: {}", spec.name,
                                        saved.message())));
     }
-    log->info("vm '{}': FT on: primary here, backup on '{}', epoch {}", spec.name, r->node(),
-              r->epoch());
+    log->info("vm '{}': FT on: primary here, backup on '{}', epoch {}", spec.name, peer, epoch);
     ControlResponse ok;
     *ok.add_vms() = Describe(*vm);
     vms.push_back(std::move(vm));
