@@ -1,7 +1,7 @@
-#include "ft/names.h"
 #include "ft/daemon/config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +13,8 @@
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "ft/names.h"
 
 namespace ft::daemon {
 namespace {
@@ -451,26 +453,47 @@ bool IsExecutable(const std::string& program) {
   return false;
 }
 
-// The channel key: a private file (0600 or stricter), at least 16 bytes after trimming.
+// The channel key: a private regular file (0600 or stricter) owned by ftd's user or root, at
+// most kMaxKeyFileBytes, at least 16 bytes after trimming. Whoever can write it can forge the
+// peer's identity: a key owned by another user, or a link to a file elsewhere, is refused.
+constexpr size_t kMaxKeyFileBytes = 4096;
+
 Status LoadChannelKey(ChannelConfig& channel) {
   if (channel.key_file.empty()) return Status::Ok();
+  const std::string what = fmt::format("channel_key_file '{}'", channel.key_file);
+  int fd = ::open(channel.key_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP) {
+      return PermissionDenied(what + " is a symbolic link; name the key file itself");
+    }
+    return ErrnoStatus(what, errno);
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
   struct stat st {};
-  if (stat(channel.key_file.c_str(), &st) != 0) {
-    return ErrnoStatus(fmt::format("channel_key_file '{}'", channel.key_file), errno);
+  if (fstat(fd, &st) != 0) return ErrnoStatus(what, errno);
+  if (!S_ISREG(st.st_mode)) return InvalidArgument(what + " is not a regular file");
+  if (st.st_uid != geteuid() && st.st_uid != 0) {
+    return PermissionDenied(fmt::format(
+        "{} is owned by uid {}, not by ftd's user (uid {}) or root: that user could change "
+        "the key; chown it",
+        what, st.st_uid, geteuid()));
   }
   if (st.st_mode & 077) {
     return PermissionDenied(
-        fmt::format("channel_key_file '{}' is readable by group or others (mode {:o}); "
-                    "chmod 600 it",
-                    channel.key_file, st.st_mode & 0777));
+        fmt::format("{} is readable by group or others (mode {:o}); chmod 600 it", what,
+                    st.st_mode & 0777));
   }
-  std::ifstream in(channel.key_file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in.good() && !in.eof()) {
-    return ErrnoStatus(fmt::format("cannot read channel_key_file '{}'", channel.key_file), errno);
+  if (static_cast<uint64_t>(st.st_size) > kMaxKeyFileBytes) {
+    return InvalidArgument(fmt::format("{} holds {} bytes; a key file is at most {}", what,
+                                       st.st_size, kMaxKeyFileBytes));
   }
-  std::string key = text.str();
+  std::string key(kMaxKeyFileBytes, '\0');
+  ssize_t n = ::read(fd, key.data(), key.size());
+  if (n < 0) return ErrnoStatus("cannot read " + what, errno);
+  key.resize(static_cast<size_t>(n));
   size_t b = key.find_first_not_of(" \t\r\n"), e = key.find_last_not_of(" \t\r\n");
   channel.key = b == std::string::npos ? "" : key.substr(b, e - b + 1);
   if (channel.key.size() < 16) {

@@ -40,7 +40,7 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
 std::string SanitizeSource(std::string_view source) {
   std::string out(source);
   for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    if (ft::IsControlCharacter(c)) c = ' ';
   }
   return out;
 }
@@ -136,8 +136,9 @@ Result<std::optional<EnabledVm>> ReadRecord(const std::string& path) {
 }  // namespace
 
 Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
-  if (!ft::IsValidName(vm.spec.name)) {
-    return InvalidArgument(fmt::format("invalid vm name '{}'", vm.spec.name));
+  // Names and one-line values checked again here, where they become a file's lines.
+  if (Status s = replay::ValidateVmSpec(vm.spec); !s.ok()) {
+    return s.WithContext("its enabled.conf was not saved");
   }
   return WriteFileDurably(RecordPath(node, vm.spec.name), EncodeRecord(vm), 0600);
 }

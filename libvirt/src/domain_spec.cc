@@ -1,5 +1,5 @@
-#include "ft/names.h"
 #include "ft/libvirt/domain_spec.h"
+#include "ft/names.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -317,6 +317,18 @@ class Importer {
     spec_.kernel = kernel;
     spec_.initrd = initrd;
     spec_.cmdline = Text(Element(os, "cmdline"));
+    // ftd writes these as one line each (a [vm] section, enabled.conf): a newline in one
+    // could add a line of its own there.
+    for (const auto& [element, value] : {std::pair<const char*, const std::string&>{
+                                             "<os><kernel>", spec_.kernel},
+                                         {"<os><initrd>", spec_.initrd},
+                                         {"<os><cmdline>", spec_.cmdline}}) {
+      if (size_t at = FindControlCharacter(value); at != std::string::npos) {
+        Refuse(fmt::format("{} has a control character ({} at byte {}); it must be one line of "
+                           "printable text",
+                           element, PrintableText(value.substr(at, 1), 8), at));
+      }
+    }
     if (!kernel.empty()) CmdlineAdvice();
 
     static const std::set<std::string_view> kSilent = {

@@ -3,6 +3,8 @@
 
 #include <cctype>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -42,9 +44,28 @@ Status ValidateVmSpec(const VmSpec& spec) {
     return InvalidArgument(fmt::format(
         "vm name '{}' is not valid: use 1-64 letters, digits, '_', '.', '-', starting with a "
         "letter or digit",
-        spec.name));
+        PrintableText(spec.name, kMaxNameBytes)));
   }
   auto vm = fmt::format("vm '{}'", spec.name);
+  // Each value is one line wherever it is written ([vm] sections, enabled.conf, QEMU's
+  // command line): a newline in it could start a line of its own ("# role: primary").
+  std::vector<std::pair<std::string, const std::string*>> values = {
+      {"kernel", &spec.kernel}, {"initrd", &spec.initrd}, {"cmdline", &spec.cmdline},
+      {"qemu", &spec.qemu_binary}};
+  for (const auto& disk : spec.disks) values.emplace_back("disk." + disk.id, &disk.path);
+  if (spec.nic) {
+    values.emplace_back("nic_socket", &spec.nic->socket_path);
+    values.emplace_back("tap", &spec.nic->tap_name);
+    values.emplace_back("bridge", &spec.nic->bridge);
+  }
+  for (const auto& [key, value] : values) {
+    if (size_t at = FindControlCharacter(*value); at != std::string::npos) {
+      return InvalidArgument(fmt::format(
+          "{}: {} has a control character ({} at byte {}): a value must be one line of "
+          "printable text",
+          vm, key, PrintableText(value->substr(at, 1), 8), at));
+    }
+  }
   if (spec.memory_mib < 64 || spec.memory_mib > 65536) {
     return InvalidArgument(
         fmt::format("{}: memory_mib {} is out of range 64..65536", vm, spec.memory_mib));
@@ -57,7 +78,7 @@ Status ValidateVmSpec(const VmSpec& spec) {
   std::set<std::string> ids;
   for (const auto& disk : spec.disks) {
     if (!ft::IsValidName(disk.id)) {
-      return InvalidArgument(fmt::format("{}: disk id '{}' is not valid", vm, disk.id));
+      return InvalidArgument(fmt::format("{}: disk id '{}' is not valid", vm, PrintableText(disk.id, kMaxNameBytes)));
     }
     if (!ids.insert(disk.id).second) {
       return InvalidArgument(fmt::format("{}: disk id '{}' is used twice", vm, disk.id));

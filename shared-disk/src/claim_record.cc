@@ -1,4 +1,3 @@
-#include "ft/names.h"
 #include "ft/shared_disk/claim_record.h"
 
 #include <charconv>
@@ -7,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "ft/crc32.h"
+#include "ft/names.h"
 #include "ft/text_record.h"
 
 namespace ft::shared_disk {

@@ -1,4 +1,3 @@
-#include "ft/names.h"
 #include "ft/shared_disk/shared_directory.h"
 
 #include <dirent.h>
@@ -19,6 +18,7 @@
 #include <spdlog/logger.h>
 
 #include "ft/log.h"
+#include "ft/names.h"
 #include "ft/shared_disk/claim_record.h"
 #include "ft/shared_disk/mount_point.h"
 #include "ft/shared_disk/store_marker.h"

@@ -253,6 +253,25 @@ TEST_F(ConfigFilesTest, ChannelKeyMustBePrivateAndLongEnough) {
   r = Load(text);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("channel_key_file"), std::string::npos);
+
+  // A link to a key elsewhere, or a key another user owns (and so could change), is refused.
+  Write("real.key", "0123456789abcdef0123456789abcdef\n");
+  fs::permissions(dir_ / "real.key", fs::perms::owner_read | fs::perms::owner_write);
+  fs::create_symlink(dir_ / "real.key", dir_ / "channel.key");
+  r = Load(text);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is a symbolic link"), std::string::npos)
+      << r.status().message();
+  fs::remove(dir_ / "channel.key");
+  fs::rename(dir_ / "real.key", dir_ / "channel.key");
+  if (geteuid() == 0) {  // only root can give a file away
+    ASSERT_EQ(chown((dir_ / "channel.key").c_str(), 4242, 4242), 0);
+    r = Load(text);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("is owned by uid 4242, not by ftd's user (uid 0) or root"),
+              std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST(ConfigParseTest, ProtectedVmsNeedQcow2Disks) {
@@ -309,6 +328,23 @@ TEST(VmSectionTest, RefusesARoleTwoVmsAndBadValuesNamingTheSource) {
   auto bad = ParseVmSection("[vm web1]\nmemory_mib = lots\n", "enable request");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("memory_mib"), std::string::npos);
+}
+
+TEST(VmSectionTest, AValueWithANewlineIsRefusedNamingTheKey) {
+  replay::VmSpec spec;
+  spec.name = "web1";
+  spec.kernel = "/k";
+  spec.cmdline = "console=ttyS0\n# role: primary";
+  Status s = replay::ValidateVmSpec(spec);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("vm 'web1': cmdline has a control character (\\x0a at byte 13)"),
+            std::string::npos)
+      << s.message();
+  spec.cmdline = "console=ttyS0";
+  spec.disks.push_back({"vda", "/srv/web1\n.qcow2", "qcow2"});
+  s = replay::ValidateVmSpec(spec);
+  EXPECT_NE(s.message().find("disk.vda has a control character"), std::string::npos)
+      << s.message();
 }
 
 TEST(ConfigParseTest, NodeQemuIsTheQemuForVmsTurnedOnAtRunTime) {

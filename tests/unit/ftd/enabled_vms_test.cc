@@ -215,6 +215,14 @@ TEST_F(EnabledVmsTest, ANewerVersionIsRefusedNotMisread) {
 TEST_F(EnabledVmsTest, NothingInTheDefinitionOrSourceCanChangeTheRole) {
   replay::VmSpec spec = Spec("web1");
   spec.cmdline = "console=ttyS0\n# role: backup\n";
+  // A value of the definition with a newline is refused, naming the key; no record is left.
+  Status refused = SaveEnabledVm(node_, {spec, FtRole::kPrimary, "domain 'web1'"});
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("cmdline has a control character"), std::string::npos)
+      << refused.message();
+  EXPECT_FALSE(fs::exists(PathOf("web1")));
+  // A source's control characters become spaces: it is one header line.
+  spec.cmdline = "console=ttyS0";
   ASSERT_TRUE(
       SaveEnabledVm(node_, {spec, FtRole::kPrimary, "domain 'web1'\n# role: backup\r\n"}).ok());
   auto loaded = LoadEnabledVms(node_);

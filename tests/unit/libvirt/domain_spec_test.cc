@@ -426,6 +426,17 @@ TEST(ImportDomainTest, NameUnusableByFtdIsRefused) {
   EXPECT_THAT(ErrorOf(xml), HasSubstr("domain 'my web': name 'my web' is not usable by ftd"));
 }
 
+TEST(ImportDomainTest, AControlCharacterInKernelInitrdOrCmdlineIsRefusedNamingTheElement) {
+  // ftd writes the command line as one line of a [vm] section and of enabled.conf: a newline
+  // there once added a "# role: primary" line of its own.
+  std::string xml = Domain("");
+  xml.replace(xml.find("console=ttyS0 nohz=off"), 22, "console=ttyS0\n# role: primary");
+  EXPECT_THAT(ErrorOf(xml), HasSubstr("<os><cmdline> has a control character (\\x0a at byte 13)"));
+  xml = Domain("");
+  xml.replace(xml.find("/srv/initrd.img"), 15, "/srv/initrd&#13;.img");  // XML keeps a CR only so
+  EXPECT_THAT(ErrorOf(xml), HasSubstr("<os><initrd> has a control character (\\x0d at byte 11)"));
+}
+
 TEST(ImportDomainTest, EveryRefusalIsReportedInOneMessage) {
   std::string error = ErrorOf(Fixture("everything-wrong.xml"));
   EXPECT_THAT(error, HasSubstr("domain 'lab9': 16 problems:\n  - "));

@@ -1,10 +1,10 @@
-#include "ft/names.h"
 #include "ft/shared_disk/claim_record.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "ft/crc32.h"
+#include "ft/names.h"
 #include "ft/replay/vm_spec.h"
 
 namespace ft::shared_disk {
