@@ -16,6 +16,7 @@
 
 #include "guest_client.h"
 #include "lab.h"
+#include "libvirt_lab_test.h"
 #include "lab_pair.h"
 #include "ft/replay/process.h"
 #include "libvirt_domains.h"
@@ -50,18 +51,11 @@ json ParseJson(const CommandOutput& out) { return json::parse(out.output, nullpt
 
 // Two ftds on lab hosts A and B with no VM in their config files, a shared claim store and a
 // channel key: VMs arrive with `ftctl enable`.
-class OperationsTest : public ::testing::Test {
+class OperationsTest : public LibvirtLabTest {
  protected:
-  static void SetUpTestSuite() { libvirt_ = LibvirtdForSuite::Start(); }
-  static void TearDownTestSuite() { libvirt_ = {}; }
-
   void SetUp() override {
-    if (!libvirt_.skip.empty()) FT_SKIP_OR_FAIL_IN_CI(libvirt_.skip);
-    ASSERT_TRUE(libvirt_.error.empty()) << libvirt_.error;
-    ASSERT_FALSE(GuestDir().empty()) << "guest not built";
-    auto lab = Lab::Create();
-    SKIP_WITHOUT_LAB(lab);
-    lab_ = std::move(lab).value();
+    LibvirtLabTest::SetUp();
+    if (SetUpStopped()) return;
     auto store = ClaimStore::Create();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
@@ -71,9 +65,7 @@ class OperationsTest : public ::testing::Test {
     a_ = std::move(a).value();
     b_ = std::move(b).value();
     ASSERT_TRUE(WriteNodeOnlyConfigs(*lab_, *a_, *b_, store_->dir()).ok());
-    std::string templ = (fs::temp_directory_path() / (TestDomainPrefix() + "XXXXXX")).string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    xml_dir_ = templ;
+    xml_dir_ = dir_;
     domain_name_ = TestDomainPrefix() + "web";
     auto domain = DefinedDomain::Define(domain_name_, GuestDomainXml(domain_name_, *lab_), xml_dir_);
     ASSERT_TRUE(domain.ok()) << domain.status().ToString();
@@ -86,8 +78,7 @@ class OperationsTest : public ::testing::Test {
     b_.reset();
     domain_.reset();
     store_.reset();
-    lab_.reset();
-    if (!xml_dir_.empty()) fs::remove_all(xml_dir_);
+    LibvirtLabTest::TearDown();
   }
 
   void StartB() {
@@ -135,16 +126,12 @@ class OperationsTest : public ::testing::Test {
     EXPECT_EQ(backup.value("peer", ""), "test-hostA") << backup.dump();
   }
 
-  static LibvirtdForSuite libvirt_;
-  std::unique_ptr<Lab> lab_;
   std::unique_ptr<ClaimStore> store_;
   std::unique_ptr<FtdInstance> a_, b_;
   fs::path xml_dir_;
   std::string domain_name_;
   std::unique_ptr<DefinedDomain> domain_;
 };
-
-LibvirtdForSuite OperationsTest::libvirt_;
 
 TEST_F(OperationsTest, EnableRefusalsPlannedFailoverAndDisable) {
   StartA();

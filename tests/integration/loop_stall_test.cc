@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lab.h"
+#include "libvirt_lab_test.h"
 #include "lab_pair.h"
 #include "libvirt_domains.h"
 
@@ -53,41 +54,20 @@ std::string BulkDomainXml(const std::string& name, const std::string& image) {
                      fmt::arg("guest", GuestDir()), fmt::arg("image", image));
 }
 
-class LoopStallTest : public ::testing::Test {
+class LoopStallTest : public LibvirtLabTest {
  protected:
-  static void SetUpTestSuite() { libvirt_ = LibvirtdForSuite::Start(); }
-  static void TearDownTestSuite() { libvirt_ = {}; }
-
-  void SetUp() override {
-    if (!libvirt_.skip.empty()) FT_SKIP_OR_FAIL_IN_CI(libvirt_.skip);
-    ASSERT_TRUE(libvirt_.error.empty()) << libvirt_.error;
-    ASSERT_FALSE(GuestDir().empty()) << "guest not built";
-    auto lab = Lab::Create();
-    SKIP_WITHOUT_LAB(lab);
-    lab_ = std::move(lab).value();
-    std::string templ = (fs::temp_directory_path() / (TestDomainPrefix() + "XXXXXX")).string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-
   void TearDown() override {
     // ftds first (their QEMUs die with them), then the store and the lab.
     pair_.reset();
     domain_.reset();
     store_.reset();
-    lab_.reset();
-    if (!dir_.empty()) fs::remove_all(dir_);
+    LibvirtLabTest::TearDown();
   }
 
-  static LibvirtdForSuite libvirt_;
-  std::unique_ptr<Lab> lab_;
   std::unique_ptr<ClaimStore> store_;
   std::unique_ptr<LockstepPair> pair_;
   std::unique_ptr<DefinedDomain> domain_;
-  fs::path dir_;
 };
-
-LibvirtdForSuite LoopStallTest::libvirt_;
 
 // What the sampler saw of the first VM while the second was being enabled.
 struct Watch {
