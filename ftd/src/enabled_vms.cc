@@ -45,17 +45,6 @@ std::string SanitizeSource(std::string_view source) {
   return out;
 }
 
-std::string EncodeRecord(const EnabledVm& vm) {
-  std::string text = fmt::format(
-      "{}{}\n"
-      "# ftd: fault tolerance turned on at run time; 'ftctl disable {}' removes it. A CRC "
-      "protects this file: do not edit it.\n"
-      "{}{}\n{}{}\n{}",
-      kVersionPrefix, kVersion, vm.spec.name, kRolePrefix, FtRoleName(vm.role), kSourcePrefix,
-      SanitizeSource(vm.source), FormatVmSection(vm.spec));
-  return AppendCrcLine(std::move(text), kCrcLinePrefix);
-}
-
 // Records written before the version and CRC lines (older ftd) have neither; a record that
 // has either one is checked as a current one, so a damaged version line cannot make a
 // record pass as legacy and skip its CRC.
@@ -68,10 +57,30 @@ bool IsVersioned(std::string_view text) {
          StartsWith(last, std::string(kCrcLinePrefix) + "crc32");
 }
 
+Result<std::optional<EnabledVm>> ReadRecord(const std::string& path) {
+  FT_ASSIGN_OR_RETURN(std::optional<std::string> text, ReadSmallFile(path, kMaxRecordBytes));
+  if (!text) return std::optional<EnabledVm>();
+  FT_ASSIGN_OR_RETURN(EnabledVm vm, DecodeEnabledVmRecord(path, *text));
+  return std::optional<EnabledVm>(std::move(vm));
+}
+
+}  // namespace
+
+std::string EncodeEnabledVmRecord(const EnabledVm& vm) {
+  std::string text = fmt::format(
+      "{}{}\n"
+      "# ftd: fault tolerance turned on at run time; 'ftctl disable {}' removes it. A CRC "
+      "protects this file: do not edit it.\n"
+      "{}{}\n{}{}\n{}",
+      kVersionPrefix, kVersion, vm.spec.name, kRolePrefix, FtRoleName(vm.role), kSourcePrefix,
+      SanitizeSource(vm.source), FormatVmSection(vm.spec));
+  return AppendCrcLine(std::move(text), kCrcLinePrefix);
+}
+
 // The role and source come only from the header: the comment lines before the [vm] section.
 // A line in the section that looks like a header line (a cmdline with a newline in it) is
 // not one.
-Result<EnabledVm> DecodeRecord(const std::string& path, std::string_view text) {
+Result<EnabledVm> DecodeEnabledVmRecord(const std::string& path, std::string_view text) {
   std::string_view content = text;
   if (IsVersioned(text)) {
     Result<std::string_view> checked = CheckCrcLine(text, kCrcLinePrefix);
@@ -126,21 +135,12 @@ Result<EnabledVm> DecodeRecord(const std::string& path, std::string_view text) {
   return vm;
 }
 
-Result<std::optional<EnabledVm>> ReadRecord(const std::string& path) {
-  FT_ASSIGN_OR_RETURN(std::optional<std::string> text, ReadSmallFile(path, kMaxRecordBytes));
-  if (!text) return std::optional<EnabledVm>();
-  FT_ASSIGN_OR_RETURN(EnabledVm vm, DecodeRecord(path, *text));
-  return std::optional<EnabledVm>(std::move(vm));
-}
-
-}  // namespace
-
 Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
   // Names and one-line values checked again here, where they become a file's lines.
   if (Status s = replay::ValidateVmSpec(vm.spec); !s.ok()) {
     return s.WithContext("its enabled.conf was not saved");
   }
-  return WriteFileDurably(RecordPath(node, vm.spec.name), EncodeRecord(vm), 0600);
+  return WriteFileDurably(RecordPath(node, vm.spec.name), EncodeEnabledVmRecord(vm), 0600);
 }
 
 Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm) {

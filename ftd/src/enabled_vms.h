@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ft/daemon/config.h"
@@ -33,5 +34,11 @@ struct EnabledVmsOnDisk {
 // Every record under the state dir. A damaged record is reported, never silently dropped,
 // and does not keep the others from running.
 EnabledVmsOnDisk LoadEnabledVms(const NodeConfig& node);
+
+// The bytes of a record, and back (pure; the fuzz target and the tests use them). Decode
+// takes the file's path for its messages; a damaged record is DataLoss naming it, a newer
+// format version FailedPrecondition. A record of an older ftd (no version or CRC line) reads.
+std::string EncodeEnabledVmRecord(const EnabledVm& vm);
+Result<EnabledVm> DecodeEnabledVmRecord(const std::string& path, std::string_view text);
 
 }  // namespace ft::daemon
