@@ -9,7 +9,6 @@
 #include <fmt/format.h>
 
 #include "ft/names.h"
-#include "ft/daemon/vm_runner.h"
 #include "ft/replay/vm_spec.h"
 #include "vm_records.h"
 

@@ -15,7 +15,6 @@
 
 #include "ft/names.h"
 #include "ft/crc32.h"
-#include "ft/daemon/vm_runner.h"
 #include "ft/replay/vm_spec.h"
 #include "ft/text_record.h"
 

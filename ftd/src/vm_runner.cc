@@ -65,20 +65,6 @@ const char* VmStateName(VmState state) {
   return "?";
 }
 
-VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name) {
-  VmPaths p;
-  p.state_dir = (fs::path(node.state_dir) / "vms" / vm_name).string();
-  p.run_dir = (fs::path(node.run_dir) / vm_name).string();
-  p.console_log = p.state_dir + "/console.log";
-  p.qemu_log = p.state_dir + "/qemu.log";
-  p.qmp_socket = p.run_dir + "/qmp.sock";
-  p.monitor_socket = p.run_dir + "/monitor.sock";
-  p.pid_file = p.run_dir + "/qemu.pid";
-  p.nic_socket = p.run_dir + "/nic.sock";
-  p.vm_state_drive = p.run_dir + "/vm-state.qcow2";
-  return p;
-}
-
 struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   Impl(asio::io_context& io_context, const NodeConfig& node, replay::VmSpec vm_spec)
       : io(io_context),

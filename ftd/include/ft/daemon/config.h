@@ -84,4 +84,19 @@ Result<replay::VmSpec> ParseVmSection(std::string_view text, const std::string& 
 // CheckConfigFiles for one VM.
 Status CheckVmFiles(const replay::VmSpec& vm);
 
+// Where a VM's files live. state_dir keeps what an operator reads after the fact (console,
+// QEMU's output); run_dir holds sockets and pid files and is removed when the VM stops.
+struct VmPaths {
+  std::string state_dir;       // <node.state_dir>/vms/<name>
+  std::string run_dir;         // <node.run_dir>/<name>
+  std::string console_log;     // state_dir/console.log
+  std::string qemu_log;        // state_dir/qemu.log
+  std::string qmp_socket;      // run_dir/qmp.sock: ftd's own QMP connection
+  std::string monitor_socket;  // run_dir/monitor.sock: a second QMP monitor for operators
+  std::string pid_file;        // run_dir/qemu.pid
+  std::string nic_socket;      // run_dir/nic.sock: ftd serves the VM's NIC (nic = bridge)
+  std::string vm_state_drive;  // run_dir/vm-state.qcow2: go-live snapshots (rr modes)
+};
+VmPaths PathsFor(const NodeConfig& node, const std::string& vm_name);
+
 }  // namespace ft::daemon
