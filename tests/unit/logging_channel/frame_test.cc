@@ -47,6 +47,19 @@ TEST(FrameCodec, RoundTrip) {
   EXPECT_EQ(d.buffered_bytes(), 0u);
 }
 
+// fuzz/corpus/channel_frame/empty-append: UBSan saw memcpy to a null buffer.
+TEST(FrameCodec, AppendingNothingToAFreshDecoderIsANoOp) {
+  FrameDecoder d(4096, "test");
+  d.Append("");
+  EXPECT_EQ(d.buffered_bytes(), 0u);
+  auto next = d.Next();
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->has_value());
+  d.Append(EncodeFrame("x"));
+  d.Append("");
+  EXPECT_EQ(DecodeAll(d), std::vector<std::string>{"x"});
+}
+
 TEST(FrameCodec, HeaderIsBigEndianLengthAndCrc) {
   const std::string wire = EncodeFrame("123456789");
   ASSERT_EQ(wire.size(), 8u + 9u);
