@@ -116,15 +116,17 @@ Result<ClaimRecord> DecodeClaimRecord(std::string_view bytes) {
   }
   if (!IsValidNodeName(record.winner)) return DataLoss("malformed: invalid winner node name");
   if (record.reason.size() > kMaxReasonBytes) return DataLoss("malformed: reason too long");
+  // Written by fmt: "-0" is not a form it writes; INT64_MIN is (found by fuzz/claim_record).
   std::string_view time = v[4];
   bool negative = !time.empty() && time[0] == '-';
   if (negative) time.remove_prefix(1);
   uint64_t magnitude = 0;
-  if (!ParseInteger(time, &magnitude) || magnitude > static_cast<uint64_t>(INT64_MAX)) {
+  const uint64_t limit = static_cast<uint64_t>(INT64_MAX) + (negative ? 1 : 0);
+  if (!ParseInteger(time, &magnitude) || magnitude > limit || (negative && magnitude == 0)) {
     return DataLoss("malformed: unix_time_ms is not an integer");
   }
   record.unix_time_ms =
-      negative ? -static_cast<int64_t>(magnitude) : static_cast<int64_t>(magnitude);
+      negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
   return record;
 }
 

@@ -1,5 +1,7 @@
 #include "ft/shared_disk/claim_record.h"
 
+#include <cstdint>
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -86,6 +88,11 @@ TEST(ClaimRecordTest, WellSealedButMalformedContentIsDataLoss) {
       "ftd-claim-record 1\nvm web1\nepoch 7\nwinner \nreason x\nunix_time_ms 1\n",
       "ftd-claim-record 1\nvm web1\nwinner hostB\nepoch 7\nreason x\nunix_time_ms 1\n",
       "ftd-claim-record 1\nvm web1\nepoch 7\nwinner hostB\nreason x\nunix_time_ms 1x\n",
+      // Not a form Encode writes (fuzz/corpus/claim_record/negative-zero-time).
+      "ftd-claim-record 1\nvm web1\nepoch 7\nwinner hostB\nreason x\nunix_time_ms -0\n",
+      "ftd-claim-record 1\nvm web1\nepoch 7\nwinner hostB\nreason x\nunix_time_ms -01\n",
+      "ftd-claim-record 1\nvm web1\nepoch 7\nwinner hostB\nreason x\n"
+      "unix_time_ms -9223372036854775809\n",
   };
   for (const char* content : bad) {
     EXPECT_EQ(DecodeClaimRecord(WithCrc(content)).status().code(), StatusCode::kDataLoss)
@@ -97,6 +104,17 @@ TEST(ClaimRecordTest, WellSealedButMalformedContentIsDataLoss) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->reason, "");
   EXPECT_EQ(r->unix_time_ms, -5);
+}
+
+// Every time Encode writes decodes to itself, the extremes included.
+TEST(ClaimRecordTest, EveryTimeRoundTrips) {
+  for (int64_t t : {int64_t{0}, int64_t{-1}, INT64_MAX, INT64_MIN}) {
+    ClaimRecord r = Sample();
+    r.unix_time_ms = t;
+    Result<ClaimRecord> back = DecodeClaimRecord(EncodeClaimRecord(r));
+    ASSERT_TRUE(back.ok()) << t << ": " << back.status().ToString();
+    EXPECT_EQ(*back, r);
+  }
 }
 
 TEST(ClaimRecordTest, ReasonsAreMadeSafeNotRefused) {
