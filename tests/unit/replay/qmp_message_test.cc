@@ -92,6 +92,14 @@ TEST(QmpMessageTest, CrLfLfAndNoTerminatorParseAlike) {
   }
 }
 
+// fuzz/corpus/qmp_line/number-overflow: nlohmann throws out_of_range there, not parse_error.
+TEST(QmpMessageTest, ANumberTooLargeForADoubleIsMalformedNotAnException) {
+  QmpMessage m = ParseQmpMessage(R"({"return": 1e9999, "id": 1})");
+  EXPECT_EQ(m.kind, QmpMessageKind::kMalformed);
+  EXPECT_THAT(m.problem, HasSubstr("not JSON"));
+  EXPECT_THAT(m.problem, HasSubstr("number overflow"));
+}
+
 TEST(QmpMessageTest, NotJsonIsMalformed) {
   QmpMessage m = ParseQmpMessage("\x01\x02garbage\r\n");
   ASSERT_EQ(m.kind, QmpMessageKind::kMalformed);
