@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "connection.h"
 #include "ft/log.h"
 #include "ft/proto/channel.pb.h"
@@ -300,7 +302,15 @@ Status Connection::SocketError(std::error_code ec) const {
 
 void Connection::HandleFrame(std::string_view payload) {
   proto::ChannelFrame f;
-  if (!f.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+  bool parsed;
+  {
+    // libprotobuf would write its own line to stderr for a string that is not UTF-8: one per
+    // connection of an unauthenticated flood, past the listener's rate limit (found by
+    // fuzz/proto_messages). The failure is reported below, like every other bad frame.
+    google::protobuf::LogSilencer quiet;
+    parsed = f.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
+  }
+  if (!parsed) {
     Fail(ProtocolError(prefix_ + "frame " + std::to_string(decoder_->frames_decoded()) + " from " +
                        peer_address_ + ": not a valid ChannelFrame message"));
     return;

@@ -25,6 +25,7 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using testing::IoThread;
+using ::testing::Not;
 using testing::RawPeer;
 using testing::RecordingProxy;
 using Clock = std::chrono::steady_clock;
@@ -636,6 +637,27 @@ TEST_F(ChannelTest, HelloWithControlCharactersIsRefusedAndShownPrintable) {
                                        "\\x1b[2K'"));
   EXPECT_EQ(why.message().find('\n'), std::string::npos);
   EXPECT_EQ(why.message().find('\x1b'), std::string::npos);
+}
+
+// A string that is not UTF-8 fails to parse, and libprotobuf used to say so on stderr itself:
+// a line per connection of a flood, past the listener's rate limit. Only ftd's refusal is
+// logged now (fuzz/corpus/proto_messages/hello-invalid-utf8).
+TEST_F(ChannelTest, HelloThatIsNotUtf8IsRefusedWithoutLibprotobufsOwnLogLine) {
+  Listen();
+  RawPeer peer(port_);
+  ASSERT_TRUE(peer.connected());
+  // Hello{protocol_version: 1, node: "host\xff"} by hand: serializing it would log too.
+  const std::string hello = std::string("\x08\x01\x12\x05host\xff", 9);
+  const std::string frame = "\x0a" + std::string(1, static_cast<char>(hello.size())) + hello;
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(peer.Send(EncodeFrame(frame)));
+  EXPECT_TRUE(peer.WaitClosed());
+  const bool refused = io_.WaitFor([&] { return !refused_.empty(); });
+  const std::string stderr_text = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(refused);
+  EXPECT_THAT(io_.Run([&] { return refused_[0].message(); }),
+              HasSubstr("not a valid ChannelFrame message"));
+  EXPECT_THAT(stderr_text, Not(HasSubstr("libprotobuf"))) << stderr_text;
 }
 
 TEST_F(ChannelTest, OverlongVmNameIsRefusedBeforeAuthentication) {
