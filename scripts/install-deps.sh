@@ -6,6 +6,9 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake ninja-build ccache pkg-config git clang-format
+  # the fuzz targets (scripts/build-fuzz.sh): clang, libFuzzer + sanitizer runtimes, and
+  # llvm-symbolizer for readable stack traces
+  clang-14 libclang-rt-14-dev llvm-14
   # libraries
   libasio-dev libspdlog-dev libfmt-dev protobuf-compiler libprotobuf-dev
   libgtest-dev libgmock-dev googletest nlohmann-json3-dev libcli11-dev libsystemd-dev

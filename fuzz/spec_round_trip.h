@@ -1,0 +1,28 @@
+// The property every target that ends in a VmSpec checks: the spec is valid, and its [vm]
+// section (what travels to the peer and into enabled.conf) parses back to a spec that formats
+// the same. Returns the section.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "ft/daemon/config.h"
+#include "ft/replay/vm_spec.h"
+#include "fuzz_support.h"
+
+namespace ft::fuzz {
+
+inline std::string CheckSectionRoundTrip(const replay::VmSpec& spec) {
+  FT_FUZZ_CHECK(replay::ValidateVmSpec(spec).ok());
+  const std::string section = daemon::FormatVmSection(spec);
+  auto parsed = daemon::ParseVmSection(section, "formatted");
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "the formatted section does not parse: %s\n--\n%s--\n",
+                 parsed.status().message().c_str(), section.c_str());
+  }
+  FT_FUZZ_CHECK(parsed.ok());
+  FT_FUZZ_CHECK(daemon::FormatVmSection(*parsed) == section);
+  return section;
+}
+
+}  // namespace ft::fuzz
