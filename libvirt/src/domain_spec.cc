@@ -522,6 +522,11 @@ class Importer {
     if (spec.path.empty()) {
       Refuse(fmt::format("{} has no <source file=...>: ftd needs an image file", what));
       ok = false;
+    } else if (spec.path.front() != '/') {
+      // As for <kernel>: the [vm] section that travels to the peer and into enabled.conf
+      // holds absolute paths; a relative one would be read against '/' there.
+      Refuse(fmt::format("{}: image '{}' is not an absolute path", what, spec.path));
+      ok = false;
     }
 
     // libvirt infers a missing bus from the name, as here: vd* virtio, hd* ide, sd* scsi.

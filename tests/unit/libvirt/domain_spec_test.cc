@@ -420,6 +420,14 @@ TEST(ImportDomainTest, OtherArchitecturesAndDomainTypesAreRefused) {
   EXPECT_THAT(ErrorOf(xen), HasSubstr("type 'xen' is not a QEMU domain"));
 }
 
+// Its [vm] section would read the path against '/' on the peer and in enabled.conf, a
+// different file (fuzz/corpus/domain_xml/relative-disk-path.xml).
+TEST(ImportDomainTest, RelativeDiskImageIsRefusedLikeARelativeKernel) {
+  std::string xml = Domain("");
+  xml.replace(xml.find("/srv/web1.qcow2"), 15, "srv/web1.qcow2");
+  EXPECT_THAT(ErrorOf(xml), HasSubstr("image 'srv/web1.qcow2' is not an absolute path"));
+}
+
 TEST(ImportDomainTest, NameUnusableByFtdIsRefused) {
   std::string xml = Domain("");
   xml.replace(xml.find("<name>web1</name>"), 17, "<name>my web</name>");
