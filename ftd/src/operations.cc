@@ -1204,9 +1204,11 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                       name, node.name, report.role, report.ft_state)));
     }
     log->info("vm '{}': stopping this copy ({}): {}", name, RoleAndState(*vm), request.why());
-    if (report.ft_state == "stale") {
-      // The claim store holds a newer epoch won by the other host: its disks are newer than
-      // any this copy went live from, so this host's may go (vm_records.h, went-live).
+    if (report.ft_state == "stale" || report.ft_state == "halted") {
+      // This copy stopped for good (a drill, a lost claim) or never ran (the store holds a
+      // newer epoch), and the peer asking runs the VM in the newest epoch (it re-protects or
+      // turns FT off from a running copy): its disks are newer than any this copy went live
+      // from, so this host's may go (vm_records.h, went-live).
       if (Status s = ClearWentLiveRecord(node, name); !s.ok()) log->warn("{}", s.ToString());
     }
     (void)ForgetEnabledVm(node, name);
