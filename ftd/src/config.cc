@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "ft/names.h"
+#include "ft/unique_fd.h"
 
 namespace ft::daemon {
 namespace {
@@ -461,19 +462,15 @@ constexpr size_t kMaxKeyFileBytes = 4096;
 Status LoadChannelKey(ChannelConfig& channel) {
   if (channel.key_file.empty()) return Status::Ok();
   const std::string what = fmt::format("channel_key_file '{}'", channel.key_file);
-  int fd = ::open(channel.key_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) {
+  UniqueFd fd(::open(channel.key_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (fd.get() < 0) {
     if (errno == ELOOP) {
       return PermissionDenied(what + " is a symbolic link; name the key file itself");
     }
     return ErrnoStatus(what, errno);
   }
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
   struct stat st {};
-  if (fstat(fd, &st) != 0) return ErrnoStatus(what, errno);
+  if (fstat(fd.get(), &st) != 0) return ErrnoStatus(what, errno);
   if (!S_ISREG(st.st_mode)) return InvalidArgument(what + " is not a regular file");
   if (st.st_uid != geteuid() && st.st_uid != 0) {
     return PermissionDenied(fmt::format(
@@ -491,7 +488,7 @@ Status LoadChannelKey(ChannelConfig& channel) {
                                        st.st_size, kMaxKeyFileBytes));
   }
   std::string key(kMaxKeyFileBytes, '\0');
-  ssize_t n = ::read(fd, key.data(), key.size());
+  ssize_t n = ::read(fd.get(), key.data(), key.size());
   if (n < 0) return ErrnoStatus("cannot read " + what, errno);
   key.resize(static_cast<size_t>(n));
   size_t b = key.find_first_not_of(" \t\r\n"), e = key.find_last_not_of(" \t\r\n");

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "ft/names.h"
+#include "ft/unique_fd.h"
 #include "ft/crc32.h"
 #include "ft/replay/vm_spec.h"
 #include "ft/text_record.h"
@@ -27,24 +28,6 @@ constexpr std::string_view kEpochMagic = "ftd-epoch";
 constexpr std::string_view kCrcKey = "crc32 ";
 constexpr size_t kCrcHexDigits = 8;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Close(); }
-  int get() const { return fd_; }
-  // close(2)'s own result: on NFS a write error may only show here.
-  int Close() {
-    int rc = fd_ >= 0 ? ::close(fd_) : 0;
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 Status FileError(std::string_view what, const std::string& path, int err) {
   return ErrnoStatus(fmt::format("{} '{}'", what, path), err);
 }
@@ -54,7 +37,7 @@ int SyncFd(int fd, const DurableWriteHooks& hooks) {
 }
 
 Status SyncDirectory(const std::string& dir, const DurableWriteHooks& hooks) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return FileError("cannot open directory", dir, errno);
   if (SyncFd(fd.get(), hooks) != 0) return FileError("cannot sync directory", dir, errno);
   return Status::Ok();
@@ -129,7 +112,7 @@ Status WriteFileDurably(const std::string& path, std::string_view bytes, mode_t 
 
   // O_TRUNC, not O_EXCL: a temp file left by a crash mid-write is only ever ours to reuse.
   // O_NOFOLLOW: never write through a link planted under the temp name.
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
   if (fd.get() < 0) return failed("open", tmp, errno);
   auto remove_temp = [&](Status s) {
     fd.Close();
@@ -162,7 +145,7 @@ Status RemoveFileDurably(const std::string& path) {
 }
 
 Result<std::optional<std::string>> ReadSmallFile(const std::string& path, size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
     return FileError("cannot read", path, errno);

@@ -19,6 +19,7 @@
 
 #include "ft/log.h"
 #include "ft/names.h"
+#include "ft/unique_fd.h"
 #include "ft/shared_disk/claim_record.h"
 #include "ft/shared_disk/mount_point.h"
 #include "ft/shared_disk/store_marker.h"
@@ -31,26 +32,6 @@ constexpr std::string_view kTempPrefix = ".tmp-";
 Status StorageError(std::string_view what, const std::string& path, int err) {
   return Unavailable(fmt::format("{} '{}': {}", what, path, std::strerror(err)));
 }
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    Reset();
-    fd_ = std::exchange(o.fd_, -1);
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 std::string RandomHex() {
   uint64_t v = 0;
