@@ -963,12 +963,20 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     };
   }
 
+  // Removes `vm`'s replicas (a worker's job, replica_transfer.h), then sends `answer`.
+  void ForgetReplicasThenRespond(const std::string& vm, std::function<void(std::string)> respond,
+                                 std::string answer) {
+    replicas.Forget(vm, [respond = std::move(respond), answer = std::move(answer)] {
+      respond(answer);
+    });
+  }
+
   // Answers once the replicas of a refused VM are gone (removing them is a worker's job).
   void Protect(const proto::ProtectRequest& request, std::function<void(std::string)> respond) {
     std::string forget;
     std::string answer = StartBackup(request, forget);
     if (forget.empty()) return respond(answer);
-    replicas.Forget(forget, [respond = std::move(respond), answer] { respond(answer); });
+    ForgetReplicasThenRespond(forget, std::move(respond), std::move(answer));
   }
 
   // The backup for the peer's enable; `forget` names the VM whose replicas must go.
@@ -1055,11 +1063,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     spec.qemu_binary = node.qemu;
     const std::string name = spec.name;
     auto refuse = [&](const std::string& why) {
-      replicas.Forget(name, [respond, answer = PeerError(PeerResponse::REFUSED,
-                                                          fmt::format("on node '{}': {}",
-                                                                      node.name, why))] {
-        respond(answer);
-      });
+      ForgetReplicasThenRespond(
+          name, respond,
+          PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name, why)));
     };
     // Never touch the files of a copy that runs here.
     if (ManagedVm* vm = Find(name)) {
@@ -1178,13 +1184,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         fs::remove(PathsFor(node, name).vm_state_drive, ec);
       }
       // An enable that failed half way may have left some replicas.
-      return replicas.Forget(name, [respond = std::move(respond),
-                                    answer = PeerError(PeerResponse::UNKNOWN_VM,
-                                                       fmt::format("no VM named '{}' on node "
-                                                                   "'{}'",
-                                                                   name, node.name))] {
-        respond(answer);
-      });
+      return ForgetReplicasThenRespond(
+          name, std::move(respond),
+          PeerError(PeerResponse::UNKNOWN_VM,
+                    fmt::format("no VM named '{}' on node '{}'", name, node.name)));
     }
     VmReport report = vm->Report();
     if (report.role == "backup" &&
@@ -1217,9 +1220,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       auto self = weak.lock();
       if (!self) return;
       // A backup's replicas are ftd's own copies.
-      self->replicas.Forget(name, [respond, answer = self->Peer(PeerResponse())] {
-        respond(answer);
-      });
+      self->ForgetReplicasThenRespond(name, respond, self->Peer(PeerResponse()));
     });
   }
 };
