@@ -68,6 +68,9 @@ done
 echo "build-qemu: configuring (x86_64-softmmu only)"
 CC_WRAP=gcc
 command -v ccache >/dev/null && CC_WRAP="ccache gcc"
+# The work directory's name changes with every build: hash paths relative to it, so a
+# rebuild after a patch changes compiles only what the patch touched.
+export CCACHE_BASEDIR="$WORK" CCACHE_NOHASHDIR=1
 mkdir -p build && cd build
 # Debian's firmware search path (debian/rules FIRMWAREPATH): SeaBIOS, iPXE ROMs.
 ../configure --prefix=/usr --target-list=x86_64-softmmu --cc="$CC_WRAP" \
