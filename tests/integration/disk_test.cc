@@ -1,7 +1,8 @@
 // VM disks in lockstep (real QEMU, a qcow2 data disk through blkreplay on each host): the
 // guest's record service appends numbered, checksummed records with fsync and acknowledges
 // each over TCP.
-//  - After a clean run the two replicas hold the same guest-visible bytes (qemu-img compare).
+//  - After a clean stop, made while the guest appends, the two replicas hold the same
+//    guest-visible bytes (qemu-img compare).
 //  - Through a failover drill (host A's links cut, its ftd and QEMU SIGKILLed) every record
 //    the client saw acknowledged is on the new primary's disk, none is torn, and the new
 //    primary keeps appending on the same TCP connection.
@@ -47,12 +48,30 @@ TEST(DiskTest, ReplicasAreIdenticalAfterACleanRun) {
   ASSERT_TRUE(verify.ok()) << verify.status().ToString();
   EXPECT_EQ(verify->count, 60u);
   EXPECT_EQ(verify->torn, 0u);
-  records.Close();
 
-  // Both sides flush when their QEMU ends: the primary's at its clean stop, the backup's
-  // once its replay reached the end of the log.
+  // ftd stops while the guest goes on appending, so a disk request is often in flight when
+  // QEMU quits: both QEMUs must still exit (a replayer at the end of its log, a recorder
+  // asked to quit) and flush their images. The writer ends when the guest is gone.
+  std::atomic<uint64_t> appended{60};
+  std::thread writer([&] {
+    for (uint64_t n = 61; n <= 100000; ++n) {
+      if (!records.Append(n, Payload(n), 10s).ok()) return;
+      appended = n;
+    }
+  });
+  std::this_thread::sleep_for(1500ms);
   Status drained = p.StopPrimaryAndDrain(120s);
-  ASSERT_TRUE(drained.ok()) << drained.ToString() << "\n" << ReadFile(p.backup().ftd_log());
+  writer.join();
+  records.Close();
+  EXPECT_GT(appended.load(), 60u) << "the guest appended nothing while ftd stopped";
+  ASSERT_TRUE(drained.ok()) << drained.ToString() << "\nprimary:\n"
+                            << ReadFile(p.primary().ftd_log()) << "\nbackup:\n"
+                            << ReadFile(p.backup().ftd_log());
+  // Neither QEMU needed a signal to end: a killed one leaves its image unflushed.
+  for (FtdInstance* side : {&p.primary(), &p.backup()}) {
+    std::string log = ReadFile(side->ftd_log());
+    EXPECT_EQ(log.find("did not quit"), std::string::npos) << log;
+  }
   std::string a = DataDisk(p.primary(), p.vm()), b = DataDisk(p.backup(), p.vm());
   auto compare = RunCommand({"qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", a, b}, 60s);
   EXPECT_EQ(compare.exit_code, 0) << compare.output;
