@@ -14,7 +14,6 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <regex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -35,21 +34,6 @@ struct NetFigures {
   double throughput_bytes_per_s = 0;
   uint64_t lines = 0;
 };
-
-Result<std::vector<double>> PingRtts(Lab& lab, int count) {
-  auto out = RunCommand({"ip", "netns", "exec", lab.ns_client(), "ping", "-c",
-                         std::to_string(count), "-i", "0.02", "-W", "1", lab.vm_ip()},
-                        120s);
-  std::vector<double> rtts;
-  static const std::regex kTime("time=([0-9.]+) ms");
-  for (std::sregex_iterator it(out.output.begin(), out.output.end(), kTime), end; it != end; ++it) {
-    rtts.push_back(std::stod((*it)[1]));
-  }
-  if (rtts.size() < static_cast<size_t>(count) * 9 / 10) {
-    return Unavailable(fmt::format("ping answered {} of {}: {}", rtts.size(), count, out.output));
-  }
-  return rtts;
-}
 
 Status Connect(Lab& lab, StreamClient& client) {
   Status s;

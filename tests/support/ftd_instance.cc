@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +33,7 @@ std::string GuestKernel() {
 }
 
 std::string QemuBinary() {
+  if (const char* chosen = std::getenv("FT_TEST_QEMU"); chosen && *chosen) return chosen;
   std::string built = FT_QEMU_BINARY;
   return access(built.c_str(), X_OK) == 0 ? built : "qemu-system-x86_64";
 }

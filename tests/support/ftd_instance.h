@@ -22,7 +22,9 @@ std::string GuestKernel();  // vmlinux if the guest build left it, else vmlinuz
 
 std::string FtctlBinary();
 // The QEMU protected VMs run on: scripts/build-qemu.sh's build (Debian's 7.2 with ftd's
-// record/replay patches) when the build made it, else Debian's qemu-system-x86_64.
+// record/replay patches) when the build made it, else Debian's qemu-system-x86_64. The
+// environment variable FT_TEST_QEMU names another binary (e.g. a build without one patch, to
+// show that a test fails without it).
 std::string QemuBinary();
 
 struct CommandOutput {

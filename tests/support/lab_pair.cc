@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <regex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -38,6 +39,21 @@ Status ConnectClient(Lab& lab, StreamClient& client) {
   FT_RETURN_IF_ERROR(
       RunInNetns(lab.ns_client(), [&] { connected = client.Connect(lab.vm_ip(), 7000, 90s); }));
   return connected;
+}
+
+Result<std::vector<double>> PingRtts(Lab& lab, int count) {
+  auto out = RunCommand({"ip", "netns", "exec", lab.ns_client(), "ping", "-c",
+                         std::to_string(count), "-i", "0.02", "-W", "1", lab.vm_ip()},
+                        120s);
+  std::vector<double> rtts;
+  static const std::regex kTime("time=([0-9.]+) ms");
+  for (std::sregex_iterator it(out.output.begin(), out.output.end(), kTime), end; it != end; ++it) {
+    rtts.push_back(std::stod((*it)[1]));
+  }
+  if (rtts.size() < static_cast<size_t>(count) * 9 / 10) {
+    return Unavailable(fmt::format("ping answered {} of {}: {}", rtts.size(), count, out.output));
+  }
+  return rtts;
 }
 
 Status Converse(StreamClient& client, int lines, std::chrono::milliseconds timeout) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,10 @@ Result<std::unique_ptr<LockstepPair>> StartProtected(const LockstepOptions& opti
 
 // Connects a client in the lab's client namespace to the guest's stream service.
 Status ConnectClient(Lab& lab, StreamClient& client);
+
+// `count` pings from the lab's client namespace to the guest, 20 ms apart: the RTTs in ms.
+// Unavailable when fewer than 9 in 10 were answered.
+Result<std::vector<double>> PingRtts(Lab& lab, int count);
 
 // Reads `lines` stream lines with an echo every 10 lines, then waits for every echo.
 Status Converse(StreamClient& client, int lines,
