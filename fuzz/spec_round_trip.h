@@ -21,7 +21,12 @@ inline std::string CheckSectionRoundTrip(const replay::VmSpec& spec) {
                  parsed.status().message().c_str(), section.c_str());
   }
   FT_FUZZ_CHECK(parsed.ok());
-  FT_FUZZ_CHECK(daemon::FormatVmSection(*parsed) == section);
+  const std::string again = daemon::FormatVmSection(*parsed);
+  if (again != section) {
+    std::fprintf(stderr, "the section formats differently once parsed:\n--\n%s--\n%s--\n",
+                 section.c_str(), again.c_str());
+  }
+  FT_FUZZ_CHECK(again == section);
   return section;
 }
 

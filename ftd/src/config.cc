@@ -28,6 +28,11 @@ using replay::NicBackend;
 using replay::NicSpec;
 using replay::VmSpec;
 
+// An empty qemu would mean "the default" on one host and "no binary" on the next: a [vm]
+// section that travels to the peer must name the same binary on both.
+constexpr const char* kEmptyQemu = "is empty; name a QEMU binary, or leave the key out for "
+                                   "qemu-system-x86_64 from PATH";
+
 std::string Trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t\r");
   if (b == std::string_view::npos) return "";
@@ -190,6 +195,7 @@ class Parser {
       if (auto st = ParseHostPort(value, node.channel.peer_host, node.channel.peer_port); !st.ok())
         return KeyError(key, st.message());
     } else if (key == "qemu") {
+      if (value.empty()) return KeyError(key, kEmptyQemu);
       config_.node.qemu = value.find('/') == std::string::npos ? value : Resolve(base_dir_, value);
     } else if (key == "shared_storage") {
       node.shared_storage = Resolve(base_dir_, value);
@@ -259,6 +265,7 @@ class Parser {
     } else if (key == "cmdline") {
       vm.cmdline = value;
     } else if (key == "qemu") {
+      if (value.empty()) return KeyError(key, kEmptyQemu);
       vm.qemu_binary = value.find('/') == std::string::npos ? value : Resolve(base_dir_, value);
     } else if (key.rfind("disk.", 0) == 0) {
       return DiskKey(key, value);

@@ -71,6 +71,7 @@ Status ValidateVmSpec(const VmSpec& spec) {
         fmt::format("{}: memory_mib {} is out of range 64..65536", vm, spec.memory_mib));
   }
   if (spec.kernel.empty()) return InvalidArgument(vm + ": kernel is required");
+  if (spec.qemu_binary.empty()) return InvalidArgument(vm + ": qemu is required");
   if (spec.icount_shift < 0 || spec.icount_shift > 10) {
     return InvalidArgument(
         fmt::format("{}: icount_shift {} is out of range 0..10", vm, spec.icount_shift));

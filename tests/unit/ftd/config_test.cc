@@ -347,6 +347,24 @@ TEST(VmSectionTest, AValueWithANewlineIsRefusedNamingTheKey) {
       << s.message();
 }
 
+// fuzz_vm_section found it (CI, 2026-12-06): "qemu = " parsed to an empty binary that the
+// formatter leaves out, so the section the peer received named the default QEMU instead.
+TEST(ConfigParseTest, AnEmptyQemuIsRefusedNamingTheKey) {
+  auto vm = ParseVmSection("[vm web1]\nkernel = /k\nqemu = \n", "enable request");
+  ASSERT_FALSE(vm.ok());
+  EXPECT_NE(vm.status().message().find("qemu"), std::string::npos) << vm.status().message();
+  EXPECT_NE(vm.status().message().find("is empty"), std::string::npos) << vm.status().message();
+  auto node = ParseConfig("[node]\nqemu =\n", "ftd.conf", "/etc/ftd");
+  ASSERT_FALSE(node.ok());
+  EXPECT_NE(node.status().message().find("is empty"), std::string::npos)
+      << node.status().message();
+  replay::VmSpec spec;
+  spec.name = "web1";
+  spec.kernel = "/k";
+  spec.qemu_binary = "";
+  EXPECT_NE(replay::ValidateVmSpec(spec).message().find("qemu is required"), std::string::npos);
+}
+
 TEST(ConfigParseTest, NodeQemuIsTheQemuForVmsTurnedOnAtRunTime) {
   auto r = ParseConfig("[node]\nqemu = /usr/lib/ftd/qemu/bin/qemu-system-x86_64\n", "ftd.conf",
                        "/etc/ftd");
