@@ -73,7 +73,8 @@ Result<Drill> RunDrill(Lab& lab, int heartbeat_timeout_ms) {
   killer.join();
   FT_RETURN_IF_ERROR(died.status());
   FT_RETURN_IF_ERROR(read);
-  if (first_byte == Clock::time_point{}) return Timeout("no byte reached the client after the kill");
+  if (first_byte == Clock::time_point{})
+    return Timeout("no byte reached the client after the kill");
   FT_RETURN_IF_ERROR(client.AwaitEchoes(10s));
 
   FT_ASSIGN_OR_RETURN(auto st, pair->Status(pair->backup()));

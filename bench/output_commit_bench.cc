@@ -177,8 +177,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 10000));
   app.add_option("--bulk-seconds", bulk_s, "TCP throughput run")->check(CLI::Range(2, 120));
   app.add_flag("--ft-only", ft_only, "skip the run without FT (diagnostics)");
-  app.add_option("--guest-args", guest_args, "extra guest kernel arguments")
-      ->capture_default_str();
+  app.add_option("--guest-args", guest_args, "extra guest kernel arguments")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (ft::testing::GuestDir().empty()) {
     std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");

@@ -10,8 +10,8 @@
 // With --disk-mib N the guest has a data disk of N MiB, all of it written (the worst case
 // for the disk's copy). A client reads the guest's stream over one TCP connection
 // throughout; a round fails if it breaks.
-#include <CLI/CLI.hpp>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -133,9 +133,10 @@ int Main(int argc, char** argv) {
                    BothLogs(*f.pair).c_str());
       return 1;
     }
-    std::printf("round %2d: paused %6.0f ms, protected %7.0f ms after the enable, %7.1f MiB "
-                "shipped\n",
-                i, r->pause_ms, r->protected_ms, r->shipped_mib);
+    std::printf(
+        "round %2d: paused %6.0f ms, protected %7.0f ms after the enable, %7.1f MiB "
+        "shipped\n",
+        i, r->pause_ms, r->protected_ms, r->shipped_mib);
     std::fflush(stdout);
     results.push_back(*r);
   }
@@ -144,10 +145,11 @@ int Main(int argc, char** argv) {
     for (const auto& r : results) v.push_back(r.*field);
     return v;
   };
-  std::printf("\n%d rounds, 256 MiB guest, %s, stream client on one TCP connection "
-              "throughout (line %llu):\n",
-              rounds, disk_mib ? fmt::format("a {} MiB data disk", disk_mib).c_str() : "no disk",
-              static_cast<unsigned long long>(f.client.last_seq()));
+  std::printf(
+      "\n%d rounds, 256 MiB guest, %s, stream client on one TCP connection "
+      "throughout (line %llu):\n",
+      rounds, disk_mib ? fmt::format("a {} MiB data disk", disk_mib).c_str() : "no disk",
+      static_cast<unsigned long long>(f.client.last_seq()));
   PrintPercentiles("pause for the snapshot", "ms", column(&Round::pause_ms));
   PrintPercentiles("enable -> protected", "ms", column(&Round::protected_ms));
   PrintPercentiles("shipped", "MiB", column(&Round::shipped_mib));

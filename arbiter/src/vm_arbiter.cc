@@ -34,7 +34,6 @@ namespace {
 
 const char* PeerName(Role role) { return role == Role::kPrimary ? "backup" : "primary"; }
 
-
 }  // namespace
 
 Result<StoreView> ReadStoreView(shared_disk::TestAndSet& store, const std::string& vm) {
@@ -91,8 +90,8 @@ std::string VmArbiter::StaleNote(const shared_disk::ClaimRecord& newest) const {
   return fmt::format(
       "stale: '{}' went live on '{}' in epoch {} at {} ({}); this copy is in epoch {} and does "
       "not run. Turn FT off here ('ftctl disable {}') to remove it; do not restart '{}'",
-      config_.vm, newest.winner, newest.epoch, FormatUtcMs(newest.unix_time_ms), newest.reason, epoch_,
-      config_.vm, newest.winner);
+      config_.vm, newest.winner, newest.epoch, FormatUtcMs(newest.unix_time_ms), newest.reason,
+      epoch_, config_.vm, newest.winner);
 }
 
 // ---- before the copy runs

@@ -30,13 +30,12 @@ Status CheckImageNotInUse(const std::string& vm, const std::string& disk_id,
   int err = errno;
   close(fd);
   if (rc != 0) {
-    return ErrnoStatus(fmt::format("vm '{}': cannot probe the locks of disk.{} '{}'", vm, disk_id,
-                                   path),
-                       err);
+    return ErrnoStatus(
+        fmt::format("vm '{}': cannot probe the locks of disk.{} '{}'", vm, disk_id, path), err);
   }
   if (probe.l_type != F_UNLCK) {
     std::string holder = probe.l_pid > 0 ? fmt::format("pid {}", probe.l_pid)
-                                          : std::string("a QEMU, qemu-img or qemu-nbd");
+                                         : std::string("a QEMU, qemu-img or qemu-nbd");
     return FailedPrecondition(fmt::format(
         "vm '{}': disk.{} '{}' is in use by another process ({} holds a lock on it); two "
         "writers would corrupt it: stop the other user first",

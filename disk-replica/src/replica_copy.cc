@@ -72,8 +72,8 @@ ReplicaWriter::~ReplicaWriter() {
   if (!finished_) unlink(partial_.c_str());
 }
 
-Result<std::unique_ptr<ReplicaWriter>> ReplicaWriter::Create(const std::string& path,
-                                                             uint64_t size, bool overwrite) {
+Result<std::unique_ptr<ReplicaWriter>> ReplicaWriter::Create(const std::string& path, uint64_t size,
+                                                             bool overwrite) {
   if (!overwrite && access(path.c_str(), F_OK) == 0) {
     return FailedPrecondition(
         fmt::format("replica '{}' exists already; remove it or let ftd replace it", path));
@@ -98,9 +98,8 @@ Status ReplicaWriter::Append(uint64_t offset, std::string_view data) {
     ssize_t n = write(fd_, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      return ErrnoStatus(fmt::format("writing replica '{}' at offset {}", partial_,
-                                     written_ + done),
-                         errno);
+      return ErrnoStatus(
+          fmt::format("writing replica '{}' at offset {}", partial_, written_ + done), errno);
     }
     done += static_cast<size_t>(n);
   }
@@ -111,8 +110,8 @@ Status ReplicaWriter::Append(uint64_t offset, std::string_view data) {
 
 Status ReplicaWriter::Finish(const ImageDigest& expected) {
   if (written_ != size_ || expected.size != size_) {
-    return DataLoss(fmt::format("replica '{}': {} bytes written, the primary's image has {}",
-                                path_, written_, expected.size));
+    return DataLoss(fmt::format("replica '{}': {} bytes written, the primary's image has {}", path_,
+                                written_, expected.size));
   }
   std::string got = hash_->Hex();
   if (got != expected.sha256) {

@@ -21,13 +21,13 @@
 
 #include <fmt/format.h>
 
+#include "enabled_vms.h"
+#include "failover.h"
 #include "ft/log.h"
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/replay_feeder.h"
 #include "ft/replay/vm_state_drive.h"
 #include "ft/utc_time.h"
-#include "enabled_vms.h"
-#include "failover.h"
 #include "roles.h"
 #include "vm_records.h"
 
@@ -135,7 +135,7 @@ class BackupVm : public ManagedVm {
     channel::Identity identity;
     // The authority (arbiter/): whether this copy may accept a primary, go live, or halts.
     std::shared_ptr<Failover> failover;
-    std::unique_ptr<ManagedVm> successor;    // after go-live: the recording primary
+    std::unique_ptr<ManagedVm> successor;  // after go-live: the recording primary
     // Set: the backup of a running VM; the replayer starts from kBaseSnapshot.
     std::optional<BackupFromSnapshot> from;
     std::shared_ptr<channel::Session> session;
@@ -147,7 +147,7 @@ class BackupVm : public ManagedVm {
     uint64_t received = 0;
     bool replayer_started = false;
     bool replayer_running = false;  // its QMP answered: the feeder drives it
-    bool stopping = false;  // Stop() was called: a go-live in progress goes no further
+    bool stopping = false;          // Stop() was called: a go-live in progress goes no further
     RateMeter rate;
     Clock::time_point last_ack_sent{};
     // Diagnostics for benchmarks: FTD_TRACE_LOG_RECEIPTS=PATH appends "<end offset>
@@ -180,9 +180,10 @@ class BackupVm : public ManagedVm {
         self->identity.epoch = epoch;
         self->identity.store_id = self->failover->arbiter().store_id();
         self->store_checked = true;
-        self->log->info("vm '{}': the claim store allows this backup in epoch {}; waiting for "
-                        "the primary",
-                        self->spec.name, epoch);
+        self->log->info(
+            "vm '{}': the claim store allows this backup in epoch {}; waiting for "
+            "the primary",
+            self->spec.name, epoch);
       };
       hooks.go_live = [weak](uint64_t epoch) {
         if (auto self = weak.lock()) self->GoLive(epoch);
@@ -197,22 +198,21 @@ class BackupVm : public ManagedVm {
           "vm '{}': backup, epoch {}, config {}, rr log version {:#010x}; waiting for the "
           "primary on {}:{}; failover {}",
           spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
-          node.channel.listen_host, node.channel.listen_port,
-          DescribeFailover(node));
+          node.channel.listen_host, node.channel.listen_port, DescribeFailover(node));
       return Status::Ok();
     }
 
     Result<channel::Identity> ExpectPrimary() {
       if (successor) return LiveRefusal();
       if (failover->state() == arbiter::FtState::kStale) {
-        return FailedPrecondition(fmt::format("vm '{}' on this host: {}", spec.name,
-                                              failover->note()));
+        return FailedPrecondition(
+            fmt::format("vm '{}' on this host: {}", spec.name, failover->note()));
       }
       if (!store_checked) {
-        return FailedPrecondition(fmt::format(
-            "vm '{}': this backup is still reading the claim store before it accepts a "
-            "primary ({}); try again shortly",
-            spec.name, failover->note()));
+        return FailedPrecondition(
+            fmt::format("vm '{}': this backup is still reading the claim store before it accepts a "
+                        "primary ({}); try again shortly",
+                        spec.name, failover->note()));
       }
       if (session) {
         return FailedPrecondition(fmt::format("vm '{}' already replays the log of primary '{}'",
@@ -329,7 +329,7 @@ class BackupVm : public ManagedVm {
       run.mode = replay::RunMode::kReplay;
       run.rr_file = fifo_path;
       run.start_paused = true;
-      run.vm_state_drive = true;  // where go-live saves the VM
+      run.vm_state_drive = true;                         // where go-live saves the VM
       if (from) run.rrsnapshot = replay::kBaseSnapshot;  // in place before Start()
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.OnRunning([weak] {
@@ -404,10 +404,10 @@ class BackupVm : public ManagedVm {
     // channel closes next, and this copy goes live without waiting for a heartbeat timeout.
     Status AcceptHandover(uint64_t log_end) {
       if (state != BackupState::kReplaying || !session) {
-        return FailedPrecondition(fmt::format("vm '{}' is {} on this node, not replaying: it "
-                                              "cannot take over{}",
-                                              spec.name, BackupStateName(state),
-                                              note.empty() ? "" : " (" + note + ")"));
+        return FailedPrecondition(
+            fmt::format("vm '{}' is {} on this node, not replaying: it "
+                        "cannot take over{}",
+                        spec.name, BackupStateName(state), note.empty() ? "" : " (" + note + ")"));
       }
       if (!failover->on()) {
         return FailedPrecondition(fmt::format(
@@ -415,20 +415,21 @@ class BackupVm : public ManagedVm {
             spec.name));
       }
       if (received != log_end) {
-        return FailedPrecondition(fmt::format(
-            "vm '{}': {} log bytes received here, but the primary's log is {} bytes", spec.name,
-            received, log_end));
+        return FailedPrecondition(
+            fmt::format("vm '{}': {} log bytes received here, but the primary's log is {} bytes",
+                        spec.name, received, log_end));
       }
       handover_from = peer_node;
       handover_log_end = log_end;
-      log->warn("vm '{}': planned failover: '{}' stopped at {} log bytes; taking over when its "
-                "channel closes",
-                spec.name, peer_node, log_end);
+      log->warn(
+          "vm '{}': planned failover: '{}' stopped at {} log bytes; taking over when its "
+          "channel closes",
+          spec.name, peer_node, log_end);
       return Status::Ok();
     }
     std::unique_ptr<BackgroundDigest> digest_job;
     bool replicas_hashed = false;  // identity.replica_digest is known
-    std::string handover_from;  // set: a planned failover, not a lost primary
+    std::string handover_from;     // set: a planned failover, not a lost primary
     uint64_t handover_log_end = 0;
 
     void OnSessionClosed(Status why) {
@@ -455,9 +456,10 @@ class BackupVm : public ManagedVm {
             spec.name, note, feeder ? feeder->stats().break_icount : 0);
         return;
       }
-      log->error("vm '{}': {}; replaying what was received ({} bytes, icount {}) and claiming "
-                 "the next epoch",
-                 spec.name, note, received, feeder ? feeder->stats().received_icount : 0);
+      log->error(
+          "vm '{}': {}; replaying what was received ({} bytes, icount {}) and claiming "
+          "the next epoch",
+          spec.name, note, received, feeder ? feeder->stats().received_icount : 0);
       WatchCatchUp();
     }
 
@@ -490,8 +492,8 @@ class BackupVm : public ManagedVm {
       // peer asks may write over or remove them (vm_records.h, the went-live record). Going
       // live goes on if the record cannot be written: the VM matters more than the guard.
       if (Status s = WriteWentLiveRecord(node, spec.name, epoch); !s.ok()) {
-        log->error("vm '{}': {}; a peer's enable could write over this copy's disks",
-                   spec.name, s.ToString());
+        log->error("vm '{}': {}; a peer's enable could write over this copy's disks", spec.name,
+                   s.ToString());
       }
       std::weak_ptr<Impl> weak = shared_from_this();
       feeder->GoLive([weak](Result<uint64_t> end) {
@@ -503,9 +505,10 @@ class BackupVm : public ManagedVm {
       if (stopping) return;
       if (!end.ok()) return GoLiveFailed(end.status());
       failover->MarkReplayEnded();
-      log->info("vm '{}': replayer paused at icount {}, the end of the primary's log; saving "
-                "snapshot '{}'",
-                spec.name, *end, replay::kGoLiveSnapshot);
+      log->info(
+          "vm '{}': replayer paused at icount {}, the end of the primary's log; saving "
+          "snapshot '{}'",
+          spec.name, *end, replay::kGoLiveSnapshot);
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.qmp()->ExecuteHmp(std::string("savevm ") + replay::kGoLiveSnapshot, 30s,
                                [weak](Status saved) {

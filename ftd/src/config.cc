@@ -30,8 +30,9 @@ using replay::VmSpec;
 
 // An empty qemu would mean "the default" on one host and "no binary" on the next: a [vm]
 // section that travels to the peer must name the same binary on both.
-constexpr const char* kEmptyQemu = "is empty; name a QEMU binary, or leave the key out for "
-                                   "qemu-system-x86_64 from PATH";
+constexpr const char* kEmptyQemu =
+    "is empty; name a QEMU binary, or leave the key out for "
+    "qemu-system-x86_64 from PATH";
 
 std::string Trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t\r");
@@ -328,8 +329,7 @@ class Parser {
     auto dot = rest.find('.');
     std::string id = rest.substr(0, dot);
     std::string field = dot == std::string::npos ? "" : rest.substr(dot + 1);
-    if (!ft::IsValidName(id))
-      return KeyError(key, fmt::format("disk id '{}' is not valid", id));
+    if (!ft::IsValidName(id)) return KeyError(key, fmt::format("disk id '{}' is not valid", id));
     auto& disk = Disk(id);
     if (field.empty()) {
       disk.path = Resolve(base_dir_, value);
@@ -486,9 +486,8 @@ Status LoadChannelKey(ChannelConfig& channel) {
         what, st.st_uid, geteuid()));
   }
   if (st.st_mode & 077) {
-    return PermissionDenied(
-        fmt::format("{} is readable by group or others (mode {:o}); chmod 600 it", what,
-                    st.st_mode & 0777));
+    return PermissionDenied(fmt::format(
+        "{} is readable by group or others (mode {:o}); chmod 600 it", what, st.st_mode & 0777));
   }
   if (static_cast<uint64_t>(st.st_size) > kMaxKeyFileBytes) {
     return InvalidArgument(fmt::format("{} holds {} bytes; a key file is at most {}", what,

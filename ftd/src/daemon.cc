@@ -57,9 +57,10 @@ int RunDaemon(const Config& config) {
     // while blocking is harmless, not later on the event loop.
     auto version = RrVersionOf(config.node, config.node.qemu);
     if (!version.ok()) {
-      log->warn("cannot read the rr log version of '{}' (qemu in [node]): {}; protecting VMs "
-                "with it will fail",
-                config.node.qemu, version.status().ToString());
+      log->warn(
+          "cannot read the rr log version of '{}' (qemu in [node]): {}; protecting VMs "
+          "with it will fail",
+          config.node.qemu, version.status().ToString());
     }
   }
   std::vector<std::unique_ptr<ManagedVm>> runners;

@@ -28,8 +28,8 @@ Status ForgetEnabledVm(const NodeConfig& node, const std::string& vm);
 Status PromoteEnabledVm(const NodeConfig& node, const std::string& vm);
 
 struct EnabledVmsOnDisk {
-  std::vector<EnabledVm> vms;    // sorted by name
-  std::vector<Status> damaged;   // records that do not parse, each naming its file
+  std::vector<EnabledVm> vms;   // sorted by name
+  std::vector<Status> damaged;  // records that do not parse, each naming its file
 };
 // Every record under the state dir. A damaged record is reported, never silently dropped,
 // and does not keep the others from running.

@@ -127,9 +127,9 @@ void PrintNic(const ft::proto::VmStatus& vm) {
 nlohmann::json ReprotectJson(const ft::proto::VmStatus& vm) {
   if (!vm.has_reprotect()) return nullptr;
   const auto& r = vm.reprotect();
-  return {{"phase", r.phase()},         {"bytes_sent", r.bytes_sent()},
-          {"bytes_total", r.bytes_total()}, {"pause_ms", r.pause_ms()},
-          {"elapsed_ms", r.elapsed_ms()}, {"note", r.note()}};
+  return {
+      {"phase", r.phase()},       {"bytes_sent", r.bytes_sent()}, {"bytes_total", r.bytes_total()},
+      {"pause_ms", r.pause_ms()}, {"elapsed_ms", r.elapsed_ms()}, {"note", r.note()}};
 }
 
 void PrintReprotect(const ft::proto::VmStatus& vm) {
@@ -232,15 +232,15 @@ std::string Uptime(uint64_t ms) {
 // ftd's VMs first, then libvirt's domains FT is off for.
 void PrintTable(const ft::proto::ControlResponse& r,
                 const std::map<std::string, std::string>& libvirt) {
-  std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", "NAME", "STATE", "MODE", "ROLE",
-              "FT", "PID", "UPTIME", "LIBVIRT");
+  std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", "NAME", "STATE", "MODE", "ROLE", "FT",
+              "PID", "UPTIME", "LIBVIRT");
   auto domain = [&libvirt](const std::string& name) -> std::string {
     auto it = libvirt.find(name);
     return it == libvirt.end() ? "-" : it->second;
   };
   for (const auto& vm : r.vms()) {
-    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(),
-                vm.state().c_str(), vm.mode().c_str(), vm.role().c_str(), vm.ft_state().c_str(),
+    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(), vm.state().c_str(),
+                vm.mode().c_str(), vm.role().c_str(), vm.ft_state().c_str(),
                 vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
                 vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-", domain(vm.name()).c_str());
   }
@@ -289,7 +289,6 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   PrintReprotect(vm);
 }
 
-
 nlohmann::json SwitchoverJson(const ft::proto::SwitchoverReport& s) {
   nlohmann::json steps = nullptr;
   if (s.has_peer_steps()) {
@@ -337,8 +336,7 @@ void PrintSwitchover(const ft::proto::SwitchoverReport& s) {
     step("snapshot saved", f.snapshot_saved_ns());
     step("live", f.live_ns());
     if (drill) {
-      std::printf("  %-34s ~%.0f ms (the heartbeat timeout)\n", "detection",
-                  s.live_ms() - on_peer);
+      std::printf("  %-34s ~%.0f ms (the heartbeat timeout)\n", "detection", s.live_ms() - on_peer);
     }
   }
   std::printf("Protection: %s\n", s.protection_note().c_str());
@@ -465,8 +463,7 @@ int main(int argc, char** argv) {
       "init-storage",
       "make DIR (on the storage both hosts mount) the claim store that decides failovers; "
       "run once, on one host; needs no ftd");
-  init_storage->add_option("DIR", storage_dir, "the shared directory (it must exist)")
-      ->required();
+  init_storage->add_option("DIR", storage_dir, "the shared directory (it must exist)")->required();
   bool expect_mount = false;
   init_storage->add_flag("--expect-mount", expect_mount,
                          "refuse unless DIR is a mount point, so that the empty mount point of "
@@ -512,8 +509,8 @@ int main(int argc, char** argv) {
     ft::proto::ControlRequest ask;
     ask.set_version(ft::daemon::kControlVersion);
     ask.mutable_status()->set_vm(vm_name);
-    auto known = ft::daemon::CallControlSocket(socket, ask.SerializeAsString(),
-                                               std::chrono::seconds(10));
+    auto known =
+        ft::daemon::CallControlSocket(socket, ask.SerializeAsString(), std::chrono::seconds(10));
     ft::proto::ControlResponse known_reply;
     reprotecting = known.ok() && known_reply.ParseFromString(*known) &&
                    known_reply.code() == ft::proto::ControlResponse::OK;
@@ -550,10 +547,10 @@ int main(int argc, char** argv) {
 
   auto reply = ft::daemon::CallControlSocket(socket, request.SerializeAsString(), timeout);
   if (!reply.ok()) {
-    return Fail({reply.status().code() == ft::StatusCode::kUnavailable ? kExitUnreachable
-                                                                        : kExitFailed,
-                 reply.status().message()},
-                json);
+    return Fail(
+        {reply.status().code() == ft::StatusCode::kUnavailable ? kExitUnreachable : kExitFailed,
+         reply.status().message()},
+        json);
   }
   ft::proto::ControlResponse response;
   if (!response.ParseFromString(*reply)) {
@@ -602,7 +599,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (json) {
-    nlohmann::json out = response.vms_size() > 0 ? ToJson(response.vms(0)) : nlohmann::json::object();
+    nlohmann::json out =
+        response.vms_size() > 0 ? ToJson(response.vms(0)) : nlohmann::json::object();
     out["node"] = response.node();
     if (*enable) out["warnings"] = warnings;
     std::printf("%s\n", out.dump(2).c_str());
@@ -615,11 +613,12 @@ int main(int argc, char** argv) {
                 vm.name().c_str(), response.node().c_str(), vm.ft_state().c_str(),
                 vm.peer().c_str(), static_cast<unsigned long long>(vm.epoch()));
     if (reprotecting && vm.has_reprotect()) {
-      std::printf("it kept running: paused %lld ms for its snapshot, %.1f MiB shipped, "
-                  "protected %.1f s after the request\n",
-                  static_cast<long long>(vm.reprotect().pause_ms()),
-                  double(vm.reprotect().bytes_total()) / (1 << 20),
-                  double(vm.reprotect().elapsed_ms()) / 1000);
+      std::printf(
+          "it kept running: paused %lld ms for its snapshot, %.1f MiB shipped, "
+          "protected %.1f s after the request\n",
+          static_cast<long long>(vm.reprotect().pause_ms()),
+          double(vm.reprotect().bytes_total()) / (1 << 20),
+          double(vm.reprotect().elapsed_ms()) / 1000);
     }
   } else if (*disable) {
     if (response.vms_size() == 0) {

@@ -7,7 +7,7 @@
 namespace ft::daemon {
 
 std::optional<std::chrono::milliseconds> StallMeter::Tick(Clock::time_point due,
-                                                           Clock::time_point ran) {
+                                                          Clock::time_point ran) {
   if (ran <= due) return std::nullopt;
   auto late = std::chrono::duration_cast<std::chrono::milliseconds>(ran - due);
   worst_ = std::max(worst_, late);
@@ -32,9 +32,10 @@ struct LoopWatchdog::Impl : std::enable_shared_from_this<Impl> {
       auto self = weak.lock();
       if (!self || ec || self->stopped) return;
       if (auto late = self->meter.Tick(due, StallMeter::Clock::now())) {
-        Logger("ftd")->warn("event loop stalled for {} ms (a handler blocked it; peers see no "
-                            "heartbeat meanwhile); {} stall(s) so far",
-                            late->count(), self->meter.stalls());
+        Logger("ftd")->warn(
+            "event loop stalled for {} ms (a handler blocked it; peers see no "
+            "heartbeat meanwhile); {} stall(s) so far",
+            late->count(), self->meter.stalls());
       }
       self->Arm();
     });

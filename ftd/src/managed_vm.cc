@@ -2,12 +2,12 @@
 
 #include <asio.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <cstdio>
 #include <map>
-#include <thread>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -89,10 +89,9 @@ void ManagedVm::AdoptSession(std::shared_ptr<channel::Session> session) { sessio
 
 namespace {
 Status NotInRole(const ManagedVm& vm, const char* what, const char* needs) {
-  return FailedPrecondition(fmt::format("vm '{}' is {} on this node: {} needs {}", vm.name(),
-                                        vm.role() == FtRole::kOff ? "not protected"
-                                                                  : FtRoleName(vm.role()),
-                                        what, needs));
+  return FailedPrecondition(fmt::format(
+      "vm '{}' is {} on this node: {} needs {}", vm.name(),
+      vm.role() == FtRole::kOff ? "not protected" : FtRoleName(vm.role()), what, needs));
 }
 }  // namespace
 
@@ -151,8 +150,8 @@ Result<uint32_t> RrVersionOf(const NodeConfig& node, const std::string& qemu_bin
   if (it != versions.end()) return it->second;
   std::error_code ec;
   fs::create_directories(node.run_dir, ec);
-  FT_ASSIGN_OR_RETURN(uint32_t v, replay::ProbeRrVersion(qemu_binary, node.run_dir,
-                                                         std::chrono::seconds(20)));
+  FT_ASSIGN_OR_RETURN(uint32_t v,
+                      replay::ProbeRrVersion(qemu_binary, node.run_dir, std::chrono::seconds(20)));
   return versions.emplace(qemu_binary, v).first->second;
 }
 
@@ -177,8 +176,7 @@ struct BackgroundWork::Slot {
   asio::io_context* io = nullptr;  // null once the owner is gone
 };
 
-BackgroundWork::BackgroundWork(asio::io_context& io,
-                               std::function<std::function<void()>()> work)
+BackgroundWork::BackgroundWork(asio::io_context& io, std::function<std::function<void()>()> work)
     : slot_(std::make_shared<Slot>()) {
   slot_->io = &io;
   std::thread([slot = slot_, work = std::move(work)] {
@@ -203,8 +201,8 @@ BackgroundWork::~BackgroundWork() {
 BackgroundDigest::BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
                                    std::function<void(Result<std::string>)> done)
     : work_(RunInBackground<Result<std::string>>(
-          io, [spec = std::move(spec)] { return disk::ReplicaSetDigest(spec); },
-          std::move(done))) {}
+          io, [spec = std::move(spec)] { return disk::ReplicaSetDigest(spec); }, std::move(done))) {
+}
 
 channel::Options ChannelOptionsFrom(const ChannelConfig& config) {
   channel::Options o;

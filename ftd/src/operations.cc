@@ -9,13 +9,13 @@
 
 #include "enabled_vms.h"
 #include "ft/daemon/vm_runner.h"
+#include "ft/disk/image_digest.h"
 #include "ft/log.h"
 #include "ft/proto/control.pb.h"
 #include "ft/proto/field_rules.h"
 #include "ft/proto/peer.pb.h"
-#include "peer_link.h"
-#include "ft/disk/image_digest.h"
 #include "ft/replay/vm_state_drive.h"
+#include "peer_link.h"
 #include "replica_transfer.h"
 #include "reprotection.h"
 #include "roles.h"
@@ -155,10 +155,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   const NodeConfig& node;
   std::vector<std::unique_ptr<ManagedVm>>& vms;
   std::shared_ptr<spdlog::logger> log;
-  std::set<std::string> busy;  // VMs with an operation in progress
+  std::set<std::string> busy;          // VMs with an operation in progress
   ReplicaReceiver replicas{io, node};  // disk replicas the peer is sending for its enables
   asio::steady_timer replica_sweep{io};
-  bool stopping = false;           // ftd got SIGTERM: no new VMs
+  bool stopping = false;  // ftd got SIGTERM: no new VMs
   // Re-protections under way, and the last outcome of each VM's (for status).
   std::map<std::string, std::shared_ptr<Reprotection>> reprotecting;
   std::map<std::string, ReprotectReport> last_reprotect;
@@ -242,9 +242,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       asio::post(self->io, [weak, name, done] {
         if (auto me = weak.lock()) {
           auto& v = me->vms;
-          v.erase(std::remove_if(v.begin(), v.end(),
-                                 [&](const auto& m) { return m->name() == name; }),
-                  v.end());
+          v.erase(
+              std::remove_if(v.begin(), v.end(), [&](const auto& m) { return m->name() == name; }),
+              v.end());
         }
         done();
       });
@@ -277,9 +277,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     for (auto& e : enabled.vms) {
       if (Find(e.spec.name)) {
-        log->error("vm '{}' is in {} and was also turned on with ftctl ({}); running the one "
-                   "in the config file",
-                   e.spec.name, config.source, e.source);
+        log->error(
+            "vm '{}' is in {} and was also turned on with ftctl ({}); running the one "
+            "in the config file",
+            e.spec.name, config.source, e.source);
         continue;
       }
       e.spec.qemu_binary = node.qemu;
@@ -417,8 +418,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   void HandleControl(const std::string& payload, ControlServer::Respond respond) {
     proto::ControlRequest request;
     if (!request.ParseFromString(payload)) {
-      return respond(Error(ControlResponse::BAD_REQUEST,
-                           "request is not a valid ControlRequest message"));
+      return respond(
+          Error(ControlResponse::BAD_REQUEST, "request is not a valid ControlRequest message"));
     }
     if (request.version() != kControlVersion) {
       return respond(Error(ControlResponse::BAD_REQUEST,
@@ -483,7 +484,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       ManagedVm* vm = Find(request.vm());
       if (!vm) return respond(UnknownVm(request.vm()));
       VmReport report = vm->Report();
-      if (vm->role() == FtRole::kOff || (report.role != "off" && report.ft_state != "unprotected")) {
+      if (vm->role() == FtRole::kOff ||
+          (report.role != "off" && report.ft_state != "unprotected")) {
         return respond(Error(ControlResponse::ALREADY_ENABLED,
                              fmt::format("vm '{}' is already on node '{}' ({}): FT is already "
                                          "on for it, or it is not one ftd records; only a VM that "
@@ -495,7 +497,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       return Reprotect(request.vm(), source, std::move(respond));
     }
     auto parsed = ParseVmSection(request.vm_config(), source);
-    if (!parsed.ok()) return respond(Error(ControlResponse::BAD_REQUEST, parsed.status().message()));
+    if (!parsed.ok())
+      return respond(Error(ControlResponse::BAD_REQUEST, parsed.status().message()));
     replay::VmSpec spec = std::move(parsed).value();
     spec.qemu_binary = node.qemu;
     if (ManagedVm* vm = Find(spec.name)) {
@@ -543,10 +546,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     ask.mutable_protect()->set_epoch(*stored + 1);
     ask.mutable_protect()->set_source(source);
     busy.insert(spec.name);
-    log->info("vm '{}': enabling FT ({}): copying {} disk(s) to the peer at {}:{} and asking it "
-              "to run the backup",
-              spec.name, source, spec.disks.size(), node.channel.peer_host,
-              node.channel.peer_port);
+    log->info(
+        "vm '{}': enabling FT ({}): copying {} disk(s) to the peer at {}:{} and asking it "
+        "to run the backup",
+        spec.name, source, spec.disks.size(), node.channel.peer_host, node.channel.peer_port);
     std::weak_ptr<Impl> weak = shared_from_this();
     auto finish = [weak, spec, source, respond = std::move(respond)](Result<PeerResponse> r) {
       auto self = weak.lock();
@@ -563,22 +566,25 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
           auto conversation = std::move(opened).value();
           SendReplicas(self->io, conversation, self->node, spec,
                        [weak, conversation, spec, ask, finish](Status sent) {
-            auto me = weak.lock();
-            if (!me) return;
-            if (!sent.ok()) {
-              conversation->Close();
-              // A refusal cleaned up after itself on the peer; a lost conversation may not.
-              if (sent.code() == StatusCode::kUnavailable || sent.code() == StatusCode::kTimeout) {
-                me->UndoPeerBackup(spec.name, "creating the disk replicas failed");
-              }
-              return finish(sent);
-            }
-            conversation->Ask(ask.SerializeAsString(), kPeerCallTimeout,
-                              [weak, conversation, finish](Result<std::string> r) {
-                                conversation->Close();
-                                if (auto me2 = weak.lock()) finish(me2->ParsePeerAnswer(std::move(r)));
-                              });
-          });
+                         auto me = weak.lock();
+                         if (!me) return;
+                         if (!sent.ok()) {
+                           conversation->Close();
+                           // A refusal cleaned up after itself on the peer; a lost conversation may
+                           // not.
+                           if (sent.code() == StatusCode::kUnavailable ||
+                               sent.code() == StatusCode::kTimeout) {
+                             me->UndoPeerBackup(spec.name, "creating the disk replicas failed");
+                           }
+                           return finish(sent);
+                         }
+                         conversation->Ask(ask.SerializeAsString(), kPeerCallTimeout,
+                                           [weak, conversation, finish](Result<std::string> r) {
+                                             conversation->Close();
+                                             if (auto me2 = weak.lock())
+                                               finish(me2->ParsePeerAnswer(std::move(r)));
+                                           });
+                       });
         });
   }
 
@@ -598,14 +604,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       // The answer was lost, not refused: the peer may have started the backup (or kept a
       // partial replica) meanwhile. Take it back.
       if (unreachable) UndoPeerBackup(spec.name, "enabling failed: " + r.status().message());
-      return respond(Error(
-          unreachable ? ControlResponse::PEER_UNREACHABLE : ControlResponse::REFUSED,
-          fmt::format("{}; FT was not turned on for '{}'", r.status().message(), spec.name)));
+      return respond(
+          Error(unreachable ? ControlResponse::PEER_UNREACHABLE : ControlResponse::REFUSED,
+                fmt::format("{}; FT was not turned on for '{}'", r.status().message(), spec.name)));
     }
     if (r->code() != PeerResponse::OK) {
       return respond(Error(ControlResponse::REFUSED,
-                           fmt::format("peer '{}' refused to run the backup of '{}': {}",
-                                       r->node(), spec.name, r->error())));
+                           fmt::format("peer '{}' refused to run the backup of '{}': {}", r->node(),
+                                       spec.name, r->error())));
     }
     if (stopping) {
       UndoPeerBackup(spec.name, "ftd on the primary's host is stopping");
@@ -616,9 +622,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     if (Find(spec.name)) {
       UndoPeerBackup(spec.name, "the VM appeared on the primary's host meanwhile");
-      return respond(Error(ControlResponse::ALREADY_ENABLED,
-                           fmt::format("vm '{}' appeared on node '{}' meanwhile", spec.name,
-                                       node.name)));
+      return respond(
+          Error(ControlResponse::ALREADY_ENABLED,
+                fmt::format("vm '{}' appeared on node '{}' meanwhile", spec.name, node.name)));
     }
     // The epoch and enabled.conf are fsynced with their directory: on a disk busy with the
     // peer's replica or a guest's writes that takes hundreds of ms, so off the event loop.
@@ -656,9 +662,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                  spec.name, saved.ToString());
       (void)ForgetEnabledVm(node, spec.name);
       UndoPeerBackup(spec.name, "enabling failed on the primary's host");
-      return respond(Error(ControlResponse::INTERNAL,
-                           fmt::format("vm '{}' could not start as the primary: {}", spec.name,
-                                       saved.message())));
+      return respond(Error(
+          ControlResponse::INTERNAL,
+          fmt::format("vm '{}' could not start as the primary: {}", spec.name, saved.message())));
     }
     log->info("vm '{}': FT on: primary here, backup on '{}', epoch {}", spec.name, peer, epoch);
     ControlResponse ok;
@@ -702,8 +708,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     busy.insert(name);
     std::weak_ptr<Impl> weak = shared_from_this();
     AskPeer(ask, kPeerCallTimeout,
-            [weak, name, force = request.force(), respond = std::move(respond)](
-                Result<PeerResponse> r) {
+            [weak, name, force = request.force(),
+             respond = std::move(respond)](Result<PeerResponse> r) {
               auto self = weak.lock();
               if (!self) return;
               self->busy.erase(name);
@@ -718,9 +724,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                 }
                 peer_note = fmt::format(" (the peer was not told: {})", r.status().message());
               } else if (r->code() == PeerResponse::REFUSED) {
-                return respond(self->Error(ControlResponse::REFUSED,
-                                           fmt::format("peer '{}' refused: {}", r->node(),
-                                                       r->error())));
+                return respond(
+                    self->Error(ControlResponse::REFUSED,
+                                fmt::format("peer '{}' refused: {}", r->node(), r->error())));
               }
               self->DisableHere(name, peer_note, respond);
             });
@@ -765,12 +771,12 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (auto busy_reply = Busy(name)) return respond(*busy_reply);
     VmReport report = vm->Report();
     if (report.role != "primary" || report.ft_state != "protected") {
-      return respond(Error(
-          ControlResponse::REFUSED,
-          fmt::format("vm '{}' is {}, {} on node '{}': a {} needs the protected primary{}", name,
-                      report.role, report.ft_state, node.name, kind,
-                      report.role == "backup" ? fmt::format(" (run it on '{}')", report.peer)
-                                              : "")));
+      return respond(
+          Error(ControlResponse::REFUSED,
+                fmt::format(
+                    "vm '{}' is {}, {} on node '{}': a {} needs the protected primary{}", name,
+                    report.role, report.ft_state, node.name, kind,
+                    report.role == "backup" ? fmt::format(" (run it on '{}')", report.peer) : "")));
     }
     if (!report.failover) {
       return respond(Error(ControlResponse::REFUSED,
@@ -804,9 +810,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       auto self = weak.lock();
       if (!self) return;
       if (!end.ok()) {
-        return finish(self->Error(ControlResponse::REFUSED,
-                                  fmt::format("{}; '{}' runs on here as before",
-                                              end.status().message(), name)));
+        return finish(self->Error(
+            ControlResponse::REFUSED,
+            fmt::format("{}; '{}' runs on here as before", end.status().message(), name)));
       }
       out->set_stopped_ms(MsSinceStart(started));
       out->set_drained_ms(MsSinceStart(started));
@@ -814,26 +820,27 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       proto::PeerRequest ask;
       ask.mutable_handover()->set_vm(name);
       ask.mutable_handover()->set_log_end(*end);
-      self->AskPeer(ask, kPeerCallTimeout, [weak, name, started, live_timeout, out,
-                                            finish](Result<PeerResponse> r) {
-        auto me = weak.lock();
-        if (!me) return;
-        ManagedVm* primary = me->Find(name);
-        if (!primary) return finish(me->UnknownVm(name));
-        if (!r.ok() || r->code() != PeerResponse::OK) {
-          std::string why = r.ok() ? fmt::format("peer '{}' refused: {}", r->node(), r->error())
+      self->AskPeer(ask, kPeerCallTimeout,
+                    [weak, name, started, live_timeout, out, finish](Result<PeerResponse> r) {
+                      auto me = weak.lock();
+                      if (!me) return;
+                      ManagedVm* primary = me->Find(name);
+                      if (!primary) return finish(me->UnknownVm(name));
+                      if (!r.ok() || r->code() != PeerResponse::OK) {
+                        std::string why =
+                            r.ok() ? fmt::format("peer '{}' refused: {}", r->node(), r->error())
                                    : r.status().message();
-          primary->AbortHandover(why);
-          return finish(me->Error(
-              r.ok() ? ControlResponse::REFUSED : ControlResponse::PEER_UNREACHABLE,
-              fmt::format("{}; '{}' runs on here as before", why, name)));
-        }
-        if (Status s = primary->CompleteHandover(r->node()); !s.ok()) {
-          return finish(me->Error(ControlResponse::INTERNAL, s.message()));
-        }
-        (void)ForgetEnabledVm(me->node, name);
-        me->WaitForPeerLive(name, started, Clock::now() + live_timeout, out, finish);
-      });
+                        primary->AbortHandover(why);
+                        return finish(me->Error(
+                            r.ok() ? ControlResponse::REFUSED : ControlResponse::PEER_UNREACHABLE,
+                            fmt::format("{}; '{}' runs on here as before", why, name)));
+                      }
+                      if (Status s = primary->CompleteHandover(r->node()); !s.ok()) {
+                        return finish(me->Error(ControlResponse::INTERNAL, s.message()));
+                      }
+                      (void)ForgetEnabledVm(me->node, name);
+                      me->WaitForPeerLive(name, started, Clock::now() + live_timeout, out, finish);
+                    });
     });
   }
 
@@ -868,7 +875,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       }
       if (Clock::now() >= deadline) {
         std::string last = r.ok() ? fmt::format("its state: {}, {} ({})", r->vm().role(),
-                                                 r->vm().ft_state(), r->vm().ft_note())
+                                                r->vm().ft_state(), r->vm().ft_note())
                                   : r.status().message();
         return finish(self->Error(
             ControlResponse::INTERNAL,
@@ -877,9 +884,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                         name, out->kind(), last)));
       }
       auto timer = std::make_shared<asio::steady_timer>(self->io, kPeerLivePoll);
-      timer->async_wait([weak, timer, name, started, deadline, out, finish](const std::error_code&) {
-        if (auto me = weak.lock()) me->WaitForPeerLive(name, started, deadline, out, finish);
-      });
+      timer->async_wait(
+          [weak, timer, name, started, deadline, out, finish](const std::error_code&) {
+            if (auto me = weak.lock()) me->WaitForPeerLive(name, started, deadline, out, finish);
+          });
     });
   }
 
@@ -905,9 +913,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       case proto::PeerRequest::kHandover: {
         ManagedVm* vm = Find(request.handover().vm());
         if (!vm) {
-          return respond(PeerError(PeerResponse::UNKNOWN_VM,
-                                   fmt::format("no VM named '{}' on node '{}'",
-                                               request.handover().vm(), node.name)));
+          return respond(PeerError(
+              PeerResponse::UNKNOWN_VM,
+              fmt::format("no VM named '{}' on node '{}'", request.handover().vm(), node.name)));
         }
         Status s = vm->AcceptHandover(request.handover().log_end());
         if (!s.ok()) return respond(PeerError(PeerResponse::REFUSED, s.message()));
@@ -916,9 +924,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       case proto::PeerRequest::kStatus: {
         ManagedVm* vm = Find(request.status().vm());
         if (!vm) {
-          return respond(PeerError(PeerResponse::UNKNOWN_VM,
-                                   fmt::format("no VM named '{}' on node '{}'",
-                                               request.status().vm(), node.name)));
+          return respond(PeerError(
+              PeerResponse::UNKNOWN_VM,
+              fmt::format("no VM named '{}' on node '{}'", request.status().vm(), node.name)));
         }
         PeerResponse r;
         *r.mutable_vm() = Describe(*vm);
@@ -966,9 +974,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   // Removes `vm`'s replicas (a worker's job, replica_transfer.h), then sends `answer`.
   void ForgetReplicasThenRespond(const std::string& vm, std::function<void(std::string)> respond,
                                  std::string answer) {
-    replicas.Forget(vm, [respond = std::move(respond), answer = std::move(answer)] {
-      respond(answer);
-    });
+    replicas.Forget(
+        vm, [respond = std::move(respond), answer = std::move(answer)] { respond(answer); });
   }
 
   // Answers once the replicas of a refused VM are gone (removing them is a worker's job).
@@ -992,8 +999,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     spec.qemu_binary = node.qemu;
     if (ManagedVm* vm = Find(spec.name)) {
       return PeerError(PeerResponse::REFUSED,
-                       fmt::format("vm '{}' already exists on node '{}' ({})", spec.name,
-                                   node.name, RoleAndState(*vm)));
+                       fmt::format("vm '{}' already exists on node '{}' ({})", spec.name, node.name,
+                                   RoleAndState(*vm)));
     }
     if (busy.count(spec.name)) {
       return PeerError(PeerResponse::REFUSED,
@@ -1002,9 +1009,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     if (node.channel.listen_host.empty()) {
       forget = spec.name;
-      return PeerError(PeerResponse::REFUSED,
-                       fmt::format("node '{}' has no [node] listen: it cannot run backups",
-                                   node.name));
+      return PeerError(
+          PeerResponse::REFUSED,
+          fmt::format("node '{}' has no [node] listen: it cannot run backups", node.name));
     }
     // This host's disks are the replicas the primary's host just sent.
     for (auto& d : spec.disks) {
@@ -1018,8 +1025,8 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     }
     if (Status s = CheckVmFiles(spec); !s.ok()) {
       forget = spec.name;
-      return PeerError(PeerResponse::REFUSED, fmt::format("on node '{}': {}", node.name,
-                                                          s.message()));
+      return PeerError(PeerResponse::REFUSED,
+                       fmt::format("on node '{}': {}", node.name, s.message()));
     }
     Result<uint64_t> stored = StoredEpoch(node, spec.name);
     if (!stored.ok()) {
@@ -1069,9 +1076,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     };
     // Never touch the files of a copy that runs here.
     if (ManagedVm* vm = Find(name)) {
-      return respond(PeerError(PeerResponse::REFUSED,
-                               fmt::format("vm '{}' already exists on node '{}' ({})", name,
-                                           node.name, RoleAndState(*vm))));
+      return respond(
+          PeerError(PeerResponse::REFUSED, fmt::format("vm '{}' already exists on node '{}' ({})",
+                                                       name, node.name, RoleAndState(*vm))));
     }
     if (request.from_snapshot() != replay::kBaseSnapshot) {
       return refuse(fmt::format("unknown starting point '{}' (this ftd starts backups from '{}')",
@@ -1112,9 +1119,10 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
           // checked as it landed); then each gets the starting point as a disk snapshot.
           FT_ASSIGN_OR_RETURN(std::string here, disk::ReplicaSetDigest(spec));
           if (here != digest) {
-            return DataLoss(fmt::format("the received disks' digest {} differs from the "
-                                        "primary's {}",
-                                        here.substr(0, 16), digest.substr(0, 16)));
+            return DataLoss(
+                fmt::format("the received disks' digest {} differs from the "
+                            "primary's {}",
+                            here.substr(0, 16), digest.substr(0, 16)));
           }
           for (const auto& d : spec.disks) {
             FT_RETURN_IF_ERROR(replay::CreateDiskSnapshot(d.path, replay::kBaseSnapshot, d.path));
@@ -1143,8 +1151,9 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     const std::string& name = spec.name;
     if (Find(name)) {
       // Its files are that copy's: leave them.
-      return PeerError(PeerResponse::REFUSED,
-                       fmt::format("on node '{}': vm '{}' appeared here meanwhile", node.name, name));
+      return PeerError(
+          PeerResponse::REFUSED,
+          fmt::format("on node '{}': vm '{}' appeared here meanwhile", node.name, name));
     }
     if (s.ok() && stopping) s = Aborted("ftd is stopping");
     if (s.ok()) s = SaveEpoch(node, name, request.epoch());

@@ -28,7 +28,8 @@ channel::Identity PeerControlIdentity(const NodeConfig& node) {
 }
 
 struct PeerConversation::Impl {
-  Impl(asio::io_context& io_context, std::string p) : io(io_context), timer(io_context), peer(std::move(p)) {}
+  Impl(asio::io_context& io_context, std::string p)
+      : io(io_context), timer(io_context), peer(std::move(p)) {}
   asio::io_context& io;
   asio::steady_timer timer;
   std::string peer;  // "peer ftd at 10.78.0.2:7400"
@@ -66,7 +67,8 @@ void PeerConversation::Open(asio::io_context& io, const NodeConfig& node,
     return;
   }
   channel::Options options = ChannelOptionsFrom(node.channel);
-  options.handshake_timeout = std::min<std::chrono::milliseconds>(timeout, options.handshake_timeout);
+  options.handshake_timeout =
+      std::min<std::chrono::milliseconds>(timeout, options.handshake_timeout);
   channel::Connect(
       io, node.channel.peer_host, node.channel.peer_port, PeerControlIdentity(node), options,
       [&io, peer, done = std::move(done)](Result<std::shared_ptr<channel::Session>> r) {
@@ -86,8 +88,8 @@ void PeerConversation::Open(asio::io_context& io, const NodeConfig& node,
           auto self = weak.lock();
           if (!self) return;
           self->impl_->session.reset();
-          self->impl_->Break(Unavailable(fmt::format("{} closed the connection: {}",
-                                                     self->impl_->peer, why.message())));
+          self->impl_->Break(Unavailable(
+              fmt::format("{} closed the connection: {}", self->impl_->peer, why.message())));
         });
         done(std::move(conversation));
       });
@@ -106,8 +108,8 @@ void PeerConversation::Ask(std::string request, std::chrono::milliseconds timeou
   impl_->timer.async_wait([weak, timeout](const std::error_code& ec) {
     auto self = weak.lock();
     if (ec || !self) return;
-    self->impl_->Break(Timeout(
-        fmt::format("{} did not answer within {} ms", self->impl_->peer, timeout.count())));
+    self->impl_->Break(
+        Timeout(fmt::format("{} did not answer within {} ms", self->impl_->peer, timeout.count())));
   });
   impl_->session->SendMessage(request);
 }
@@ -124,21 +126,21 @@ Status ParsePeerAnswer(const NodeConfig& node, const Result<std::string>& answer
                        proto::PeerResponse& response) {
   if (!answer.ok()) return answer.status();
   if (!response.ParseFromString(*answer)) {
-    return DataLoss(fmt::format("the peer ftd at {}:{} sent an answer that is not a "
-                                "PeerResponse",
-                                node.channel.peer_host, node.channel.peer_port));
+    return DataLoss(
+        fmt::format("the peer ftd at {}:{} sent an answer that is not a "
+                    "PeerResponse",
+                    node.channel.peer_host, node.channel.peer_port));
   }
   return Status::Ok();
 }
 
 void CallPeer(asio::io_context& io, const NodeConfig& node, std::string request,
-              std::chrono::milliseconds timeout,
-              std::function<void(Result<std::string>)> done) {
+              std::chrono::milliseconds timeout, std::function<void(Result<std::string>)> done) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   PeerConversation::Open(
       io, node, timeout,
-      [deadline, request = std::move(request), done = std::move(done)](
-          Result<std::shared_ptr<PeerConversation>> opened) mutable {
+      [deadline, request = std::move(request),
+       done = std::move(done)](Result<std::shared_ptr<PeerConversation>> opened) mutable {
         if (!opened.ok()) return done(opened.status());
         auto conversation = std::move(opened).value();
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -37,8 +37,8 @@ channel::Identity PeerControlIdentity(const NodeConfig& node);
 class PeerConversation : public std::enable_shared_from_this<PeerConversation> {
  public:
   using Opened = std::function<void(Result<std::shared_ptr<PeerConversation>>)>;
-  static void Open(asio::io_context& io, const NodeConfig& node,
-                   std::chrono::milliseconds timeout, Opened done);
+  static void Open(asio::io_context& io, const NodeConfig& node, std::chrono::milliseconds timeout,
+                   Opened done);
   ~PeerConversation();
   // One request; the next may be asked once `done` ran.
   void Ask(std::string request, std::chrono::milliseconds timeout,

@@ -10,12 +10,12 @@
 
 #include <fmt/format.h>
 
+#include "failover.h"
 #include "ft/log.h"
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/rr_log_tap.h"
 #include "ft/replay/rr_stream.h"
 #include "ft/replay/vm_state_drive.h"
-#include "failover.h"
 #include "roles.h"
 
 namespace ft::daemon {
@@ -131,8 +131,8 @@ class PrimaryVm : public ManagedVm {
     std::optional<ReprotectStart> reprotect;
     bool protection_begun = false;
     bool saving_for_reprotect = false;  // SaveForReprotect under way
-    bool live_failed = false;       // ... whose QEMU failed
-    std::string note;               // this role's own note (start-up, connection errors)
+    bool live_failed = false;           // ... whose QEMU failed
+    std::string note;                   // this role's own note (start-up, connection errors)
     // Log bytes [unacked_base, tap->offset()) not yet acked by the backup.
     std::string unacked;
     uint64_t unacked_base = 0;
@@ -245,7 +245,9 @@ class PrimaryVm : public ManagedVm {
             if (!self) return Aborted("the primary is gone");
             return self->LogProduced();
           },
-          live ? live->guest_ipv4 : reprotect ? reprotect->guest_ipv4 : std::nullopt);
+          live        ? live->guest_ipv4
+          : reprotect ? reprotect->guest_ipv4
+                      : std::nullopt);
       if (!served.ok()) {
         RemoveFiles();
         return served.status();
@@ -255,8 +257,8 @@ class PrimaryVm : public ManagedVm {
       // A re-protection's disks are digested as shipped (their contents at kBaseSnapshot).
       if (!live && !reprotect && !spec.disks.empty()) {
         note = "hashing the disk images before QEMU starts (the handshake compares them)";
-        digest_job = std::make_unique<BackgroundDigest>(
-            io, spec, [weak, run](Result<std::string> digest) {
+        digest_job =
+            std::make_unique<BackgroundDigest>(io, spec, [weak, run](Result<std::string> digest) {
               auto self = weak.lock();
               if (!self || self->stopping) return;
               self->digest_job.reset();
@@ -306,8 +308,7 @@ class PrimaryVm : public ManagedVm {
             "vm '{}': primary, epoch {}, config {}, rr log version {:#010x}; backup at {}:{}; "
             "failover {}",
             spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
-            node.channel.peer_host, node.channel.peer_port,
-            DescribeFailover(node));
+            node.channel.peer_host, node.channel.peer_port, DescribeFailover(node));
         if (reprotect) {
           note = "re-protection: waiting for the new backup to start on the peer";
         } else {
@@ -323,9 +324,10 @@ class PrimaryVm : public ManagedVm {
       if (reprotect) {
         // The same guest on a new TAP: tell the switch. Its starting point is saved.
         if (nic) nic->Announce();
-        log->info("vm '{}': re-protection: running again from snapshot '{}', starting point "
-                  "'{}' saved",
-                  spec.name, replay::kReprotectSnapshot, replay::kBaseSnapshot);
+        log->info(
+            "vm '{}': re-protection: running again from snapshot '{}', starting point "
+            "'{}' saved",
+            spec.name, replay::kReprotectSnapshot, replay::kBaseSnapshot);
         TellReprotectStarted(Status::Ok());
         return;
       }
@@ -336,15 +338,16 @@ class PrimaryVm : public ManagedVm {
         // the disks: a recorder cannot while a guest request is in flight (its completion
         // waits for a checkpoint of the blocked main loop), and QEMU hung (CI, 2026-11-24).
         // It is deleted before the next start (VmRunner) or replaced by the next go-live.
-        log->info("vm '{}': the go-live snapshot '{}' stays in the first disk until the next "
-                  "start",
-                  spec.name, live->snapshot);
+        log->info(
+            "vm '{}': the go-live snapshot '{}' stays in the first disk until the next "
+            "start",
+            spec.name, live->snapshot);
       } else if (auto qmp = runner.qmp()) {
         qmp->ExecuteHmp("delvm " + live->snapshot, 5s, [weak = weak_from_this()](Status s) {
           auto self = weak.lock();
           if (self && !s.ok()) {
-            self->log->warn("vm '{}': could not delete the go-live snapshot: {}",
-                            self->spec.name, s.ToString());
+            self->log->warn("vm '{}': could not delete the go-live snapshot: {}", self->spec.name,
+                            s.ToString());
           }
         });
       }
@@ -386,8 +389,7 @@ class PrimaryVm : public ManagedVm {
       // The shim's scan paces the VM; it must agree with the parser that feeds the backup.
       if (auto* c = Counters(); c && (c->scan_failed() || c->icount() != tap->icount())) {
         log->error("vm '{}': the flush shim scanned the log to icount {}{}, ftd parsed {}",
-                   spec.name, c->icount(), c->scan_failed() ? " (then failed)" : "",
-                   tap->icount());
+                   spec.name, c->icount(), c->scan_failed() ? " (then failed)" : "", tap->icount());
       }
       MaybeFinishStop();
     }
@@ -456,8 +458,8 @@ class PrimaryVm : public ManagedVm {
           "{:.0f} ms, longest recent span {:.1f} ms, last ack {} ms ago, log icount {} written "
           "/ {} read, {} log bytes not read yet)",
           spec.name, lag, node.channel.max_lag_ms, vm_held ? "held" : "running",
-          vm_held ? MsSince(vm_held_at) : 0, hold_at, span, MsSince(last_ack),
-          c ? c->icount() : 0, tap->icount(), unread);
+          vm_held ? MsSince(vm_held_at) : 0, hold_at, span, MsSince(last_ack), c ? c->icount() : 0,
+          tap->icount(), unread);
     }
 
     // Pacing holds QEMU's vCPU before its next log event through the shim's `icount_limit`
@@ -502,9 +504,8 @@ class PrimaryVm : public ManagedVm {
       if (held == vm_held) return;
       vm_held = held;
       if (held) vm_held_at = Clock::now();
-      log->debug("vm '{}': pacing: vCPU {} (backup {:.0f} ms behind, limit icount {})",
-                 spec.name, held ? "held" : "released",
-                 GuestMs(lag_instructions(), spec.icount_shift), limit);
+      log->debug("vm '{}': pacing: vCPU {} (backup {:.0f} ms behind, limit icount {})", spec.name,
+                 held ? "held" : "released", GuestMs(lag_instructions(), spec.icount_shift), limit);
     }
 
     // Time QEMU waited in the shim: held for the backup, or blocked on a full buffer while
@@ -656,8 +657,9 @@ class PrimaryVm : public ManagedVm {
             PrimaryStateName(State()), Note().empty() ? "" : " (" + Note() + ")")));
       }
       auto qmp = runner.qmp();
-      if (!qmp) return done(Unavailable(fmt::format("vm '{}': QEMU's monitor is not connected",
-                                                    spec.name)));
+      if (!qmp)
+        return done(
+            Unavailable(fmt::format("vm '{}': QEMU's monitor is not connected", spec.name)));
       handing_over = true;
       Pace();  // no pacing now: a vCPU held in a log write could not stop
       log->info("vm '{}': planned failover: stopping the vCPU and draining the log to '{}'",
@@ -682,14 +684,15 @@ class PrimaryVm : public ManagedVm {
       uint64_t end = tap ? tap->offset() : 0;
       if (State() != FtState::kProtected || !session) {
         AbortHandover("the backup was lost while draining");
-        return done(Aborted(fmt::format("vm '{}': the backup was lost while draining ({})",
-                                        spec.name, Note())));
+        return done(Aborted(
+            fmt::format("vm '{}': the backup was lost while draining ({})", spec.name, Note())));
       }
       if (c && end == produced && acked == end) {
         handover_end = end;
-        log->info("vm '{}': planned failover: the backup acknowledged the whole log ({} bytes, "
-                  "icount {})",
-                  spec.name, end, tap->icount());
+        log->info(
+            "vm '{}': planned failover: the backup acknowledged the whole log ({} bytes, "
+            "icount {})",
+            spec.name, end, tap->icount());
         return done(end);
       }
       if (Clock::now() >= deadline) {
@@ -750,7 +753,8 @@ class PrimaryVm : public ManagedVm {
             spec.name, PrimaryStateName(State())));
       }
       int pid = runner.qemu_pid();
-      if (pid <= 0) return FailedPrecondition(fmt::format("vm '{}': QEMU is not running", spec.name));
+      if (pid <= 0)
+        return FailedPrecondition(fmt::format("vm '{}': QEMU is not running", spec.name));
       note = "killed by a failover drill";
       failover->CopyEnded(note);  // a dead copy claims nothing
       CloseNic();
@@ -771,8 +775,8 @@ class PrimaryVm : public ManagedVm {
       if (live && live->on_started) {
         auto started = std::move(live->on_started);
         live->on_started = nullptr;
-        started(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
-                                        live->snapshot, why)));
+        started(Unavailable(
+            fmt::format("QEMU did not start from snapshot '{}': {}", live->snapshot, why)));
       }
       TellReprotectStarted(Unavailable(fmt::format("QEMU did not start from snapshot '{}': {}",
                                                    replay::kReprotectSnapshot, why)));
@@ -792,13 +796,14 @@ class PrimaryVm : public ManagedVm {
           runner.state() != VmState::kRunning) {
         return done(FailedPrecondition(fmt::format(
             "vm '{}' is {} here{}: only a running copy without a backup can be re-protected",
-            spec.name, runner.state() == VmState::kRunning ? PrimaryStateName(State())
-                                                           : VmStateName(runner.state()),
+            spec.name,
+            runner.state() == VmState::kRunning ? PrimaryStateName(State())
+                                                : VmStateName(runner.state()),
             Note().empty() ? "" : " (" + Note() + ")")));
       }
       saving_for_reprotect = true;
-      log->info("vm '{}': re-protection: stopping the vCPU and saving the VM as '{}'",
-                spec.name, replay::kReprotectSnapshot);
+      log->info("vm '{}': re-protection: stopping the vCPU and saving the VM as '{}'", spec.name,
+                replay::kReprotectSnapshot);
       qmp->Execute("stop", replay::Json::object(), 10s,
                    [weak = weak_from_this(), done = std::move(done)](Result<replay::Json> r) {
                      auto self = weak.lock();
@@ -812,38 +817,43 @@ class PrimaryVm : public ManagedVm {
       auto qmp = runner.qmp();
       if (!qmp || stopping) return ResumeAfterFailedSave(Aborted("ftd is stopping"), done);
       std::string command = std::string("savevm ") + replay::kReprotectSnapshot;
-      qmp->ExecuteHmp(command, 60s, [weak = weak_from_this(), attempt,
-                                     done = std::move(done)](Status saved) mutable {
-        auto self = weak.lock();
-        if (!self) return done(Aborted("the primary is gone"));
-        if (saved.ok()) return self->QuitForReprotect(attempt, std::move(done));
-        bool events_queued =
-            saved.message().find("does not allow making snapshot") != std::string::npos;
-        if (!events_queued || attempt >= kSaveAttempts || self->stopping) {
-          return self->ResumeAfterFailedSave(saved, done);
-        }
-        // The recorder has events queued: let the vCPU run to take them, then stop again.
-        auto monitor = self->runner.qmp();
-        if (!monitor) return self->ResumeAfterFailedSave(saved, done);
-        monitor->Execute("cont", replay::Json::object(), 10s, [weak, attempt, done](auto) mutable {
-          auto me = weak.lock();
-          if (!me) return done(Aborted("the primary is gone"));
-          me->drain_timer.expires_after(kSaveRetryRun);
-          me->drain_timer.async_wait([weak, attempt, done](const std::error_code& ec) mutable {
-            auto me2 = weak.lock();
-            if (!me2 || ec) return done(Aborted("the primary is stopping"));
-            auto q = me2->runner.qmp();
-            if (!q) return me2->ResumeAfterFailedSave(Aborted("QEMU's monitor closed"), done);
-            q->Execute("stop", replay::Json::object(), 10s,
-                       [weak, attempt, done](Result<replay::Json> r) mutable {
-                         auto me3 = weak.lock();
-                         if (!me3) return done(Aborted("the primary is gone"));
-                         if (!r.ok()) return me3->ResumeAfterFailedSave(r.status(), done);
-                         me3->TrySaveForReprotect(attempt + 1, std::move(done));
-                       });
+      qmp->ExecuteHmp(
+          command, 60s,
+          [weak = weak_from_this(), attempt, done = std::move(done)](Status saved) mutable {
+            auto self = weak.lock();
+            if (!self) return done(Aborted("the primary is gone"));
+            if (saved.ok()) return self->QuitForReprotect(attempt, std::move(done));
+            bool events_queued =
+                saved.message().find("does not allow making snapshot") != std::string::npos;
+            if (!events_queued || attempt >= kSaveAttempts || self->stopping) {
+              return self->ResumeAfterFailedSave(saved, done);
+            }
+            // The recorder has events queued: let the vCPU run to take them, then stop again.
+            auto monitor = self->runner.qmp();
+            if (!monitor) return self->ResumeAfterFailedSave(saved, done);
+            monitor->Execute(
+                "cont", replay::Json::object(), 10s, [weak, attempt, done](auto) mutable {
+                  auto me = weak.lock();
+                  if (!me) return done(Aborted("the primary is gone"));
+                  me->drain_timer.expires_after(kSaveRetryRun);
+                  me->drain_timer.async_wait(
+                      [weak, attempt, done](const std::error_code& ec) mutable {
+                        auto me2 = weak.lock();
+                        if (!me2 || ec) return done(Aborted("the primary is stopping"));
+                        auto q = me2->runner.qmp();
+                        if (!q)
+                          return me2->ResumeAfterFailedSave(Aborted("QEMU's monitor closed"), done);
+                        q->Execute("stop", replay::Json::object(), 10s,
+                                   [weak, attempt, done](Result<replay::Json> r) mutable {
+                                     auto me3 = weak.lock();
+                                     if (!me3) return done(Aborted("the primary is gone"));
+                                     if (!r.ok())
+                                       return me3->ResumeAfterFailedSave(r.status(), done);
+                                     me3->TrySaveForReprotect(attempt + 1, std::move(done));
+                                   });
+                      });
+                });
           });
-        });
-      });
     }
 
     void ResumeAfterFailedSave(const Status& why,
@@ -862,8 +872,7 @@ class PrimaryVm : public ManagedVm {
       point.guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
       log->info("vm '{}': re-protection: saved as '{}'{}; QEMU quits", spec.name,
                 replay::kReprotectSnapshot,
-                attempts > 1 ? fmt::format(" (after {} tries: events were queued)", attempts)
-                             : "");
+                attempts > 1 ? fmt::format(" (after {} tries: events were queued)", attempts) : "");
       note = "saved for re-protection; the next copy continues it";
       if (failover) failover->CopyEnded(note);
       CloseNic();
@@ -1063,8 +1072,7 @@ std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig&
   return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt);
 }
 
-std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io,
-                                                     const NodeConfig& node,
+std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io, const NodeConfig& node,
                                                      const replay::VmSpec& spec,
                                                      ReprotectStart start) {
   return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt, std::move(start));

@@ -11,8 +11,8 @@
 #include "ft/names.h"
 #include "ft/proto/peer.pb.h"
 #include "peer_link.h"
-#include "vm_records.h"
 #include "roles.h"
+#include "vm_records.h"
 
 namespace ft::daemon {
 namespace {
@@ -42,7 +42,9 @@ struct Sender : std::enable_shared_from_this<Sender> {
   std::function<void(uint64_t)> progress;
   uint64_t sent_before = 0;  // bytes of the disks already sent
 
-  std::string Name() const { return fmt::format("vm '{}': disk.{}", spec.name, spec.disks[index].id); }
+  std::string Name() const {
+    return fmt::format("vm '{}': disk.{}", spec.name, spec.disks[index].id);
+  }
 
   void Fail(const Status& why) {
     if (!done) return;
@@ -54,19 +56,19 @@ struct Sender : std::enable_shared_from_this<Sender> {
   // Sends `request`; `next` runs when the peer said OK.
   void Ask(const proto::PeerRequest& request, std::function<void()> next) {
     auto self = shared_from_this();
-    conversation->Ask(request.SerializeAsString(), kAnswerTimeout,
-                      [self, next = std::move(next)](Result<std::string> r) {
-                        proto::PeerResponse response;
-                        if (Status s = ParsePeerAnswer(self->node, r, response); !s.ok()) {
-                          return self->Fail(s.WithContext(self->Name()));
-                        }
-                        if (response.code() != proto::PeerResponse::OK) {
-                          return self->Fail(FailedPrecondition(
-                              fmt::format("peer '{}' refused the replica: {}", response.node(),
-                                          response.error())));
-                        }
-                        next();
-                      });
+    conversation->Ask(
+        request.SerializeAsString(), kAnswerTimeout,
+        [self, next = std::move(next)](Result<std::string> r) {
+          proto::PeerResponse response;
+          if (Status s = ParsePeerAnswer(self->node, r, response); !s.ok()) {
+            return self->Fail(s.WithContext(self->Name()));
+          }
+          if (response.code() != proto::PeerResponse::OK) {
+            return self->Fail(FailedPrecondition(fmt::format("peer '{}' refused the replica: {}",
+                                                             response.node(), response.error())));
+          }
+          next();
+        });
   }
 
   void NextDisk() {
@@ -100,9 +102,10 @@ struct Sender : std::enable_shared_from_this<Sender> {
       return Ask(end, [self = shared_from_this(), digest] {
         double s = std::chrono::duration<double>(Clock::now() - self->started).count();
         double mib = double(digest.size) / (1 << 20);
-        Logger("ops")->info("{}: replica created on the peer: {:.1f} MiB in {:.2f} s ({:.0f} MiB/s), "
-                            "sha256 {}",
-                            self->Name(), mib, s, s > 0 ? mib / s : 0, digest.sha256.substr(0, 12));
+        Logger("ops")->info(
+            "{}: replica created on the peer: {:.1f} MiB in {:.2f} s ({:.0f} MiB/s), "
+            "sha256 {}",
+            self->Name(), mib, s, s > 0 ? mib / s : 0, digest.sha256.substr(0, 12));
         ++self->index;
         self->sent_before += digest.size;
         self->NextDisk();
@@ -169,7 +172,8 @@ void SendReplicas(asio::io_context& io, std::shared_ptr<PeerConversation> conver
   sender->NextDisk();
 }
 
-ReplicaReceiver::ReplicaReceiver(asio::io_context& io, const NodeConfig& node) : io_(io), node_(node) {}
+ReplicaReceiver::ReplicaReceiver(asio::io_context& io, const NodeConfig& node)
+    : io_(io), node_(node) {}
 
 ReplicaReceiver::~ReplicaReceiver() = default;
 
@@ -192,10 +196,12 @@ void ReplicaReceiver::RunNext() {
 }
 
 void ReplicaReceiver::Drop(std::map<std::string, Writing>::iterator it) {
-  Enqueue([copy = it->second.copy] {
-    copy->writer.reset();  // removes the partial file
-    return Status::Ok();
-  }, nullptr);
+  Enqueue(
+      [copy = it->second.copy] {
+        copy->writer.reset();  // removes the partial file
+        return Status::Ok();
+      },
+      nullptr);
   writing_.erase(it);
 }
 
@@ -219,7 +225,8 @@ void ReplicaReceiver::Begin(const proto::ReplicaBegin& begin, std::function<void
         std::error_code ec;
         fs::create_directories(fs::path(path).parent_path(), ec);
         // A replica left by an earlier enable is replaced: only the primary's image counts.
-        FT_ASSIGN_OR_RETURN(copy->writer, disk::ReplicaWriter::Create(path, size, /*overwrite=*/true));
+        FT_ASSIGN_OR_RETURN(copy->writer,
+                            disk::ReplicaWriter::Create(path, size, /*overwrite=*/true));
         return Status::Ok();
       },
       [this, key, copy, done = std::move(done)](Status s) {
@@ -233,13 +240,14 @@ void ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk, std::function<void
   std::string key = Key(chunk.vm(), chunk.disk());
   auto it = writing_.find(key);
   if (it == writing_.end()) {
-    return done(FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
-                                               chunk.vm(), chunk.disk())));
+    return done(FailedPrecondition(
+        fmt::format("vm '{}': no replica of disk.{} is being received", chunk.vm(), chunk.disk())));
   }
   if (jobs_.size() >= kMaxQueuedJobs) {
-    return done(Unavailable(fmt::format("vm '{}': disk.{}: {} replica writes are queued already; "
-                                        "wait for the answers",
-                                        chunk.vm(), chunk.disk(), jobs_.size())));
+    return done(
+        Unavailable(fmt::format("vm '{}': disk.{}: {} replica writes are queued already; "
+                                "wait for the answers",
+                                chunk.vm(), chunk.disk(), jobs_.size())));
   }
   it->second.last = Clock::now();
   auto copy = it->second.copy;
@@ -260,8 +268,8 @@ void ReplicaReceiver::Chunk(const proto::ReplicaChunk& chunk, std::function<void
 void ReplicaReceiver::End(const proto::ReplicaEnd& end, std::function<void(Status)> done) {
   auto it = writing_.find(Key(end.vm(), end.disk()));
   if (it == writing_.end()) {
-    return done(FailedPrecondition(fmt::format("vm '{}': no replica of disk.{} is being received",
-                                               end.vm(), end.disk())));
+    return done(FailedPrecondition(
+        fmt::format("vm '{}': no replica of disk.{} is being received", end.vm(), end.disk())));
   }
   auto copy = it->second.copy;
   writing_.erase(it);

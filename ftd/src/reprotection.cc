@@ -117,8 +117,8 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     if (!copy) return Fail(NotFound(fmt::format("no VM named '{}' on node '{}'", vm, node().name)));
     spec = copy->spec();
     SetPhase("preparing-peer");
-    log->info("vm '{}': re-protecting ({}): asking the peer at {}:{} to drop any copy it has",
-              vm, source, node().channel.peer_host, node().channel.peer_port);
+    log->info("vm '{}': re-protecting ({}): asking the peer at {}:{} to drop any copy it has", vm,
+              source, node().channel.peer_host, node().channel.peer_port);
     proto::PeerRequest ask;
     ask.mutable_unprotect()->set_vm(vm);
     ask.mutable_unprotect()->set_why(
@@ -163,10 +163,10 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     if (host.stopping()) return Fail(Aborted("ftd is stopping"));
     std::string drive = PathsFor(node(), vm).vm_state_drive;
     if (::rename(point.saved_drive.c_str(), drive.c_str()) != 0) {
-      return ContinueAlone(ErrnoStatus(
-          fmt::format("moving the saved VM-state drive '{}' back to '{}'", point.saved_drive,
-                      drive),
-          errno));
+      return ContinueAlone(
+          ErrnoStatus(fmt::format("moving the saved VM-state drive '{}' back to '{}'",
+                                  point.saved_drive, drive),
+                      errno));
     }
     ReprotectStart start;
     start.guest_ipv4 = point.guest_ipv4;
@@ -181,9 +181,9 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
       auto self = weak.lock();
       if (!self || ec || self->continued || self->finished) return;
-      self->ContinueAlone(Timeout(fmt::format(
-          "the VM did not run from its snapshot within {} s",
-          std::chrono::duration_cast<std::chrono::seconds>(kContinueTimeout).count())));
+      self->ContinueAlone(Timeout(
+          fmt::format("the VM did not run from its snapshot within {} s",
+                      std::chrono::duration_cast<std::chrono::seconds>(kContinueTimeout).count())));
     });
     if (Status s = copy->Start(); !s.ok()) ContinueAlone(s);
   }
@@ -194,16 +194,16 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     if (!s.ok()) return ContinueAlone(s);
     continued = true;
     report.pause_ms = MsBetween(pause_started, Clock::now());
-    log->info("vm '{}': re-protection: the VM runs on after a {} ms pause; shipping its "
-              "starting point to the peer",
-              vm, report.pause_ms);
+    log->info(
+        "vm '{}': re-protection: the VM runs on after a {} ms pause; shipping its "
+        "starting point to the peer",
+        vm, report.pause_ms);
     SetPhase("shipping");
     staging = PathsFor(node(), vm).state_dir + "/reprotect-out";
     std::string drive = PathsFor(node(), vm).vm_state_drive;
     std::weak_ptr<Impl> weak = weak_from_this();
     work = RunInBackground<Result<Shipment>>(
-        *host.io,
-        [spec = spec, drive, dir = staging] { return PrepareShipment(spec, drive, dir); },
+        *host.io, [spec = spec, drive, dir = staging] { return PrepareShipment(spec, drive, dir); },
         [weak](Result<Shipment> r) {
           if (auto self = weak.lock()) self->OnPrepared(std::move(r));
         });
@@ -215,9 +215,10 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     if (finished || alone) return;
     alone = true;
     if (host.stopping()) return Fail(why);
-    log->error("vm '{}': re-protection: the VM could not continue from its snapshot: {}; "
-               "starting it alone from the snapshot",
-               vm, why.ToString());
+    log->error(
+        "vm '{}': re-protection: the VM could not continue from its snapshot: {}; "
+        "starting it alone from the snapshot",
+        vm, why.ToString());
     std::string drive = PathsFor(node(), vm).vm_state_drive;
     host.replace(nullptr, [weak = weak_from_this(), why, drive] {
       auto self = weak.lock();
@@ -248,30 +249,31 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     shipment = std::move(r).value();
     report.bytes_total = shipment.total_bytes;
     std::weak_ptr<Impl> weak = weak_from_this();
-    PeerConversation::Open(
-        *host.io, node(), kPeerCallTimeout,
-        [weak](Result<std::shared_ptr<PeerConversation>> opened) {
-          auto self = weak.lock();
-          if (!self) return;
-          if (!opened.ok()) return self->FailAfterContinue(opened.status());
-          auto conversation = std::move(opened).value();
-          SendReplicas(
-              *self->host.io, conversation, self->node(), self->shipment.files,
-              [weak, conversation](Status sent) {
-                conversation->Close();
-                if (auto me = weak.lock()) me->OnShipped(sent);
-              },
-              [weak](uint64_t bytes) {
-                if (auto me = weak.lock()) me->report.bytes_sent = bytes;
-              });
-        });
+    PeerConversation::Open(*host.io, node(), kPeerCallTimeout,
+                           [weak](Result<std::shared_ptr<PeerConversation>> opened) {
+                             auto self = weak.lock();
+                             if (!self) return;
+                             if (!opened.ok()) return self->FailAfterContinue(opened.status());
+                             auto conversation = std::move(opened).value();
+                             SendReplicas(
+                                 *self->host.io, conversation, self->node(), self->shipment.files,
+                                 [weak, conversation](Status sent) {
+                                   conversation->Close();
+                                   if (auto me = weak.lock()) me->OnShipped(sent);
+                                 },
+                                 [weak](uint64_t bytes) {
+                                   if (auto me = weak.lock()) me->report.bytes_sent = bytes;
+                                 });
+                           });
   }
 
   void OnShipped(const Status& sent) {
     if (!sent.ok()) return FailAfterContinue(sent.WithContext("shipping the snapshot"));
     report.bytes_sent = report.bytes_total;
     ManagedVm* copy = host.find(vm);
-    if (!copy) return FailAfterContinue(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
+    if (!copy)
+      return FailAfterContinue(
+          Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     SetPhase("starting-backup");
     proto::PeerRequest ask;
     auto* protect = ask.mutable_protect();
@@ -293,7 +295,9 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     }
     RemoveStaging();
     ManagedVm* copy = host.find(vm);
-    if (!copy) return FailAfterContinue(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
+    if (!copy)
+      return FailAfterContinue(
+          Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     SetPhase("connecting");
     if (Status s = copy->BeginProtection(shipment.digest); !s.ok()) return FailAfterContinue(s);
     deadline = Clock::now() + kConnectTimeout;
@@ -302,19 +306,21 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
 
   void WaitProtected() {
     ManagedVm* copy = host.find(vm);
-    if (!copy) return FailAfterContinue(Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
+    if (!copy)
+      return FailAfterContinue(
+          Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     VmReport r = copy->Report();
     if (r.ft_state == "protected") return Succeed();
     if (r.ft_state != "waiting-for-backup") {
-      return FailAfterContinue(FailedPrecondition(fmt::format(
-          "the primary is {} instead of protected{}", r.ft_state,
-          r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
+      return FailAfterContinue(
+          FailedPrecondition(fmt::format("the primary is {} instead of protected{}", r.ft_state,
+                                         r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
     }
     if (Clock::now() > deadline) {
-      return FailAfterContinue(Timeout(fmt::format(
-          "the new backup did not connect within {} s{}",
-          std::chrono::duration_cast<std::chrono::seconds>(kConnectTimeout).count(),
-          r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
+      return FailAfterContinue(Timeout(
+          fmt::format("the new backup did not connect within {} s{}",
+                      std::chrono::duration_cast<std::chrono::seconds>(kConnectTimeout).count(),
+                      r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
     }
     timer.expires_after(kProtectedPoll);
     timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
@@ -325,8 +331,8 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
   void Succeed() {
     report.elapsed_ms = MsBetween(started, Clock::now());
     SetPhase("protected");
-    log->info("vm '{}': PROTECTED again ({}): paused {} ms, {} bytes shipped, {} ms in all",
-              vm, source, report.pause_ms, report.bytes_total, report.elapsed_ms);
+    log->info("vm '{}': PROTECTED again ({}): paused {} ms, {} bytes shipped, {} ms in all", vm,
+              source, report.pause_ms, report.bytes_total, report.elapsed_ms);
     Finish(Status::Ok());
   }
 
@@ -374,8 +380,8 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
 std::shared_ptr<Reprotection> Reprotection::Start(ReprotectHost host, std::string vm,
                                                   std::string source,
                                                   std::function<void(Status)> done) {
-  auto impl = std::make_shared<Impl>(std::move(host), std::move(vm), std::move(source),
-                                     std::move(done));
+  auto impl =
+      std::make_shared<Impl>(std::move(host), std::move(vm), std::move(source), std::move(done));
   std::shared_ptr<Reprotection> r(new Reprotection(impl));
   impl->Begin();
   return r;

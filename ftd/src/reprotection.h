@@ -53,8 +53,7 @@ class Reprotection : public std::enable_shared_from_this<Reprotection> {
  public:
   // Starts re-protecting `vm` (`source` says why: "auto", "ftctl enable"); `done` gets Ok
   // once the primary is protected, or the first error (naming the step).
-  static std::shared_ptr<Reprotection> Start(ReprotectHost host, std::string vm,
-                                             std::string source,
+  static std::shared_ptr<Reprotection> Start(ReprotectHost host, std::string vm, std::string source,
                                              std::function<void(Status)> done);
   ~Reprotection();
 

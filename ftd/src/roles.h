@@ -21,9 +21,9 @@ std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig&
 // A backup that went live continues as this: a recording primary started from the go-live
 // snapshot, running alone in the epoch it won, its NIC open and announced on this host.
 struct LiveStart {
-  std::string snapshot;               // in the VM-state drive (replay::kGoLiveSnapshot)
+  std::string snapshot;                // in the VM-state drive (replay::kGoLiveSnapshot)
   std::optional<uint32_t> guest_ipv4;  // learnt by the backup's NIC, for the announcement
-  std::string why;                    // for status: why this copy runs alone
+  std::string why;                     // for status: why this copy runs alone
   // QEMU runs from the snapshot (ok) or could not start; called once.
   std::function<void(Status)> on_started;
 };
@@ -37,8 +37,7 @@ struct ReprotectStart {
   // QEMU runs from the snapshot (ok) or could not start; called once.
   std::function<void(Status)> on_started;
 };
-std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io,
-                                                     const NodeConfig& node,
+std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io, const NodeConfig& node,
                                                      const replay::VmSpec& spec,
                                                      ReprotectStart start);
 // A backup whose replayer starts from kBaseSnapshot (in its VM-state drive, already in

@@ -13,11 +13,11 @@
 
 #include <fmt/format.h>
 
-#include "ft/names.h"
-#include "ft/unique_fd.h"
 #include "ft/crc32.h"
+#include "ft/names.h"
 #include "ft/replay/vm_spec.h"
 #include "ft/text_record.h"
+#include "ft/unique_fd.h"
 
 namespace ft::daemon {
 namespace {
@@ -85,7 +85,6 @@ bool ParseDecimal(std::string_view s, uint64_t* out) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && end == s.data() + s.size();
 }
-
 
 // What an ftd before the versioned record wrote: the number and a newline.
 std::optional<uint64_t> LegacyEpoch(std::string_view bytes) {

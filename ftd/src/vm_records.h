@@ -89,7 +89,8 @@ Status WriteEpochRecord(const NodeConfig& node, const std::string& vm, uint64_t 
 // VM's disks, possibly the only current ones anywhere. While the record exists, no replica of
 // NAME is written over (a peer's replica_begin) or removed (a peer's unprotect of a VM that
 // is not loaded). Only the peer's unprotect of a copy loaded here that is halted or stale
-// (the peer runs the VM in a newer epoch: its disks are newer) clears it. docs/design.md, "Names from outside" and the invariant table.
+// (the peer runs the VM in a newer epoch: its disks are newer) clears it. docs/design.md, "Names
+// from outside" and the invariant table.
 Status WriteWentLiveRecord(const NodeConfig& node, const std::string& vm, uint64_t epoch);
 // The epoch the record holds; 0 if there is none. A damaged record is an error naming it.
 Result<uint64_t> ReadWentLiveRecord(const NodeConfig& node, const std::string& vm);

@@ -100,8 +100,8 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
           spec.name, paths.qmp_socket, sizeof(sockaddr_un{}.sun_path) - 1));
     }
     FT_RETURN_IF_ERROR(ClearStaleRuntime());
-    bool clean_snapshots = run.loadvm.empty() && run.rrsnapshot.empty() &&
-                           run.mode != replay::RunMode::kPlain;
+    bool clean_snapshots =
+        run.loadvm.empty() && run.rrsnapshot.empty() && run.mode != replay::RunMode::kPlain;
     for (const auto& disk : spec.disks) {
       // A second writer would corrupt the image (and QEMU would only say so in its log).
       FT_RETURN_IF_ERROR(disk::CheckImageNotInUse(spec.name, disk.id, disk.path));
@@ -155,8 +155,8 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   }
 
   Status Spawn() {
-    replay::LaunchPaths launch{paths.qmp_socket, paths.console_log, run.rr_file,
-                               paths.monitor_socket, paths.nic_socket, ""};
+    replay::LaunchPaths launch{paths.qmp_socket,     paths.console_log, run.rr_file,
+                               paths.monitor_socket, paths.nic_socket,  ""};
     replay::LaunchOptions launch_options;
     launch_options.mode = run.mode;
     launch_options.start_paused = run.start_paused;

@@ -319,14 +319,15 @@ class Importer {
     spec_.cmdline = Text(Element(os, "cmdline"));
     // ftd writes these as one line each (a [vm] section, enabled.conf): a newline in one
     // could add a line of its own there.
-    for (const auto& [element, value] : {std::pair<const char*, const std::string&>{
-                                             "<os><kernel>", spec_.kernel},
-                                         {"<os><initrd>", spec_.initrd},
-                                         {"<os><cmdline>", spec_.cmdline}}) {
+    for (const auto& [element, value] :
+         {std::pair<const char*, const std::string&>{"<os><kernel>", spec_.kernel},
+          {"<os><initrd>", spec_.initrd},
+          {"<os><cmdline>", spec_.cmdline}}) {
       if (size_t at = FindControlCharacter(value); at != std::string::npos) {
-        Refuse(fmt::format("{} has a control character ({} at byte {}); it must be one line of "
-                           "printable text",
-                           element, PrintableText(value.substr(at, 1), 8), at));
+        Refuse(
+            fmt::format("{} has a control character ({} at byte {}); it must be one line of "
+                        "printable text",
+                        element, PrintableText(value.substr(at, 1), 8), at));
       }
     }
     if (!kernel.empty()) CmdlineAdvice();

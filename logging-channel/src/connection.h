@@ -158,7 +158,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void(uint64_t, uint64_t)> on_ack_;
   std::function<void(Status)> on_closed_;
   std::function<void(std::string_view)> on_message_;
-  std::deque<std::variant<HeldLog, HeldAck, HeldMessage>> held_;  // arrived before their callback was set
+  std::deque<std::variant<HeldLog, HeldAck, HeldMessage>>
+      held_;  // arrived before their callback was set
   bool flush_scheduled_ = false;
   bool silent_ = false;  // GoSilent(): playing dead
   std::optional<Status> undelivered_close_;

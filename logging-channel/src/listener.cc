@@ -175,24 +175,23 @@ class ListenerCore : public std::enable_shared_from_this<ListenerCore> {
         self->pending_.erase(id);
       }
     });
-    conn->StartAccept(std::move(socket), expect_,
-                      [weak, address](std::shared_ptr<Connection> c, Status s) {
-                        auto self = weak.lock();
-                        if (!self || self->closed_) return;
-                        if (s.ok()) {
-                          if (self->on_session_) self->on_session_(MakeSession(std::move(c)));
-                          return;
-                        }
-                        // A peer that proved the key is told and logged every time; anybody
-                        // else is counted (a flood must not flood the log too).
-                        if (c->authenticated()) {
-                          self->log_->warn("refused channel peer {}: {}", address, s.message());
-                        } else {
-                          self->NoteDropped(DropKind(s),
-                                            "refused channel peer " + address + ": " + s.message());
-                        }
-                        if (self->on_refused_) self->on_refused_(address, s);
-                      });
+    conn->StartAccept(
+        std::move(socket), expect_, [weak, address](std::shared_ptr<Connection> c, Status s) {
+          auto self = weak.lock();
+          if (!self || self->closed_) return;
+          if (s.ok()) {
+            if (self->on_session_) self->on_session_(MakeSession(std::move(c)));
+            return;
+          }
+          // A peer that proved the key is told and logged every time; anybody
+          // else is counted (a flood must not flood the log too).
+          if (c->authenticated()) {
+            self->log_->warn("refused channel peer {}: {}", address, s.message());
+          } else {
+            self->NoteDropped(DropKind(s), "refused channel peer " + address + ": " + s.message());
+          }
+          if (self->on_refused_) self->on_refused_(address, s);
+        });
   }
 
   void NoteDropped(const std::string& kind, const std::string& line) {

@@ -1,7 +1,7 @@
 // What a listener allows a peer that has not authenticated yet, pure (no I/O, no clock of its
 // own): a cap on handshakes in progress, and one log line per interval for a flood of them.
-// Its text is made safe to store and log by ft::PrintableText (ft/names.h). docs/formats/logging-channel.md, "Before
-// authentication".
+// Its text is made safe to store and log by ft::PrintableText (ft/names.h).
+// docs/formats/logging-channel.md, "Before authentication".
 #pragma once
 
 #include <chrono>

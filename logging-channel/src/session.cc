@@ -736,8 +736,8 @@ void Connection::HandleSessionFrame(const proto::ChannelFrame& f) {
     }
     case proto::ChannelFrame::kMessage:
       if (peer_.vm != kPeerControlVm) {
-        return Fail(ProtocolError(prefix_ + PeerName() +
-                                  " sent a peer message on a VM's log session"));
+        return Fail(
+            ProtocolError(prefix_ + PeerName() + " sent a peer message on a VM's log session"));
       }
       DeliverMessage(f.message().payload());
       return;

@@ -134,11 +134,10 @@ std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOption
     case RunMode::kRecord:
     case RunMode::kReplay:
       argv.push_back("-icount");
-      argv.push_back(fmt::format("shift={},rr={},rrfile={}{}", spec.icount_shift,
-                                 RunModeName(options.mode), QemuEscape(paths.rr_file),
-                                 options.rrsnapshot.empty()
-                                     ? ""
-                                     : ",rrsnapshot=" + QemuEscape(options.rrsnapshot)));
+      argv.push_back(fmt::format(
+          "shift={},rr={},rrfile={}{}", spec.icount_shift, RunModeName(options.mode),
+          QemuEscape(paths.rr_file),
+          options.rrsnapshot.empty() ? "" : ",rrsnapshot=" + QemuEscape(options.rrsnapshot)));
       break;
   }
   argv.push_back("-kernel");

@@ -183,9 +183,11 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
 
   void GoLive(std::function<void(Result<uint64_t>)> done) {
     if (failed || !started || going_live || stats.ended) {
-      return done(FailedPrecondition(fmt::format(
-          "vm '{}': the replayer cannot go live ({})", vm,
-          failed ? "its feeder failed" : !started ? "it never started" : going_live ? "it already is" : "the log ended")));
+      return done(FailedPrecondition(fmt::format("vm '{}': the replayer cannot go live ({})", vm,
+                                                 failed       ? "its feeder failed"
+                                                 : !started   ? "it never started"
+                                                 : going_live ? "it already is"
+                                                              : "the log ended")));
     }
     going_live = true;
     on_live = std::move(done);
@@ -195,7 +197,8 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
     unfed.clear();  // an incomplete last event: the primary died while writing it
     std::string tail(5, '\0');
     tail[0] = static_cast<char>(rr::kInstruction);
-    for (int i = 0; i < 4; ++i) tail[1 + i] = static_cast<char>((kSyntheticSpan >> (24 - 8 * i)) & 0xff);
+    for (int i = 0; i < 4; ++i)
+      tail[1 + i] = static_cast<char>((kSyntheticSpan >> (24 - 8 * i)) & 0xff);
     Enqueue(std::move(tail));
     log->info("vm '{}': going live: replaying to icount {} (end of the received log), {} behind",
               vm, live_icount, live_icount - std::min(live_icount, stats.replayed_icount));
@@ -205,7 +208,8 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
   // One step of go-live; runs again on every STOP answer and every poll until paused at E.
   void GoLiveStep() {
     if (!going_live || !on_live) return;
-    if (failed) return FinishGoLive(Aborted(fmt::format("vm '{}': replay failed while going live", vm)));
+    if (failed)
+      return FinishGoLive(Aborted(fmt::format("vm '{}': replay failed while going live", vm)));
     if (std::chrono::steady_clock::now() > go_live_deadline) {
       return FinishGoLive(Timeout(fmt::format(
           "vm '{}': the replayer did not reach icount {} within {} s (it is at {})", vm,
@@ -244,8 +248,8 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
         return PollGoLive();
       }
       return FinishGoLive(Internal(fmt::format(
-          "vm '{}': the replayer stopped at icount {}, past the end of the received log ({})",
-          vm, stop_position, live_icount)));
+          "vm '{}': the replayer stopped at icount {}, past the end of the received log ({})", vm,
+          stop_position, live_icount)));
     }
     PollGoLive();  // running towards E, or the STOP's position is being asked
   }

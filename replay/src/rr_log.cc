@@ -202,8 +202,8 @@ Status RrLogParser::Feed(std::string_view bytes, std::vector<RrEvent>* out) {
   }
   pending_.erase(0, pos);
   if (ended_ && !pending_.empty()) {
-    failed_ = DataLoss(fmt::format("rr log offset {}: {} bytes after the end event", consumed_,
-                                   pending_.size()));
+    failed_ = DataLoss(
+        fmt::format("rr log offset {}: {} bytes after the end event", consumed_, pending_.size()));
     return failed_;
   }
   return Status::Ok();

@@ -47,8 +47,8 @@ Result<RrShimCounters> RrShimCounters::Open(const std::string& path, bool writab
     close(fd);
     return Unavailable(fmt::format("rr shim counters '{}' are not set up yet", path));
   }
-  void* p = mmap(nullptr, kCountersSize, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                 MAP_SHARED, fd, 0);
+  void* p = mmap(nullptr, kCountersSize, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                 fd, 0);
   int err = errno;
   close(fd);
   if (p == MAP_FAILED) return ErrnoStatus(fmt::format("mmap rr shim counters '{}'", path), err);
@@ -97,7 +97,7 @@ int RrShimCounters::held() const { return static_cast<int>(Load(kHeld)); }
 void RrShimCounters::SetIcountLimit(uint64_t limit) {
   assert(writable_ && "RrShimCounters opened read-only");
   static_cast<std::atomic<uint64_t>*>(mapping_)[kIcountLimit].store(limit,
-                                                                     std::memory_order_release);
+                                                                    std::memory_order_release);
 }
 
 std::vector<std::string> RrShimEnv(const RrShimEnvironment& env) {

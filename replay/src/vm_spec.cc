@@ -1,5 +1,5 @@
-#include "ft/names.h"
 #include "ft/replay/vm_spec.h"
+#include "ft/names.h"
 
 #include <cctype>
 #include <set>
@@ -49,9 +49,10 @@ Status ValidateVmSpec(const VmSpec& spec) {
   auto vm = fmt::format("vm '{}'", spec.name);
   // Each value is one line wherever it is written ([vm] sections, enabled.conf, QEMU's
   // command line): a newline in it could start a line of its own ("# role: primary").
-  std::vector<std::pair<std::string, const std::string*>> values = {
-      {"kernel", &spec.kernel}, {"initrd", &spec.initrd}, {"cmdline", &spec.cmdline},
-      {"qemu", &spec.qemu_binary}};
+  std::vector<std::pair<std::string, const std::string*>> values = {{"kernel", &spec.kernel},
+                                                                    {"initrd", &spec.initrd},
+                                                                    {"cmdline", &spec.cmdline},
+                                                                    {"qemu", &spec.qemu_binary}};
   for (const auto& disk : spec.disks) values.emplace_back("disk." + disk.id, &disk.path);
   if (spec.nic) {
     values.emplace_back("nic_socket", &spec.nic->socket_path);
@@ -60,10 +61,10 @@ Status ValidateVmSpec(const VmSpec& spec) {
   }
   for (const auto& [key, value] : values) {
     if (size_t at = FindControlCharacter(*value); at != std::string::npos) {
-      return InvalidArgument(fmt::format(
-          "{}: {} has a control character ({} at byte {}): a value must be one line of "
-          "printable text",
-          vm, key, PrintableText(value->substr(at, 1), 8), at));
+      return InvalidArgument(
+          fmt::format("{}: {} has a control character ({} at byte {}): a value must be one line of "
+                      "printable text",
+                      vm, key, PrintableText(value->substr(at, 1), 8), at));
     }
   }
   if (spec.memory_mib < 64 || spec.memory_mib > 65536) {
@@ -79,7 +80,8 @@ Status ValidateVmSpec(const VmSpec& spec) {
   std::set<std::string> ids;
   for (const auto& disk : spec.disks) {
     if (!ft::IsValidName(disk.id)) {
-      return InvalidArgument(fmt::format("{}: disk id '{}' is not valid", vm, PrintableText(disk.id, kMaxNameBytes)));
+      return InvalidArgument(
+          fmt::format("{}: disk id '{}' is not valid", vm, PrintableText(disk.id, kMaxNameBytes)));
     }
     if (!ids.insert(disk.id).second) {
       return InvalidArgument(fmt::format("{}: disk id '{}' is used twice", vm, disk.id));
@@ -108,8 +110,9 @@ Status ValidateVmSpec(const VmSpec& spec) {
         break;
       case NicBackend::kBridge:
         if (nic.bridge.empty() || nic.bridge.size() > 15) {
-          return InvalidArgument(vm + ": nic bridge needs 'bridge', a host bridge name of 1-15 "
-                                      "characters");
+          return InvalidArgument(vm +
+                                 ": nic bridge needs 'bridge', a host bridge name of 1-15 "
+                                 "characters");
         }
         break;
     }

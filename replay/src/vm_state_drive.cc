@@ -31,11 +31,10 @@ Result<std::string> RunQemuImg(const std::vector<std::string>& args, const std::
   std::error_code ec;
   std::filesystem::remove(output, ec);
   if (!exit || !exit->clean()) {
-    return Unavailable(fmt::format("{}: qemu-img {}: {}", what,
-                                   exit ? exit->Describe()
-                                        : fmt::format("did not finish within {} s",
-                                                      timeout.count()),
-                                   said.empty() ? "no output" : said));
+    return Unavailable(fmt::format(
+        "{}: qemu-img {}: {}", what,
+        exit ? exit->Describe() : fmt::format("did not finish within {} s", timeout.count()),
+        said.empty() ? "no output" : said));
   }
   return said;
 }
@@ -56,11 +55,10 @@ Status DeleteStaleFtSnapshots(const std::string& image, const std::string& scrat
                                  fmt::format("listing the snapshots of '{}'", image), scratch));
   for (const char* name : {kGoLiveSnapshot, kReprotectSnapshot, kBaseSnapshot}) {
     if (list.find(std::string(" ") + name + " ") == std::string::npos) continue;
-    FT_RETURN_IF_ERROR(RunQemuImg({"snapshot", "-d", name, image},
-                                  fmt::format("deleting the stale snapshot '{}' of '{}'", name,
-                                              image),
-                                  scratch)
-                           .status());
+    FT_RETURN_IF_ERROR(
+        RunQemuImg({"snapshot", "-d", name, image},
+                   fmt::format("deleting the stale snapshot '{}' of '{}'", name, image), scratch)
+            .status());
   }
   return Status::Ok();
 }

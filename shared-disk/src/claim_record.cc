@@ -31,7 +31,6 @@ bool ParseInteger(std::string_view s, T* out, int base = 10) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
-
 }  // namespace
 
 bool IsValidNodeName(std::string_view node) {

@@ -19,10 +19,10 @@
 
 #include "ft/log.h"
 #include "ft/names.h"
-#include "ft/unique_fd.h"
 #include "ft/shared_disk/claim_record.h"
 #include "ft/shared_disk/mount_point.h"
 #include "ft/shared_disk/store_marker.h"
+#include "ft/unique_fd.h"
 
 namespace ft::shared_disk {
 namespace {

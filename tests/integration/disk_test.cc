@@ -96,9 +96,8 @@ TEST(DiskTest, BackupWithADifferentReplicaIsRefused) {
   LockstepOptions options;
   options.vm.workload = "chaos";
   options.prepare_backup = [](FtdInstance& backup) -> Status {
-    auto out = RunCommand({"qemu-io", "-f", "qcow2", "-c", "write -P 0x55 1M 4k",
-                           DataDisk(backup, "web1")},
-                          30s);
+    auto out = RunCommand(
+        {"qemu-io", "-f", "qcow2", "-c", "write -P 0x55 1M 4k", DataDisk(backup, "web1")}, 30s);
     if (out.exit_code != 0) return Internal("qemu-io write failed: " + out.output);
     return Status::Ok();
   };
@@ -194,12 +193,12 @@ void RecordsThroughADrill(bool quiet_at_kill) {
   EXPECT_EQ(verify->torn, 0u);
   EXPECT_EQ(verify->count, acked.load());
   EXPECT_EQ(verify->last, acked.load());
-  std::printf("records: %llu acknowledged before host A died, %llu in all; the new primary's "
-              "disk holds %llu, %llu torn\n",
-              static_cast<unsigned long long>(acked_at_kill),
-              static_cast<unsigned long long>(acked.load()),
-              static_cast<unsigned long long>(verify->count),
-              static_cast<unsigned long long>(verify->torn));
+  std::printf(
+      "records: %llu acknowledged before host A died, %llu in all; the new primary's "
+      "disk holds %llu, %llu torn\n",
+      static_cast<unsigned long long>(acked_at_kill), static_cast<unsigned long long>(acked.load()),
+      static_cast<unsigned long long>(verify->count),
+      static_cast<unsigned long long>(verify->torn));
   records.Close();
 }
 

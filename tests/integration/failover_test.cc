@@ -48,7 +48,8 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
     ASSERT_TRUE(killed_at.ok()) << killed_at.status().ToString();
     Status live = WaitUntilBackupLive(p, 30s);
     ASSERT_TRUE(live.ok()) << live.ToString();
-    auto live_after = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *killed_at);
+    auto live_after =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *killed_at);
 
     // The same connection: sequence and echoes go on from where they were, nothing lost,
     // nothing repeated, nothing corrupt (StreamClient checks every line).
@@ -72,8 +73,9 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
     std::printf(
         "drill %d: live %lld ms after the kill (caught up +%lld, claim won +%lld, end of log "
         "+%lld, snapshot +%lld, live +%lld ms after loss detected); client seq %llu -> %llu\n",
-        drill, static_cast<long long>(live_after.count()), static_cast<long long>(ms("caught_up_ns")),
-        static_cast<long long>(ms("claim_won_ns")), static_cast<long long>(ms("replay_ended_ns")),
+        drill, static_cast<long long>(live_after.count()),
+        static_cast<long long>(ms("caught_up_ns")), static_cast<long long>(ms("claim_won_ns")),
+        static_cast<long long>(ms("replay_ended_ns")),
         static_cast<long long>(ms("snapshot_saved_ns")), static_cast<long long>(ms("live_ns")),
         static_cast<unsigned long long>(seq_before),
         static_cast<unsigned long long>(client.last_seq()));

@@ -14,12 +14,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "ft/replay/process.h"
 #include "guest_client.h"
 #include "lab.h"
-#include "libvirt_lab_test.h"
 #include "lab_pair.h"
-#include "ft/replay/process.h"
 #include "libvirt_domains.h"
+#include "libvirt_lab_test.h"
 
 namespace ft::testing {
 namespace {
@@ -67,7 +67,8 @@ class OperationsTest : public LibvirtLabTest {
     ASSERT_TRUE(WriteNodeOnlyConfigs(*lab_, *a_, *b_, store_->dir()).ok());
     xml_dir_ = dir_;
     domain_name_ = TestDomainPrefix() + "web";
-    auto domain = DefinedDomain::Define(domain_name_, GuestDomainXml(domain_name_, *lab_), xml_dir_);
+    auto domain =
+        DefinedDomain::Define(domain_name_, GuestDomainXml(domain_name_, *lab_), xml_dir_);
     ASSERT_TRUE(domain.ok()) << domain.status().ToString();
     domain_ = std::move(domain).value();
   }
@@ -93,7 +94,9 @@ class OperationsTest : public LibvirtLabTest {
   }
 
   // `ftctl status` JSON of the domain on one side (null JSON if ftctl failed).
-  json Status(FtdInstance& side) { return ParseJson(side.Ftctl({"status", domain_name_, "--json"})); }
+  json Status(FtdInstance& side) {
+    return ParseJson(side.Ftctl({"status", domain_name_, "--json"}));
+  }
 
   ft::Status WaitForState(FtdInstance& side, const std::string& ft_state,
                           std::chrono::milliseconds timeout) {
@@ -251,7 +254,8 @@ TEST_F(OperationsTest, DrillKillsThePrimaryAndReportsTheTakeover) {
   // Host B noticed by its heartbeat timeout (1 s), not by a closed connection.
   double live_ms = report["live_ms"].get<double>();
   const json& steps = report["peer_steps"];
-  double on_b = double(steps["live_ns"].get<int64_t>() - steps["peer_lost_ns"].get<int64_t>()) / 1e6;
+  double on_b =
+      double(steps["live_ns"].get<int64_t>() - steps["peer_lost_ns"].get<int64_t>()) / 1e6;
   EXPECT_GE(live_ms - on_b, 900) << report.dump(2);
   EXPECT_LT(live_ms, 5000) << report.dump(2);
   std::printf("drill: live on B %.0f ms after the kill (detection %.0f ms, B's go-live %.0f ms)\n",
@@ -326,8 +330,8 @@ TEST_F(OperationsTest, EnableCreatesTheBackupsDiskReplica) {
   std::string raw = (xml_dir_ / "raw.img").string();
   std::ofstream(raw).close();
   fs::resize_file(raw, 1 << 20);
-  auto raw_domain = DefinedDomain::Define(raw_name, DiskDomainXml(raw_name, *lab_, raw, "raw"),
-                                          xml_dir_);
+  auto raw_domain =
+      DefinedDomain::Define(raw_name, DiskDomainXml(raw_name, *lab_, raw, "raw"), xml_dir_);
   ASSERT_TRUE(raw_domain.ok()) << raw_domain.status().ToString();
   auto refused = a_->Ftctl({"enable", raw_name});
   EXPECT_EQ(refused.exit_code, 7) << refused.output;

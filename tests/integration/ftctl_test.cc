@@ -83,17 +83,17 @@ TEST(FtctlTest, ListAndStatusOfARunningVm) {
 }
 
 TEST(FtctlTest, BadFlagsOfEveryCommandAreUsageErrors) {
-  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-           {"enable"},
-           {"disable"},
-           {"disable", "web1", "--frobnicate"},
-           {"failover"},
-           {"failover", "web1", "web2"},
-           {"drill", "web1", "--timeout", "0"},
-           {"drill", "web1", "--timeout", "soon"},
-           {"list", "extra"},
-           {"init-storage"},
-           {"frobnicate"}}) {
+  for (std::vector<std::string> args :
+       std::vector<std::vector<std::string>>{{"enable"},
+                                             {"disable"},
+                                             {"disable", "web1", "--frobnicate"},
+                                             {"failover"},
+                                             {"failover", "web1", "web2"},
+                                             {"drill", "web1", "--timeout", "0"},
+                                             {"drill", "web1", "--timeout", "soon"},
+                                             {"list", "extra"},
+                                             {"init-storage"},
+                                             {"frobnicate"}}) {
     std::vector<std::string> argv = {FtctlBinary(), "--socket", "/nonexistent/ftd.sock"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto out = RunCommand(argv, 10s);

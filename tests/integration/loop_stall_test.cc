@@ -2,9 +2,9 @@
 // a disk copy of hundreds of MiB, while it is the backup of a protected VM. Writing,
 // hashing and fsyncing the received replica, and starting the new backup, must not hold up
 // B's event loop: the first VM keeps its heartbeats (no "no frame from peer", no failover),
-// its lag stays bounded, and neither ftd's loop watchdog reports a stall of 300 ms or more. Two ftds in the
-// lab, real QEMU, libvirtd for the second VM's definition. Needs root; skips without (fails
-// under CI=true).
+// its lag stays bounded, and neither ftd's loop watchdog reports a stall of 300 ms or more. Two
+// ftds in the lab, real QEMU, libvirtd for the second VM's definition. Needs root; skips without
+// (fails under CI=true).
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,9 +19,9 @@
 #include <nlohmann/json.hpp>
 
 #include "lab.h"
-#include "libvirt_lab_test.h"
 #include "lab_pair.h"
 #include "libvirt_domains.h"
+#include "libvirt_lab_test.h"
 
 namespace ft::testing {
 namespace {
@@ -82,7 +82,7 @@ TEST_F(LoopStallTest, BackupHostServesAnEnableWithADiskCopyWithoutStalling) {
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   store_ = std::move(store).value();
   LockstepOptions options = LabPairOptions(*lab_);
-  options.both_ways = true;  // A asks B to run the second VM's backup
+  options.both_ways = true;                // A asks B to run the second VM's backup
   options.shared_storage = store_->dir();  // failover on: a missed heartbeat would go live
   options.heartbeat_timeout_ms = 1000;     // as in the report
   auto pair = StartProtected(options);
@@ -148,10 +148,11 @@ TEST_F(LoopStallTest, BackupHostServesAnEnableWithADiskCopyWithoutStalling) {
   std::this_thread::sleep_for(2s);
   done = true;
   sampler.join();
-  std::printf("enable with a %d MiB disk took %.1f s; the first VM over %d samples: max lag "
-              "%.0f ms, %d not protected, %d backup not replaying, %d unanswered\n",
-              kDataMiB, enable_s, watch.samples, watch.max_lag_ms, watch.primary_not_protected,
-              watch.backup_not_replaying, watch.unreachable);
+  std::printf(
+      "enable with a %d MiB disk took %.1f s; the first VM over %d samples: max lag "
+      "%.0f ms, %d not protected, %d backup not replaying, %d unanswered\n",
+      kDataMiB, enable_s, watch.samples, watch.max_lag_ms, watch.primary_not_protected,
+      watch.backup_not_replaying, watch.unreachable);
 
   ASSERT_EQ(enabled.exit_code, 0) << enabled.output << BothLogs(a, b);
   EXPECT_TRUE(WaitForFileContaining(b.ftd_log(), "replica of disk.vda verified", 5s))
@@ -165,7 +166,8 @@ TEST_F(LoopStallTest, BackupHostServesAnEnableWithADiskCopyWithoutStalling) {
     std::string log = ReadFile(side->ftd_log());
     for (const char* bad : {"no frame from", "running UNPROTECTED", "going live"}) {
       EXPECT_EQ(log.find(bad), std::string::npos)
-          << side->node_name() << "'s log says '" << bad << "':\n" << BothLogs(a, b);
+          << side->node_name() << "'s log says '" << bad << "':\n"
+          << BothLogs(a, b);
     }
     // The watchdog warns from 100 ms. On this 2-core machine both ftds, two QEMUs and a
     // 768 MiB write share the cores and the disk, and both ftds were seen late by 100-200 ms
@@ -179,8 +181,9 @@ TEST_F(LoopStallTest, BackupHostServesAnEnableWithADiskCopyWithoutStalling) {
       worst = std::max(worst, std::atoi(log.c_str() + at + marker.size()));
     }
     std::printf("%s: longest event-loop stall %d ms\n", side->node_name().c_str(), worst);
-    EXPECT_LT(worst, kStallBoundMs) << side->node_name() << "'s event loop stalled for " << worst
-                                    << " ms:\n" << BothLogs(a, b);
+    EXPECT_LT(worst, kStallBoundMs)
+        << side->node_name() << "'s event loop stalled for " << worst << " ms:\n"
+        << BothLogs(a, b);
   }
 }
 

@@ -97,11 +97,11 @@ Result<json> WaitUntilProtected(FtdInstance& side, FtdInstance& other, const std
     }
     std::this_thread::sleep_for(200ms);
   }
-  return Timeout(fmt::format("vm '{}' on {} was not protected again within {} s; last status "
-                             "{}{}",
-                             vm, side.node_name(),
-                             std::chrono::duration_cast<std::chrono::seconds>(timeout).count(),
-                             last.dump(2), BothLogs(side, other)));
+  return Timeout(fmt::format(
+      "vm '{}' on {} was not protected again within {} s; last status "
+      "{}{}",
+      vm, side.node_name(), std::chrono::duration_cast<std::chrono::seconds>(timeout).count(),
+      last.dump(2), BothLogs(side, other)));
 }
 
 // Both sides' status, QEMU's output and console ends, for failure messages.
@@ -163,8 +163,7 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   ASSERT_TRUE(a.Restart(ReadFile(a.config_path())).ok()) << a.LogTail();
   auto reprotected = WaitUntilProtected(b, a, p.vm(), 180s);
   ASSERT_TRUE(reprotected.ok()) << reprotected.status().ToString();
-  double protected_after_s =
-      std::chrono::duration<double>(Clock::now() - returned_at).count();
+  double protected_after_s = std::chrono::duration<double>(Clock::now() - returned_at).count();
   const json& rp = (*reprotected)["reprotect"];
   ASSERT_TRUE(rp.is_object()) << reprotected->dump(2);
   EXPECT_EQ(rp.value("phase", ""), "protected") << rp.dump();
@@ -175,10 +174,11 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   auto a_view = View(p, a);
   EXPECT_EQ(a_view.role, "backup") << a_view.status.dump(2);
   EXPECT_EQ(a_view.epoch, 2u) << a_view.status.dump(2);
-  std::printf("re-protected %.1f s after host A's ftd restarted: paused %lld ms, %.1f MiB "
-              "shipped\n",
-              protected_after_s, static_cast<long long>(rp.value("pause_ms", int64_t{-1})),
-              double(rp.value("bytes_total", uint64_t{0})) / (1 << 20));
+  std::printf(
+      "re-protected %.1f s after host A's ftd restarted: paused %lld ms, %.1f MiB "
+      "shipped\n",
+      protected_after_s, static_cast<long long>(rp.value("pause_ms", int64_t{-1})),
+      double(rp.value("bytes_total", uint64_t{0})) / (1 << 20));
 
   // The client's stream and records go on through the re-protection.
   ASSERT_TRUE(Converse(f.client, 30).ok()) << BothLogs(p);
@@ -195,8 +195,7 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
     std::this_thread::sleep_for(200ms);
   }
   std::string b_console = ReadFile(b.console_log(p.vm()));
-  ASSERT_GT(a_console.size(), 200u) << "the new backup's replay wrote no console\n"
-                                    << BothLogs(p);
+  ASSERT_GT(a_console.size(), 200u) << "the new backup's replay wrote no console\n" << BothLogs(p);
   size_t at = b_console.find(a_console);
   ASSERT_NE(at, std::string::npos)
       << "the new backup's console is not the primary's:\n--- backup (A) ---\n"
@@ -212,9 +211,8 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   uint64_t acked_at_second_kill = writer.acked();
   Status live_a = WaitUntilLive(a, p.vm(), 30s);
   ASSERT_TRUE(live_a.ok()) << live_a.ToString();
-  ASSERT_TRUE(writer.WaitFor(acked_at_second_kill + 30, 60s))
-      << writer.status().ToString() << "\n"
-      << a.LogTail();
+  ASSERT_TRUE(writer.WaitFor(acked_at_second_kill + 30, 60s)) << writer.status().ToString() << "\n"
+                                                              << a.LogTail();
   writer.Stop();
   ASSERT_FALSE(writer.failed()) << writer.status().ToString();
   Status served = Converse(f.client, 20);
@@ -229,12 +227,12 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   EXPECT_EQ(verify->torn, 0u);
   EXPECT_EQ(verify->count, writer.acked());
   EXPECT_EQ(verify->last, writer.acked());
-  std::printf("records: %llu acknowledged through two failovers and a re-protection; host A's "
-              "disk holds %llu, %llu torn; stream line %llu on the same connection\n",
-              static_cast<unsigned long long>(writer.acked()),
-              static_cast<unsigned long long>(verify->count),
-              static_cast<unsigned long long>(verify->torn),
-              static_cast<unsigned long long>(f.client.last_seq()));
+  std::printf(
+      "records: %llu acknowledged through two failovers and a re-protection; host A's "
+      "disk holds %llu, %llu torn; stream line %llu on the same connection\n",
+      static_cast<unsigned long long>(writer.acked()),
+      static_cast<unsigned long long>(verify->count), static_cast<unsigned long long>(verify->torn),
+      static_cast<unsigned long long>(f.client.last_seq()));
   records.Close();
 }
 
@@ -282,13 +280,14 @@ TEST_F(RunningUnprotectedTest, EnableGivesItABackupWithoutARestart) {
   // The same guest on the same TCP connection: its stream's sequence goes on.
   ASSERT_TRUE(Converse(f.client, 30).ok()) << BothLogs(p);
   EXPECT_GT(f.client.last_seq(), seq_before + 29);
-  std::printf("enable of the running VM: paused %lld ms, %.1f MiB shipped, protected after "
-              "%.1f s; stream line %llu -> %llu on one connection\n",
-              static_cast<long long>(reply["reprotect"].value("pause_ms", int64_t{-1})),
-              double(reply["reprotect"].value("bytes_total", uint64_t{0})) / (1 << 20),
-              double(reply["reprotect"].value("elapsed_ms", int64_t{0})) / 1000,
-              static_cast<unsigned long long>(seq_before),
-              static_cast<unsigned long long>(f.client.last_seq()));
+  std::printf(
+      "enable of the running VM: paused %lld ms, %.1f MiB shipped, protected after "
+      "%.1f s; stream line %llu -> %llu on one connection\n",
+      static_cast<long long>(reply["reprotect"].value("pause_ms", int64_t{-1})),
+      double(reply["reprotect"].value("bytes_total", uint64_t{0})) / (1 << 20),
+      double(reply["reprotect"].value("elapsed_ms", int64_t{0})) / 1000,
+      static_cast<unsigned long long>(seq_before),
+      static_cast<unsigned long long>(f.client.last_seq()));
 
   // The new backup keeps up: the primary's lag stays bounded and acks flow.
   std::this_thread::sleep_for(3s);
@@ -336,7 +335,8 @@ TEST_F(RunningUnprotectedTest, APeerLostWhileShippingLeavesItRunningAndTheNextAt
     std::this_thread::sleep_for(200ms);
   }
   EXPECT_TRUE(st.value("ft_state", "") == "off" || st.value("ft_state", "") == "unprotected")
-      << st.dump(2) << "\n" << a.LogTail();
+      << st.dump(2) << "\n"
+      << a.LogTail();
   EXPECT_GT(st.value("qemu_pid", 0), 0) << st.dump(2);
   ASSERT_TRUE(st["reprotect"].is_object()) << st.dump(2);
   EXPECT_EQ(st["reprotect"].value("phase", ""), "failed") << st.dump(2);

@@ -2,9 +2,9 @@
 // in the network lab: a tickless guest (no nohz=off) answers pings through a protected pair
 // about as fast as the same guest without FT (within 2 ms added p50). Without the patch a
 // recording QEMU takes an inbound frame only at the guest's next timer, which a tickless idle
-// guest may not have armed for tens of ms. Both figures come from this one run on the same machine: the added
-// p50, not the absolute RTT, is what is checked. FT_TEST_QEMU=<qemu-system-x86_64> runs it
-// on another QEMU build (the test fails on one without the patch).
+// guest may not have armed for tens of ms. Both figures come from this one run on the same machine:
+// the added p50, not the absolute RTT, is what is checked. FT_TEST_QEMU=<qemu-system-x86_64> runs
+// it on another QEMU build (the test fails on one without the patch).
 #include <gtest/gtest.h>
 
 #include <cstdio>

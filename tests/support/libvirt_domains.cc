@@ -95,7 +95,8 @@ LibvirtdForSuite LibvirtdForSuite::Start() {
 Libvirtd::~Libvirtd() {
   if (!started_) return;
   auto stop = RunCommand({"bash", FT_LIBVIRTD_SCRIPT, "stop"}, 30s);
-  if (stop.exit_code != 0) std::fprintf(stderr, "scripts/libvirtd.sh stop: %s\n", stop.output.c_str());
+  if (stop.exit_code != 0)
+    std::fprintf(stderr, "scripts/libvirtd.sh stop: %s\n", stop.output.c_str());
 }
 
 Result<std::unique_ptr<DefinedDomain>> DefinedDomain::Define(const std::string& name,
@@ -104,7 +105,8 @@ Result<std::unique_ptr<DefinedDomain>> DefinedDomain::Define(const std::string& 
   fs::path file = dir / (name + ".xml");
   std::ofstream(file) << xml;
   auto define = Virsh({"define", file.string()});
-  if (define.exit_code != 0) return Internal(fmt::format("virsh define {}: {}", name, define.output));
+  if (define.exit_code != 0)
+    return Internal(fmt::format("virsh define {}: {}", name, define.output));
   return std::unique_ptr<DefinedDomain>(new DefinedDomain(name));
 }
 

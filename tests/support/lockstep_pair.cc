@@ -163,9 +163,9 @@ std::string DescribeProcess(int pid) {
                        ReadFile(task.path().string() + "/wchan"));
   }
   if (access("/usr/bin/gdb", X_OK) == 0) {
-    auto bt = RunCommand({"/usr/bin/gdb", "-p", std::to_string(pid), "-batch", "-ex",
-                          "thread apply all bt"},
-                         std::chrono::seconds(60));
+    auto bt = RunCommand(
+        {"/usr/bin/gdb", "-p", std::to_string(pid), "-batch", "-ex", "thread apply all bt"},
+        std::chrono::seconds(60));
     out += bt.output;
   }
   return out;

@@ -14,12 +14,14 @@ constexpr size_t kEthHeader = 14;
 constexpr size_t kMinEthernetFrame = 60;  // without FCS
 
 uint16_t Be16(std::string_view b, size_t at) {
-  return static_cast<uint16_t>((static_cast<uint8_t>(b[at]) << 8) | static_cast<uint8_t>(b[at + 1]));
+  return static_cast<uint16_t>((static_cast<uint8_t>(b[at]) << 8) |
+                               static_cast<uint8_t>(b[at + 1]));
 }
 uint32_t Be32(std::string_view b, size_t at) {
   return (uint32_t{static_cast<uint8_t>(b[at])} << 24) |
          (uint32_t{static_cast<uint8_t>(b[at + 1])} << 16) |
-         (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) | uint32_t{static_cast<uint8_t>(b[at + 3])};
+         (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) |
+         uint32_t{static_cast<uint8_t>(b[at + 3])};
 }
 bool SameMac(std::string_view b, size_t at, const MacAddress& mac) {
   for (size_t i = 0; i < 6; ++i) {

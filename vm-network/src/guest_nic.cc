@@ -81,8 +81,8 @@ struct GuestNic::Impl : std::enable_shared_from_this<GuestNic::Impl> {
     if (!options.mac.empty()) {
       mac = ParseMac(options.mac);
       if (!mac) {
-        return InvalidArgument(fmt::format("vm '{}': NIC MAC '{}' is malformed", options.vm,
-                                           options.mac));
+        return InvalidArgument(
+            fmt::format("vm '{}': NIC MAC '{}' is malformed", options.vm, options.mac));
       }
     }
     if (options.guest_ipv4) stats.guest_ipv4 = Ipv4ToString(*options.guest_ipv4);

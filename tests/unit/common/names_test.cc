@@ -19,8 +19,8 @@ TEST(IsValidName, AcceptsConfigStyleNames) {
 }
 
 TEST(IsValidName, RefusesAnythingThatCouldLeaveItsDirectory) {
-  for (const char* n : {"", ".", "..", "../x", "/etc", "a/b", ".hidden", "-rf", "_x", "a b",
-                        "a\nb", "a\\b", "\xc3\xa9t\xc3\xa9", "a:b", "a*"}) {
+  for (const char* n : {"", ".", "..", "../x", "/etc", "a/b", ".hidden", "-rf", "_x", "a b", "a\nb",
+                        "a\\b", "\xc3\xa9t\xc3\xa9", "a:b", "a*"}) {
     EXPECT_FALSE(IsValidName(n)) << n;
   }
   EXPECT_FALSE(IsValidName(std::string("a\0b", 3)));
@@ -63,17 +63,16 @@ TEST(PrintableText, ControlCharactersAreEscaped) {
   // C1 controls (U+0085 NEL, U+009B CSI) in their UTF-8 form.
   EXPECT_EQ(PrintableText("a\xc2\x85z\xc2\x9b", 64), "a\\xc2\\x85z\\xc2\\x9b");
   // Line separator and a right-to-left override: they make a line read as something else.
-  EXPECT_EQ(PrintableText("x\xe2\x80\xa8y\xe2\x80\xaez", 64),
-            "x\\xe2\\x80\\xa8y\\xe2\\x80\\xaez");
+  EXPECT_EQ(PrintableText("x\xe2\x80\xa8y\xe2\x80\xaez", 64), "x\\xe2\\x80\\xa8y\\xe2\\x80\\xaez");
   EXPECT_FALSE(IsPrintableText("a\nb", 64));
   EXPECT_FALSE(IsPrintableText("a\xc2\x85", 64));
 }
 
 TEST(PrintableText, BytesThatAreNotUtf8AreEscaped) {
   EXPECT_EQ(PrintableText("\xff\xfe", 64), "\\xff\\xfe");
-  EXPECT_EQ(PrintableText("ab\xc3", 64), "ab\\xc3");                // truncated sequence
-  EXPECT_EQ(PrintableText("\xc0\xaf", 64), "\\xc0\\xaf");           // overlong '/'
-  EXPECT_EQ(PrintableText("\xed\xa0\x80", 64), "\\xed\\xa0\\x80");  // a surrogate
+  EXPECT_EQ(PrintableText("ab\xc3", 64), "ab\\xc3");                         // truncated sequence
+  EXPECT_EQ(PrintableText("\xc0\xaf", 64), "\\xc0\\xaf");                    // overlong '/'
+  EXPECT_EQ(PrintableText("\xed\xa0\x80", 64), "\\xed\\xa0\\x80");           // a surrogate
   EXPECT_EQ(PrintableText("\xf4\x90\x80\x80", 64), "\\xf4\\x90\\x80\\x80");  // > U+10FFFF
   EXPECT_FALSE(IsPrintableText("\xff", 64));
 }

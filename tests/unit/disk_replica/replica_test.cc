@@ -104,7 +104,8 @@ TEST_F(ReplicaTest, ImageLockedByAnotherOpenFileIsInUse) {
 TEST_F(ReplicaTest, CopyLandsOnlyWhenItsDigestMatches) {
   std::string replica = (dir_ / "replica.qcow2").string();
   ASSERT_TRUE(Copy(replica, 65536).ok());
-  EXPECT_EQ(DigestImage("web1", "vda", replica)->sha256, DigestImage("web1", "vda", image_)->sha256);
+  EXPECT_EQ(DigestImage("web1", "vda", replica)->sha256,
+            DigestImage("web1", "vda", image_)->sha256);
   EXPECT_FALSE(fs::exists(replica + ".ftd-partial"));
 
   // A replica that exists is not overwritten unless asked.

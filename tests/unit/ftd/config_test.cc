@@ -343,8 +343,7 @@ TEST(VmSectionTest, AValueWithANewlineIsRefusedNamingTheKey) {
   spec.cmdline = "console=ttyS0";
   spec.disks.push_back({"vda", "/srv/web1\n.qcow2", "qcow2"});
   s = replay::ValidateVmSpec(spec);
-  EXPECT_NE(s.message().find("disk.vda has a control character"), std::string::npos)
-      << s.message();
+  EXPECT_NE(s.message().find("disk.vda has a control character"), std::string::npos) << s.message();
 }
 
 // fuzz_vm_section found it (CI, 2026-12-06): "qemu = " parsed to an empty binary that the
@@ -356,8 +355,7 @@ TEST(ConfigParseTest, AnEmptyQemuIsRefusedNamingTheKey) {
   EXPECT_NE(vm.status().message().find("is empty"), std::string::npos) << vm.status().message();
   auto node = ParseConfig("[node]\nqemu =\n", "ftd.conf", "/etc/ftd");
   ASSERT_FALSE(node.ok());
-  EXPECT_NE(node.status().message().find("is empty"), std::string::npos)
-      << node.status().message();
+  EXPECT_NE(node.status().message().find("is empty"), std::string::npos) << node.status().message();
   replay::VmSpec spec;
   spec.name = "web1";
   spec.kernel = "/k";

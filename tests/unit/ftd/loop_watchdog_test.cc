@@ -13,7 +13,7 @@ TEST(StallMeterTest, OnTimeAndSlightlyLateTicksAreNoStall) {
   StallMeter meter(100ms);
   Clock::time_point due{10s};
   EXPECT_EQ(meter.Tick(due, due), std::nullopt);
-  EXPECT_EQ(meter.Tick(due, due - 1ms), std::nullopt);  // timers may fire a hair early
+  EXPECT_EQ(meter.Tick(due, due - 1ms), std::nullopt);    // timers may fire a hair early
   EXPECT_EQ(meter.Tick(due, due + 100ms), std::nullopt);  // at the threshold: not yet
   EXPECT_EQ(meter.stalls(), 0u);
   EXPECT_EQ(meter.worst(), 100ms);

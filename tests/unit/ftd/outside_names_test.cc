@@ -97,9 +97,9 @@ class OutsideNamesTest : public ::testing::Test {
   std::unique_ptr<Operations> ops_;
 };
 
-const char* const kHostileNames[] = {"",     "..",  "../x", "/etc",      "a/b",
-                                     ".",    "-rf", "a\nb", "vm\0x",     "x/../../outside",
-                                     "a b",  "é",   "../vms/other"};
+const char* const kHostileNames[] = {"",    "..",  "../x",        "/etc",  "a/b",
+                                     ".",   "-rf", "a\nb",        "vm\0x", "x/../../outside",
+                                     "a b", "é",   "../vms/other"};
 
 std::string Hostile(const char* literal) {
   // "vm\0x" keeps its NUL.

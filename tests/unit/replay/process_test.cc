@@ -47,8 +47,7 @@ TEST(ChildProcessTest, TerminateEscalatesToSigkillAfterGrace) {
   // A child that ignores SIGTERM must still be gone when Terminate returns.
   // Short sleeps: a long one would outlive the killed shell by its whole length, holding
   // ctest's output pipe open (the test took 30 s).
-  auto child =
-      ChildProcess::Spawn({"sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"}, {});
+  auto child = ChildProcess::Spawn({"sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"}, {});
   ASSERT_TRUE(child.ok());
   std::this_thread::sleep_for(100ms);  // let the shell install its trap
   pid_t pid = (*child)->pid();

@@ -22,8 +22,12 @@ VmSpec Spec() {
 }
 
 LaunchPaths Paths() {
-  return {"/run/ftd/web1/qmp.sock", "/var/lib/ftd/web1/console.log", "/tmp/rr.log", "",
-          "/run/ftd/web1/nic.sock", ""};
+  return {"/run/ftd/web1/qmp.sock",
+          "/var/lib/ftd/web1/console.log",
+          "/tmp/rr.log",
+          "",
+          "/run/ftd/web1/nic.sock",
+          ""};
 }
 
 LaunchOptions Opts(RunMode mode, bool plain_with_icount) {
@@ -166,7 +170,8 @@ TEST(QemuCommandTest, TapBackendAndNoNic) {
 
 TEST(QemuCommandTest, OperatorMonitorIsASecondQmpSocket) {
   auto paths = Paths();
-  EXPECT_EQ(Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths), "-mon").size(), 1u);
+  EXPECT_EQ(Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths), "-mon").size(),
+            1u);
   paths.operator_qmp_socket = "/run/ftd/web1/monitor.sock";
   auto argv = BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths);
   EXPECT_EQ(Values(argv, "-mon"),
@@ -186,8 +191,8 @@ TEST(QemuCommandTest, VmStateDriveIsNoGuestDeviceAndOnlyInRrModes) {
       EXPECT_EQ(device.find("ft-vmstate"), std::string::npos) << device;
     }
   }
-  EXPECT_FALSE(Has(Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths), "-drive"),
-                   drive));
+  EXPECT_FALSE(
+      Has(Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths), "-drive"), drive));
 }
 
 TEST(QemuCommandTest, LoadvmStartsFromTheSnapshot) {

@@ -49,8 +49,8 @@ struct Both {
 };
 
 void ExpectAgreeAtEverySplit(const std::string& log, const std::string& what) {
-  for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{5}, size_t{7}, size_t{64},
-                       log.size()}) {
+  for (size_t chunk :
+       {size_t{1}, size_t{2}, size_t{3}, size_t{5}, size_t{7}, size_t{64}, log.size()}) {
     Both b;
     for (size_t at = 0; at < log.size(); at += chunk) {
       b.Feed(std::string_view(log).substr(at, chunk));

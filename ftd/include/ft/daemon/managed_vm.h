@@ -67,7 +67,7 @@ struct VmReport {
   uint64_t lag_instructions = 0, paced_ms = 0, channel_rtt_us = 0;
   double lag_ms = 0, log_bytes_per_sec = 0;
   int64_t last_ack_ms_ago = -1;
-  std::optional<net::NicStats> nic;  // when ftd serves the NIC
+  std::optional<net::NicStats> nic;        // when ftd serves the NIC
   std::optional<FailoverReport> failover;  // when the node has shared_storage
   std::optional<ReprotectReport> reprotect;
 };

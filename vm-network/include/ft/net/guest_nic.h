@@ -63,7 +63,7 @@ struct NicStats {
   uint64_t dropped_tap_errors = 0;
   std::string guest_ipv4;      // as learnt from the guest's frames; "" until seen
   uint64_t announcements = 0;  // frames sent by Announce
-  GateStats gate;  // its dropped_full: frames dropped because the gate was full
+  GateStats gate;              // its dropped_full: frames dropped because the gate was full
 };
 
 class GuestNic {
