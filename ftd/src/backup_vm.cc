@@ -52,27 +52,28 @@ enum class BackupState {
   kFinished,
   kFailed
 };
-const char* BackupStateName(BackupState s) {
+VmFtState ReportedState(BackupState s) {
   switch (s) {
     case BackupState::kWaitingForPrimary:
-      return "waiting-for-primary";
+      return VmFtState::kWaitingForPrimary;
     case BackupState::kReplaying:
-      return "replaying";
+      return VmFtState::kReplaying;
     case BackupState::kPrimaryLost:
-      return "primary-lost";
+      return VmFtState::kPrimaryLost;
     case BackupState::kGoingLive:
-      return "going-live";
+      return VmFtState::kGoingLive;
     case BackupState::kLive:
-      return "live";
+      return VmFtState::kLive;
     case BackupState::kHalted:
-      return "halted";
+      return VmFtState::kHalted;
     case BackupState::kFinished:
-      return "finished";
+      return VmFtState::kFinished;
     case BackupState::kFailed:
-      return "failed";
+      return VmFtState::kFailed;
   }
-  return "?";
+  return VmFtState::kFailed;
 }
+const char* BackupStateName(BackupState s) { return VmFtStateName(ReportedState(s)); }
 
 class BackupVm : public ManagedVm {
  public:
@@ -655,13 +656,13 @@ class BackupVm : public ManagedVm {
         return r;
       }
       FillRunnerReport(runner, "replay", r);
-      if (!replayer_started) r.state = "waiting";
-      r.role = "backup";
-      r.ft_state = BackupStateName(state);
+      if (!replayer_started) r.state = VmState::kWaiting;
+      r.role = FtRole::kBackup;
+      r.ft_state = ReportedState(state);
       r.ft_note = note;
       if (auto a = failover->state();
           a == arbiter::FtState::kCheckingStore || a == arbiter::FtState::kStale) {
-        r.ft_state = arbiter::FtStateName(a);  // not running: the store decides
+        r.ft_state = ReportedFtState(a);  // not running: the store decides
         r.ft_note = failover->note();
       }
       r.epoch = failover->epoch();

@@ -510,18 +510,6 @@ Status LoadChannelKey(ChannelConfig& channel) {
 
 }  // namespace
 
-const char* FtRoleName(FtRole role) {
-  switch (role) {
-    case FtRole::kOff:
-      return "off";
-    case FtRole::kPrimary:
-      return "primary";
-    case FtRole::kBackup:
-      return "backup";
-  }
-  return "?";
-}
-
 Result<Config> ParseConfig(std::string_view text, const std::string& source,
                            const std::string& base_dir) {
   return Parser(source, base_dir).Parse(text);

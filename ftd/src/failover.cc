@@ -209,7 +209,7 @@ void Failover::FillReport(VmReport& r) const {
   if (!on()) return;  // `ftctl status` says failover is off
   const auto& a = impl_->arbiter;
   FailoverReport f;
-  f.state = arbiter::FtStateName(a.state());
+  f.state = ReportedFtState(a.state());
   f.shared_storage = impl_->node.shared_storage;
   f.claims_sent = a.claims_sent();
   auto ns = [](const std::optional<Clock::time_point>& t) { return t ? MonotonicNs(*t) : 0; };

@@ -17,6 +17,7 @@
 #include "ft/daemon/control_socket.h"
 #include "ft/libvirt/connection.h"
 #include "ft/libvirt/domain_spec.h"
+#include "ft/net/guest_nic.h"
 #include "ft/proto/control.pb.h"
 #include "ft/shared_disk/shared_directory.h"
 #include "ft/utc_time.h"
@@ -64,6 +65,23 @@ int ExitCodeOf(ft::proto::ControlResponse::Code code) {
   }
 }
 
+// The text of a state on the wire ("waiting-for-backup"): the daemon's name for the same value.
+const char* Text(ft::proto::RunState s) {
+  return ft::daemon::VmStateName(static_cast<ft::daemon::VmState>(s));
+}
+const char* Text(ft::proto::FtRole r) {
+  return ft::daemon::FtRoleName(static_cast<ft::daemon::FtRole>(r));
+}
+const char* Text(ft::proto::VmFtState s) {
+  return ft::daemon::VmFtStateName(static_cast<ft::daemon::VmFtState>(s));
+}
+const char* Text(ft::proto::Outbound o) {
+  return ft::net::OutboundName(static_cast<ft::net::Outbound>(o));
+}
+const char* Text(ft::proto::SwitchoverKind k) {
+  return ft::daemon::SwitchoverKindName(static_cast<ft::daemon::SwitchoverKind>(k));
+}
+
 std::string Bytes(double b) {
   if (b < 1024) return fmt::format("{:.0f} B", b);
   if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024);
@@ -75,7 +93,7 @@ nlohmann::json NicJson(const ft::proto::VmStatus& vm) {
   const auto& n = vm.nic();
   return {{"tap", n.tap()},
           {"guest_connected", n.guest_connected()},
-          {"outbound", n.outbound()},
+          {"outbound", Text(n.outbound())},
           {"frames_out", n.frames_out()},
           {"bytes_out", n.bytes_out()},
           {"frames_in", n.frames_in()},
@@ -107,13 +125,13 @@ void PrintNic(const ft::proto::VmStatus& vm) {
   if (!vm.has_nic()) return;
   const auto& n = vm.nic();
   std::printf("NIC:         %s, outbound %s, QEMU %s\n",
-              n.tap().empty() ? "no TAP" : n.tap().c_str(), n.outbound().c_str(),
+              n.tap().empty() ? "no TAP" : n.tap().c_str(), Text(n.outbound()),
               n.guest_connected() ? "connected" : "not connected");
   std::printf("Frames:      %llu out (%s), %llu in (%s), %llu dropped\n",
               static_cast<unsigned long long>(n.frames_out()), Bytes(double(n.bytes_out())).c_str(),
               static_cast<unsigned long long>(n.frames_in()), Bytes(double(n.bytes_in())).c_str(),
               static_cast<unsigned long long>(NicDrops(n)));
-  if (n.outbound() == "drop") {
+  if (n.outbound() == ft::proto::OUTBOUND_DROP) {
     std::printf("Not sent:    %llu frames of the replayed guest (a backup sends none)\n",
                 static_cast<unsigned long long>(n.dropped_backup()));
   }
@@ -148,7 +166,7 @@ void PrintReprotect(const ft::proto::VmStatus& vm) {
 nlohmann::json FailoverJson(const ft::proto::VmStatus& vm) {
   if (!vm.has_failover()) return nullptr;
   const auto& f = vm.failover();
-  return {{"state", f.state()},
+  return {{"state", Text(f.state())},
           {"shared_storage", f.shared_storage()},
           {"claims_sent", f.claims_sent()},
           {"peer_lost_ns", f.peer_lost_ns()},
@@ -173,7 +191,7 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
     return;
   }
   const auto& f = vm.failover();
-  std::printf("Failover:    %s, storage %s, %d claim(s) sent\n", f.state().c_str(),
+  std::printf("Failover:    %s, storage %s, %d claim(s) sent\n", Text(f.state()),
               f.shared_storage().c_str(), f.claims_sent());
   if (f.has_newest_claim()) {
     const auto& c = f.newest_claim();
@@ -195,15 +213,15 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
 
 nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
   return {{"name", vm.name()},
-          {"state", vm.state()},
+          {"state", Text(vm.state())},
           {"mode", vm.mode()},
           {"qemu_pid", vm.qemu_pid()},
           {"uptime_ms", vm.uptime_ms()},
           {"console_log", vm.console_log()},
           {"monitor_socket", vm.monitor_socket()},
           {"last_error", vm.last_error()},
-          {"role", vm.role()},
-          {"ft_state", vm.ft_state()},
+          {"role", Text(vm.role())},
+          {"ft_state", Text(vm.ft_state())},
           {"ft_note", vm.ft_note()},
           {"epoch", vm.epoch()},
           {"peer", vm.peer()},
@@ -239,8 +257,8 @@ void PrintTable(const ft::proto::ControlResponse& r,
     return it == libvirt.end() ? "-" : it->second;
   };
   for (const auto& vm : r.vms()) {
-    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(), vm.state().c_str(),
-                vm.mode().c_str(), vm.role().c_str(), vm.ft_state().c_str(),
+    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(), Text(vm.state()),
+                vm.mode().c_str(), Text(vm.role()), Text(vm.ft_state()),
                 vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
                 vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-", domain(vm.name()).c_str());
   }
@@ -256,7 +274,7 @@ void PrintTable(const ft::proto::ControlResponse& r,
 void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   std::printf("Name:        %s\n", vm.name().c_str());
   std::printf("Node:        %s\n", node.c_str());
-  std::printf("State:       %s\n", vm.state().c_str());
+  std::printf("State:       %s\n", Text(vm.state()));
   std::printf("Mode:        %s\n", vm.mode().c_str());
   std::printf("QEMU pid:    %s\n", vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-");
   std::printf("Uptime:      %s\n", vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-");
@@ -264,16 +282,16 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   if (!vm.monitor_socket().empty()) std::printf("Monitor:     %s\n", vm.monitor_socket().c_str());
   if (!vm.last_error().empty()) std::printf("Last error:  %s\n", vm.last_error().c_str());
   PrintNic(vm);
-  std::printf("Role:        %s\n", vm.role().c_str());
-  if (vm.role() == "off" || vm.role().empty()) return;
-  std::printf("FT state:    %s\n", vm.ft_state().c_str());
+  std::printf("Role:        %s\n", Text(vm.role()));
+  if (vm.role() != ft::proto::FT_ROLE_PRIMARY && vm.role() != ft::proto::FT_ROLE_BACKUP) return;
+  std::printf("FT state:    %s\n", Text(vm.ft_state()));
   if (!vm.ft_note().empty()) std::printf("FT note:     %s\n", vm.ft_note().c_str());
   std::printf("Epoch:       %llu\n", static_cast<unsigned long long>(vm.epoch()));
   std::printf("Peer:        %s\n", vm.peer().empty() ? "-" : vm.peer().c_str());
   std::printf("Log:         %s, %s/s, icount %llu\n", Bytes(double(vm.log_bytes())).c_str(),
               Bytes(vm.log_bytes_per_sec()).c_str(),
               static_cast<unsigned long long>(vm.log_icount()));
-  if (vm.role() == "primary") {
+  if (vm.role() == ft::proto::FT_ROLE_PRIMARY) {
     std::printf("Acked:       %s\n", Bytes(double(vm.acked_bytes())).c_str());
     std::printf("Paced:       %.1f s in total\n", double(vm.paced_ms()) / 1000);
   }
@@ -297,7 +315,7 @@ nlohmann::json SwitchoverJson(const ft::proto::SwitchoverReport& s) {
     steps = FailoverJson(carrier);
   }
   return {{"vm", s.vm()},
-          {"kind", s.kind()},
+          {"kind", Text(s.kind())},
           {"from_node", s.from_node()},
           {"to_node", s.to_node()},
           {"epoch", s.epoch()},
@@ -311,7 +329,7 @@ nlohmann::json SwitchoverJson(const ft::proto::SwitchoverReport& s) {
 }
 
 void PrintSwitchover(const ft::proto::SwitchoverReport& s) {
-  bool drill = s.kind() == "drill";
+  bool drill = s.kind() == ft::proto::SWITCHOVER_KIND_DRILL;
   std::printf("%s of '%s': %s -> %s, epoch %llu\n", drill ? "Drill" : "Planned failover",
               s.vm().c_str(), s.from_node().c_str(), s.to_node().c_str(),
               static_cast<unsigned long long>(s.epoch()));
@@ -610,8 +628,8 @@ int main(int argc, char** argv) {
     for (const auto& w : warnings) std::printf("note: %s\n", w.c_str());
     const auto& vm = response.vms(0);
     std::printf("FT is on for '%s': primary on %s (%s), backup on the peer (%s), epoch %llu\n",
-                vm.name().c_str(), response.node().c_str(), vm.ft_state().c_str(),
-                vm.peer().c_str(), static_cast<unsigned long long>(vm.epoch()));
+                vm.name().c_str(), response.node().c_str(), Text(vm.ft_state()), vm.peer().c_str(),
+                static_cast<unsigned long long>(vm.epoch()));
     if (reprotecting && vm.has_reprotect()) {
       std::printf(
           "it kept running: paused %lld ms for its snapshot, %.1f MiB shipped, "

@@ -46,8 +46,8 @@ class PlainVm : public ManagedVm {
   VmReport Report() const override {
     VmReport r;
     FillRunnerReport(runner_, "plain", r);
-    r.role = "off";
-    r.ft_state = "off";
+    r.role = FtRole::kOff;
+    r.ft_state = VmFtState::kOff;
     if (nic_) r.nic = nic_->stats();
     return r;
   }
@@ -235,7 +235,7 @@ Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRu
 
 void FillRunnerReport(const VmRunner& runner, const char* mode, VmReport& r) {
   r.name = runner.name();
-  r.state = VmStateName(runner.state());
+  r.state = runner.state();
   r.mode = mode;
   r.qemu_pid = runner.qemu_pid();
   r.uptime_ms = static_cast<uint64_t>(runner.uptime().count());

@@ -26,6 +26,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+
+static_assert(static_cast<int>(net::Outbound::kGated) == proto::OUTBOUND_GATED &&
+                  static_cast<int>(net::Outbound::kOpen) == proto::OUTBOUND_OPEN &&
+                  static_cast<int>(net::Outbound::kDrop) == proto::OUTBOUND_DROP &&
+                  proto::Outbound_MAX == 3,
+              "net::Outbound crosses to the wire by a cast");
 using Clock = std::chrono::steady_clock;
 using proto::ControlResponse;
 using proto::PeerResponse;
@@ -46,15 +52,15 @@ proto::VmStatus DescribeVm(const ManagedVm& vm,
   if (reprotect) r.reprotect = std::move(reprotect);
   proto::VmStatus s;
   s.set_name(r.name);
-  s.set_state(r.state);
+  s.set_state(static_cast<proto::RunState>(r.state));
   s.set_mode(r.mode);
   s.set_qemu_pid(r.qemu_pid);
   s.set_uptime_ms(r.uptime_ms);
   s.set_console_log(r.console_log);
   s.set_monitor_socket(r.monitor_socket);
   s.set_last_error(r.last_error);
-  s.set_role(r.role);
-  s.set_ft_state(r.ft_state);
+  s.set_role(static_cast<proto::FtRole>(r.role));
+  s.set_ft_state(static_cast<proto::VmFtState>(r.ft_state));
   s.set_ft_note(r.ft_note);
   s.set_epoch(r.epoch);
   s.set_peer(r.peer);
@@ -73,7 +79,7 @@ proto::VmStatus DescribeVm(const ManagedVm& vm,
     auto* nic = s.mutable_nic();
     nic->set_tap(n.tap);
     nic->set_guest_connected(n.guest_connected);
-    nic->set_outbound(net::OutboundName(n.outbound));
+    nic->set_outbound(static_cast<proto::Outbound>(n.outbound));
     nic->set_frames_out(n.frames_out);
     nic->set_bytes_out(n.bytes_out);
     nic->set_frames_in(n.frames_in);
@@ -97,7 +103,7 @@ proto::VmStatus DescribeVm(const ManagedVm& vm,
   if (r.failover) {
     const FailoverReport& f = *r.failover;
     auto* fo = s.mutable_failover();
-    fo->set_state(f.state);
+    fo->set_state(static_cast<proto::VmFtState>(f.state));
     fo->set_shared_storage(f.shared_storage);
     fo->set_claims_sent(f.claims_sent);
     fo->set_peer_lost_ns(f.peer_lost_ns);
@@ -131,7 +137,7 @@ proto::VmStatus DescribeVm(const ManagedVm& vm,
 // "primary, protected" for messages.
 std::string RoleAndState(const ManagedVm& vm) {
   VmReport r = vm.Report();
-  return fmt::format("{}, {}", r.role, r.ft_state);
+  return fmt::format("{}, {}", FtRoleName(r.role), VmFtStateName(r.ft_state));
 }
 
 // The epoch in the VM's state dir (0: never protected here). A damaged record is an error
@@ -400,13 +406,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       if (self->reprotecting.empty()) {
         for (const auto& vm : self->vms) {
           VmReport r = vm->Report();
-          if (r.role != "primary" || r.ft_state != "unprotected" || r.state != "running") {
+          if (r.role != FtRole::kPrimary || r.ft_state != VmFtState::kUnprotected ||
+              r.state != VmState::kRunning) {
             continue;
           }
           if (self->busy.count(vm->name())) continue;
           auto& retry = self->reprotect_retry[vm->name()];
           if (Clock::now() < retry.not_before) continue;
-          self->Reprotect(vm->name(), "auto");
+          self->Reprotect(vm->name(), "automatic re-protection");
           break;
         }
       }
@@ -451,13 +458,14 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       case proto::ControlRequest::kDisable:
         return Disable(request.disable(), std::move(respond));
       case proto::ControlRequest::kFailover:
-        return Switchover(request.failover().vm(), "failover", kDefaultLiveTimeout,
+        return Switchover(request.failover().vm(), SwitchoverKind::kFailover, kDefaultLiveTimeout,
                           std::move(respond));
       case proto::ControlRequest::kDrill: {
         auto timeout = request.drill().timeout_ms()
                            ? std::chrono::milliseconds(request.drill().timeout_ms())
                            : std::chrono::milliseconds(kDefaultLiveTimeout);
-        return Switchover(request.drill().vm(), "drill", timeout, std::move(respond));
+        return Switchover(request.drill().vm(), SwitchoverKind::kDrill, timeout,
+                          std::move(respond));
       }
       case proto::ControlRequest::COMMAND_NOT_SET:
         break;
@@ -485,7 +493,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       if (!vm) return respond(UnknownVm(request.vm()));
       VmReport report = vm->Report();
       if (vm->role() == FtRole::kOff ||
-          (report.role != "off" && report.ft_state != "unprotected")) {
+          (report.role != FtRole::kOff && report.ft_state != VmFtState::kUnprotected)) {
         return respond(Error(ControlResponse::ALREADY_ENABLED,
                              fmt::format("vm '{}' is already on node '{}' ({}): FT is already "
                                          "on for it, or it is not one ftd records; only a VM that "
@@ -504,7 +512,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (ManagedVm* vm = Find(spec.name)) {
       VmReport report = vm->Report();
       if (vm->role() != FtRole::kOff &&
-          (report.role == "off" || report.ft_state == "unprotected")) {
+          (report.role == FtRole::kOff || report.ft_state == VmFtState::kUnprotected)) {
         if (auto busy_reply = Busy(spec.name)) return respond(*busy_reply);
         // It runs here without a backup: give it one without restarting it.
         return Reprotect(spec.name, source, std::move(respond));
@@ -680,23 +688,23 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (!vm) return respond(UnknownVm(name));
     if (auto busy_reply = Busy(name)) return respond(*busy_reply);
     VmReport report = vm->Report();
-    if (vm->role() == FtRole::kOff || report.role == "off") {
+    if (vm->role() == FtRole::kOff || report.role == FtRole::kOff) {
       return respond(Error(ControlResponse::REFUSED,
                            fmt::format("FT is not on for '{}' on node '{}'", name, node.name)));
     }
-    if (report.ft_state == "halted" || report.ft_state == "stale") {
+    if (report.ft_state == VmFtState::kHalted || report.ft_state == VmFtState::kStale) {
       // This copy stopped for good, or never ran (the other host's went live): nothing to ask
       // the peer, whose copy is not this one's backup.
       return DisableHere(name, "", respond);
     }
-    if (report.ft_state == "arbitrating") {
+    if (report.ft_state == VmFtState::kArbitrating) {
       return respond(Error(ControlResponse::REFUSED,
                            fmt::format("vm '{}' is arbitrating on node '{}' (its backup was "
                                        "lost and the claim is not decided): turn FT off once "
                                        "it has settled",
                                        name, node.name)));
     }
-    if (report.role == "backup") {
+    if (report.role == FtRole::kBackup) {
       return respond(Error(ControlResponse::REFUSED,
                            fmt::format("vm '{}' is the backup on node '{}': turn FT off on the "
                                        "primary's host ('{}')",
@@ -738,14 +746,15 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     ManagedVm* vm = Find(name);
     if (!vm) return respond(UnknownVm(name));
     (void)ForgetEnabledVm(node, name);
-    if (std::string state = vm->Report().ft_state; state == "halted" || state == "stale") {
+    if (VmFtState state = vm->Report().ft_state;
+        state == VmFtState::kHalted || state == VmFtState::kStale) {
       // Nothing to run on: the copy stopped for good or never ran (a failover went the other
       // way, or this host returned after one).
       std::weak_ptr<Impl> weak = shared_from_this();
       return Remove(name, [weak, name, state, respond] {
         auto self = weak.lock();
         if (!self) return;
-        self->log->info("vm '{}': FT off; the {} copy here is removed", name, state);
+        self->log->info("vm '{}': FT off; the {} copy here is removed", name, VmFtStateName(state));
         respond(self->Reply(ControlResponse()));
       });
     }
@@ -764,19 +773,20 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
 
   // failover (planned) and drill: this copy stops, the peer's goes live; the answer is the
   // measured switchover.
-  void Switchover(const std::string& name, const std::string& kind,
+  void Switchover(const std::string& name, SwitchoverKind kind,
                   std::chrono::milliseconds live_timeout, ControlServer::Respond respond) {
     ManagedVm* vm = Find(name);
     if (!vm) return respond(UnknownVm(name));
     if (auto busy_reply = Busy(name)) return respond(*busy_reply);
     VmReport report = vm->Report();
-    if (report.role != "primary" || report.ft_state != "protected") {
-      return respond(
-          Error(ControlResponse::REFUSED,
-                fmt::format(
-                    "vm '{}' is {}, {} on node '{}': a {} needs the protected primary{}", name,
-                    report.role, report.ft_state, node.name, kind,
-                    report.role == "backup" ? fmt::format(" (run it on '{}')", report.peer) : "")));
+    if (report.role != FtRole::kPrimary || report.ft_state != VmFtState::kProtected) {
+      return respond(Error(
+          ControlResponse::REFUSED,
+          fmt::format("vm '{}' is {}, {} on node '{}': a {} needs the protected primary{}", name,
+                      FtRoleName(report.role), VmFtStateName(report.ft_state), node.name,
+                      SwitchoverKindName(kind),
+                      report.role == FtRole::kBackup ? fmt::format(" (run it on '{}')", report.peer)
+                                                     : "")));
     }
     if (!report.failover) {
       return respond(Error(ControlResponse::REFUSED,
@@ -787,7 +797,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     auto started = Clock::now();
     auto out = std::make_shared<proto::SwitchoverReport>();
     out->set_vm(name);
-    out->set_kind(kind);
+    out->set_kind(static_cast<proto::SwitchoverKind>(kind));
     out->set_from_node(node.name);
     out->set_to_node(report.peer);
     out->set_log_bytes(report.acked_bytes);
@@ -797,7 +807,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       if (auto self = weak.lock()) self->busy.erase(name);
       respond(std::move(reply));
     };
-    if (kind == "drill") {
+    if (kind == SwitchoverKind::kDrill) {
       if (Status s = vm->PlayDead(); !s.ok()) {
         return finish(Error(ControlResponse::REFUSED, s.message()));
       }
@@ -868,20 +878,24 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                   "there shows the re-protection)"
                 : "'ftctl enable " + name + "' there gives it a new backup without a restart"));
         self->log->warn("vm '{}': {}: '{}' live {:.0f} ms after this copy stopped", name,
-                        out->kind(), r->node(), out->live_ms());
+                        SwitchoverKindName(static_cast<SwitchoverKind>(out->kind())), r->node(),
+                        out->live_ms());
         ControlResponse ok;
         *ok.mutable_switchover() = *out;
         return finish(self->Reply(std::move(ok)));
       }
       if (Clock::now() >= deadline) {
-        std::string last = r.ok() ? fmt::format("its state: {}, {} ({})", r->vm().role(),
-                                                r->vm().ft_state(), r->vm().ft_note())
-                                  : r.status().message();
+        std::string last =
+            r.ok()
+                ? fmt::format(
+                      "its state: {}, {} ({})", FtRoleName(static_cast<FtRole>(r->vm().role())),
+                      VmFtStateName(static_cast<VmFtState>(r->vm().ft_state())), r->vm().ft_note())
+                : r.status().message();
         return finish(self->Error(
             ControlResponse::INTERNAL,
             fmt::format("vm '{}': this copy stopped ({}), but the peer did not report its copy "
                         "live in time; {}",
-                        name, out->kind(), last)));
+                        name, SwitchoverKindName(static_cast<SwitchoverKind>(out->kind())), last)));
       }
       auto timer = std::make_shared<asio::steady_timer>(self->io, kPeerLivePoll);
       timer->async_wait(
@@ -1199,24 +1213,25 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                     fmt::format("no VM named '{}' on node '{}'", name, node.name)));
     }
     VmReport report = vm->Report();
-    if (report.role == "backup" &&
-        (report.ft_state == "primary-lost" || report.ft_state == "going-live")) {
+    if (report.role == FtRole::kBackup &&
+        (report.ft_state == VmFtState::kPrimaryLost || report.ft_state == VmFtState::kGoingLive)) {
       return respond(PeerError(
           PeerResponse::REFUSED,
           fmt::format("vm '{}' on node '{}' is {}: a failover is under way; turn FT off once "
                       "it has settled",
-                      name, node.name, report.ft_state)));
+                      name, node.name, VmFtStateName(report.ft_state))));
     }
-    if (report.role != "backup" && report.ft_state != "halted" && report.ft_state != "stale") {
+    if (report.role != FtRole::kBackup && report.ft_state != VmFtState::kHalted &&
+        report.ft_state != VmFtState::kStale) {
       // A copy that runs as a primary, or with FT off, is this host's operator's business.
       return respond(PeerError(
           PeerResponse::REFUSED,
           fmt::format("vm '{}' runs here on node '{}' ({}, {}): it is not a backup this host "
                       "can give up; turn FT off here",
-                      name, node.name, report.role, report.ft_state)));
+                      name, node.name, FtRoleName(report.role), VmFtStateName(report.ft_state))));
     }
     log->info("vm '{}': stopping this copy ({}): {}", name, RoleAndState(*vm), request.why());
-    if (report.ft_state == "stale" || report.ft_state == "halted") {
+    if (report.ft_state == VmFtState::kStale || report.ft_state == VmFtState::kHalted) {
       // This copy stopped for good (a drill, a lost claim) or never ran (the store holds a
       // newer epoch), and the peer asking runs the VM in the newest epoch (it re-protects or
       // turns FT off from a running copy): its disks are newer than any this copy went live

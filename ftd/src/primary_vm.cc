@@ -42,7 +42,7 @@ using arbiter::FtState;
 
 // The authority's state as a primary says it ("waiting-for-backup" rather than "-peer").
 const char* PrimaryStateName(FtState s) {
-  return s == FtState::kWaitingForPeer ? "waiting-for-backup" : arbiter::FtStateName(s);
+  return VmFtStateName(ReportedFtState(s, FtRole::kPrimary));
 }
 
 // The rr flush shim: next to the ftd binary (build tree and packages), or FTD_RR_SHIM.
@@ -1040,8 +1040,9 @@ class PrimaryVm : public ManagedVm {
       FillRunnerReport(runner, "record", r);
       // FT turned off: the VM still runs (and records, until it restarts), but it is no
       // one's primary any more; `ftctl list` says so.
-      r.role = ft_off && State() == FtState::kUnprotected ? "off" : "primary";
-      r.ft_state = ft_off && State() == FtState::kUnprotected ? "off" : PrimaryStateName(State());
+      const bool off = ft_off && State() == FtState::kUnprotected;
+      r.role = off ? FtRole::kOff : FtRole::kPrimary;
+      r.ft_state = off ? VmFtState::kOff : ReportedFtState(State(), FtRole::kPrimary);
       r.ft_note = Note();
       r.epoch = failover ? failover->epoch() : identity.epoch;
       r.peer = session ? session->peer().node

@@ -279,7 +279,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
     auto* protect = ask.mutable_protect();
     protect->set_vm_config(FormatVmSection(spec));
     protect->set_epoch(copy->Report().epoch);
-    protect->set_source(source == "auto" ? "re-protection" : source);
+    protect->set_source(source);
     protect->set_from_snapshot(replay::kBaseSnapshot);
     protect->set_replica_digest(shipment.digest);
     host.ask_peer(ask, kProtectTimeout, [weak = weak_from_this()](Result<PeerResponse> r) {
@@ -310,11 +310,11 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
       return FailAfterContinue(
           Aborted(fmt::format("vm '{}' is gone from node '{}'", vm, node().name)));
     VmReport r = copy->Report();
-    if (r.ft_state == "protected") return Succeed();
-    if (r.ft_state != "waiting-for-backup") {
-      return FailAfterContinue(
-          FailedPrecondition(fmt::format("the primary is {} instead of protected{}", r.ft_state,
-                                         r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
+    if (r.ft_state == VmFtState::kProtected) return Succeed();
+    if (r.ft_state != VmFtState::kWaitingForBackup) {
+      return FailAfterContinue(FailedPrecondition(
+          fmt::format("the primary is {} instead of protected{}", VmFtStateName(r.ft_state),
+                      r.ft_note.empty() ? "" : " (" + r.ft_note + ")")));
     }
     if (Clock::now() > deadline) {
       return FailAfterContinue(Timeout(

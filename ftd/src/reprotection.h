@@ -51,8 +51,9 @@ struct ReprotectHost {
 
 class Reprotection : public std::enable_shared_from_this<Reprotection> {
  public:
-  // Starts re-protecting `vm` (`source` says why: "auto", "ftctl enable"); `done` gets Ok
-  // once the primary is protected, or the first error (naming the step).
+  // Starts re-protecting `vm` (`source` says why, for logs and the peer: "automatic
+  // re-protection", "ftctl enable"); `done` gets Ok once the primary is protected, or the first
+  // error (naming the step).
   static std::shared_ptr<Reprotection> Start(ReprotectHost host, std::string vm, std::string source,
                                              std::function<void(Status)> done);
   ~Reprotection();

@@ -33,16 +33,18 @@ bool NotifySocketSet() {
 
 std::string ServiceStatusLine(const std::vector<VmReport>& vms) {
   if (vms.empty()) return "no VMs";
-  // Primary states, then backup states, then VMs without FT; a state this list does not
-  // know yet is still counted, under its own name.
-  std::vector<std::pair<std::string, size_t>> by_state;
-  for (const char* state : {"protected", "waiting-for-backup", "unprotected", "replaying",
-                            "waiting-for-primary", "primary-lost", "finished", "failed", "off"}) {
+  // Primary states, then backup states, then VMs without FT; any other state is counted
+  // after them, in the order first seen.
+  std::vector<std::pair<VmFtState, size_t>> by_state;
+  for (VmFtState state :
+       {VmFtState::kProtected, VmFtState::kWaitingForBackup, VmFtState::kUnprotected,
+        VmFtState::kReplaying, VmFtState::kWaitingForPrimary, VmFtState::kPrimaryLost,
+        VmFtState::kFinished, VmFtState::kFailed, VmFtState::kOff}) {
     by_state.emplace_back(state, 0);
   }
   size_t running = 0;
   for (const auto& vm : vms) {
-    if (vm.state == "running") ++running;
+    if (vm.state == VmState::kRunning) ++running;
     auto it = std::find_if(by_state.begin(), by_state.end(),
                            [&vm](const auto& s) { return s.first == vm.ft_state; });
     if (it == by_state.end()) it = by_state.insert(by_state.end(), {vm.ft_state, 0});
@@ -52,7 +54,8 @@ std::string ServiceStatusLine(const std::vector<VmReport>& vms) {
   const char* separator = " ";
   for (const auto& [state, count] : by_state) {
     if (count == 0) continue;
-    line += fmt::format("{}{} {}", separator, count, state == "off" ? "without FT" : state);
+    line += fmt::format("{}{} {}", separator, count,
+                        state == VmFtState::kOff ? "without FT" : VmFtStateName(state));
     separator = ", ";
   }
   return line;

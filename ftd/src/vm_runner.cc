@@ -49,22 +49,6 @@ bool PidIsQemu(pid_t pid) {
 
 }  // namespace
 
-const char* VmStateName(VmState state) {
-  switch (state) {
-    case VmState::kStarting:
-      return "starting";
-    case VmState::kRunning:
-      return "running";
-    case VmState::kStopping:
-      return "stopping";
-    case VmState::kStopped:
-      return "stopped";
-    case VmState::kFailed:
-      return "failed";
-  }
-  return "?";
-}
-
 struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   Impl(asio::io_context& io_context, const NodeConfig& node, replay::VmSpec vm_spec)
       : io(io_context),

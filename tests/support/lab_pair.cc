@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include "ft/daemon/control_socket.h"
+#include "ft/daemon/vm_status_enums.h"
+#include "ft/net/guest_nic.h"
 #include "ft/proto/control.pb.h"
 
 namespace ft::testing {
@@ -176,25 +178,29 @@ SideView ProbeOf(FtdInstance& side, const std::string& vm) {
   }
   const proto::VmStatus& s = response.vms(0);
   v.reachable = true;
-  v.role = s.role();
-  v.ft_state = s.ft_state();
+  v.role = daemon::FtRoleName(static_cast<daemon::FtRole>(s.role()));
+  v.ft_state = daemon::VmFtStateName(static_cast<daemon::VmFtState>(s.ft_state()));
   v.ft_note = s.ft_note();
   v.epoch = s.epoch();
   v.qemu_pid = s.qemu_pid();
-  v.failover_state = s.has_failover() ? s.failover().state() : "";
+  v.failover_state =
+      s.has_failover() ? daemon::VmFtStateName(static_cast<daemon::VmFtState>(s.failover().state()))
+                       : "";
   v.live = v.role == "primary" && v.qemu_pid != 0 && v.ft_state != "halted";
-  v.gate_open = v.qemu_pid != 0 && s.has_nic() && s.nic().outbound() == "open";
-  v.status = {
-      {"role", v.role},
-      {"ft_state", v.ft_state},
-      {"ft_note", v.ft_note},
-      {"epoch", v.epoch},
-      {"qemu_pid", v.qemu_pid},
-      {"lag_ms", s.lag_ms()},
-      {"failover",
-       s.has_failover() ? nlohmann::json{{"state", v.failover_state}} : nlohmann::json()},
-      {"nic", s.has_nic() ? nlohmann::json{{"outbound", s.nic().outbound()}, {"tap", s.nic().tap()}}
-                          : nlohmann::json()}};
+  v.gate_open = v.qemu_pid != 0 && s.has_nic() && s.nic().outbound() == proto::OUTBOUND_OPEN;
+  v.status = {{"role", v.role},
+              {"ft_state", v.ft_state},
+              {"ft_note", v.ft_note},
+              {"epoch", v.epoch},
+              {"qemu_pid", v.qemu_pid},
+              {"lag_ms", s.lag_ms()},
+              {"failover",
+               s.has_failover() ? nlohmann::json{{"state", v.failover_state}} : nlohmann::json()},
+              {"nic", s.has_nic() ? nlohmann::json{{"outbound",
+                                                    net::OutboundName(static_cast<net::Outbound>(
+                                                        s.nic().outbound()))},
+                                                   {"tap", s.nic().tap()}}
+                                  : nlohmann::json()}};
   return v;
 }
 

@@ -6,7 +6,7 @@
 namespace ft::daemon {
 namespace {
 
-VmReport Vm(const std::string& state, const std::string& ft_state) {
+VmReport Vm(VmState state, VmFtState ft_state) {
   VmReport r;
   r.state = state;
   r.ft_state = ft_state;
@@ -16,31 +16,35 @@ VmReport Vm(const std::string& state, const std::string& ft_state) {
 TEST(ServiceStatusLineTest, NoVms) { EXPECT_EQ(ServiceStatusLine({}), "no VMs"); }
 
 TEST(ServiceStatusLineTest, CountsEachFtStateProtectedFirst) {
-  EXPECT_EQ(ServiceStatusLine({Vm("running", "unprotected"), Vm("running", "replaying"),
-                               Vm("running", "protected")}),
+  EXPECT_EQ(ServiceStatusLine({Vm(VmState::kRunning, VmFtState::kUnprotected),
+                               Vm(VmState::kRunning, VmFtState::kReplaying),
+                               Vm(VmState::kRunning, VmFtState::kProtected)}),
             "3 VMs, 3 running: 1 protected, 1 unprotected, 1 replaying");
 }
 
 TEST(ServiceStatusLineTest, OneVmIsSingular) {
-  EXPECT_EQ(ServiceStatusLine({Vm("running", "waiting-for-backup")}),
+  EXPECT_EQ(ServiceStatusLine({Vm(VmState::kRunning, VmFtState::kWaitingForBackup)}),
             "1 VM, 1 running: 1 waiting-for-backup");
 }
 
 TEST(ServiceStatusLineTest, VmsThatDoNotRunAreCountedButNotAsRunning) {
   // A backup waits for its primary before its replayer exists; a plain VM's QEMU failed.
-  EXPECT_EQ(ServiceStatusLine(
-                {Vm("waiting", "waiting-for-primary"), Vm("failed", "off"), Vm("running", "off")}),
+  EXPECT_EQ(ServiceStatusLine({Vm(VmState::kWaiting, VmFtState::kWaitingForPrimary),
+                               Vm(VmState::kFailed, VmFtState::kOff),
+                               Vm(VmState::kRunning, VmFtState::kOff)}),
             "3 VMs, 1 running: 1 waiting-for-primary, 2 without FT");
 }
 
 TEST(ServiceStatusLineTest, BackupStatesInOrder) {
-  EXPECT_EQ(ServiceStatusLine({Vm("stopped", "failed"), Vm("stopped", "finished"),
-                               Vm("running", "primary-lost")}),
+  EXPECT_EQ(ServiceStatusLine({Vm(VmState::kStopped, VmFtState::kFailed),
+                               Vm(VmState::kStopped, VmFtState::kFinished),
+                               Vm(VmState::kRunning, VmFtState::kPrimaryLost)}),
             "3 VMs, 1 running: 1 primary-lost, 1 finished, 1 failed");
 }
 
-TEST(ServiceStatusLineTest, AStateItDoesNotKnowIsStillCounted) {
-  EXPECT_EQ(ServiceStatusLine({Vm("running", "going-live"), Vm("running", "protected")}),
+TEST(ServiceStatusLineTest, AStateOutsideTheListIsCountedAfterIt) {
+  EXPECT_EQ(ServiceStatusLine({Vm(VmState::kRunning, VmFtState::kGoingLive),
+                               Vm(VmState::kRunning, VmFtState::kProtected)}),
             "2 VMs, 2 running: 1 protected, 1 going-live");
 }
 

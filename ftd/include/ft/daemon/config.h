@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ft/daemon/vm_status_enums.h"
 #include "ft/replay/vm_spec.h"
 #include "ft/status.h"
 
@@ -29,10 +30,6 @@ struct ChannelConfig {
   // Log held for a backup that has not received it yet (e.g. before it connects).
   int max_unacked_mib = 64;
 };
-
-// A VM's part in fault tolerance on this node.
-enum class FtRole { kOff, kPrimary, kBackup };
-const char* FtRoleName(FtRole role);
 
 struct NodeConfig {
   std::string name;                        // this hypervisor's name (default: hostname)

@@ -28,9 +28,7 @@ namespace ft::daemon {
 // A protected VM's failover (arbiter/): its state and when each step was reached, as
 // CLOCK_MONOTONIC nanoseconds (0: not reached), so a drill can split the failover time.
 struct FailoverReport {
-  // checking-store, stale, waiting-for-peer, protected, arbitrating, going-live, unprotected,
-  // halted
-  std::string state;
+  VmFtState state = VmFtState::kCheckingStore;  // the authority's (waiting-for-peer for both)
   std::string shared_storage;
   std::string store_id;  // the claim store's identity, as read at start
   // The newest claim in the store as last read (stale: who is live, and since when).
@@ -59,7 +57,10 @@ struct ReprotectReport {
 
 // What `ftctl status` shows about a VM.
 struct VmReport {
-  std::string name, state, mode, role, ft_state, ft_note, peer;
+  std::string name, mode, ft_note, peer;
+  VmState state = VmState::kStopped;
+  FtRole role = FtRole::kOff;
+  VmFtState ft_state = VmFtState::kOff;
   std::string console_log, monitor_socket, last_error;
   int qemu_pid = 0;
   uint64_t uptime_ms = 0, epoch = 0;

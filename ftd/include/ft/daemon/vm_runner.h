@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ft/daemon/config.h"
+#include "ft/daemon/vm_status_enums.h"
 #include "ft/replay/qemu_command.h"
 #include "ft/replay/vm_spec.h"
 #include "ft/status.h"
@@ -23,9 +24,6 @@ class io_context;
 }
 
 namespace ft::daemon {
-
-enum class VmState { kStarting, kRunning, kStopping, kStopped, kFailed };
-const char* VmStateName(VmState state);
 
 // How this QEMU runs: plain, or one side of lockstep.
 struct RunOptions {

@@ -22,10 +22,11 @@ class io_context;
 namespace ft::net {
 
 // What happens to the frames the guest sends.
+// The values are control.proto's Outbound (ftd sends them as they are).
 enum class Outbound {
-  kGated,  // primary: held until the backup acked the log that covers them
-  kOpen,   // no FT, or an unprotected primary: straight out
-  kDrop,   // backup before go-live: its replayed guest's frames never leave
+  kGated = 1,  // primary: held until the backup acked the log that covers them
+  kOpen,       // no FT, or an unprotected primary: straight out
+  kDrop,       // backup before go-live: its replayed guest's frames never leave
 };
 const char* OutboundName(Outbound mode);
 
