@@ -473,14 +473,14 @@ Status MeasureReplica(int gib, ReplicaFigures& f) {
     return "\nA's ftd:\n" + ReadFile(a->ftd_log()) + "\nB's ftd:\n" + ReadFile(b->ftd_log());
   };
 
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   spec.name = kReplicaVm;
   spec.qemu_binary = QemuBinary();
   spec.memory_mib = 256;
   spec.kernel = GuestKernel();
   spec.initrd = GuestDir() + "/initrd.img";
   spec.cmdline = "console=ttyS0 ftguest.workload=none nohz=off";
-  spec.disks.push_back({"vda", image, "qcow2", replay::DiskBus::kVirtio});
+  spec.disks.push_back({"vda", image, "qcow2", domain::DiskBus::kVirtio});
   spec.nic.reset();
   proto::ControlRequest enable;
   enable.set_version(daemon::kControlVersion);

@@ -70,7 +70,7 @@ Result<double> RunWithoutFt(int rounds) {
   char templ[] = "/tmp/ftd-bench-plain-XXXXXX";
   if (!mkdtemp(templ)) return ErrnoStatus("mkdtemp", errno);
   std::string dir = templ;
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   spec.name = "bench";
   spec.kernel = GuestKernel();
   spec.qemu_binary = QemuBinary();

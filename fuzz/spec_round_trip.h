@@ -7,13 +7,13 @@
 #include <string>
 
 #include "ft/daemon/config.h"
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 #include "fuzz_support.h"
 
 namespace ft::fuzz {
 
-inline std::string CheckSectionRoundTrip(const replay::VmSpec& spec) {
-  FT_FUZZ_CHECK(replay::ValidateVmSpec(spec).ok());
+inline std::string CheckSectionRoundTrip(const domain::VmSpec& spec) {
+  FT_FUZZ_CHECK(domain::ValidateVmSpec(spec).ok());
   const std::string section = daemon::FormatVmSection(spec);
   auto parsed = daemon::ParseVmSection(section, "formatted");
   if (!parsed.ok()) {

@@ -22,7 +22,7 @@ Result<ImageDigest> DigestImage(const std::string& vm, const std::string& disk_i
   return (*reader)->digest();
 }
 
-Result<std::string> ReplicaSetDigest(const replay::VmSpec& spec) {
+Result<std::string> ReplicaSetDigest(const domain::VmSpec& spec) {
   if (spec.disks.empty()) return std::string();
   Sha256 all;
   for (const auto& d : spec.disks) {

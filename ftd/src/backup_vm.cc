@@ -77,7 +77,7 @@ const char* BackupStateName(BackupState s) { return VmFtStateName(ReportedState(
 
 class BackupVm : public ManagedVm {
  public:
-  BackupVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec,
+  BackupVm(asio::io_context& io, const NodeConfig& node, const domain::VmSpec& spec,
            std::optional<BackupFromSnapshot> from)
       : impl_(std::make_shared<Impl>(io, node, spec)) {
     impl_->from = std::move(from);
@@ -85,7 +85,7 @@ class BackupVm : public ManagedVm {
   ~BackupVm() override { impl_->Shutdown(); }
 
   const std::string& name() const override { return impl_->spec.name; }
-  const replay::VmSpec& spec() const override { return impl_->spec; }
+  const domain::VmSpec& spec() const override { return impl_->spec; }
   FtRole role() const override { return FtRole::kBackup; }
   Status Start() override { return impl_->Start(); }
   void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
@@ -118,7 +118,7 @@ class BackupVm : public ManagedVm {
 
  private:
   struct Impl : std::enable_shared_from_this<Impl> {
-    Impl(asio::io_context& io_context, const NodeConfig& node_config, const replay::VmSpec& s)
+    Impl(asio::io_context& io_context, const NodeConfig& node_config, const domain::VmSpec& s)
         : io(io_context),
           node(node_config),
           spec(s),
@@ -129,7 +129,7 @@ class BackupVm : public ManagedVm {
 
     asio::io_context& io;
     NodeConfig node;
-    replay::VmSpec spec;
+    domain::VmSpec spec;
     VmRunner runner;
     std::shared_ptr<spdlog::logger> log;
     asio::steady_timer ack_timer, catch_up_timer;
@@ -690,7 +690,7 @@ class BackupVm : public ManagedVm {
 }  // namespace
 
 std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
-                                        const replay::VmSpec& spec,
+                                        const domain::VmSpec& spec,
                                         std::optional<BackupFromSnapshot> from) {
   return std::make_unique<BackupVm>(io, node, spec, std::move(from));
 }

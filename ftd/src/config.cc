@@ -21,12 +21,12 @@ namespace ft::daemon {
 namespace {
 
 namespace fs = std::filesystem;
-using replay::DiskBus;
-using replay::DiskSpec;
-using replay::HostForward;
-using replay::NicBackend;
-using replay::NicSpec;
-using replay::VmSpec;
+using domain::DiskBus;
+using domain::DiskSpec;
+using domain::HostForward;
+using domain::NicBackend;
+using domain::NicSpec;
+using domain::VmSpec;
 
 // An empty qemu would mean "the default" on one host and "no binary" on the next: a [vm]
 // section that travels to the peer must name the same binary on both.
@@ -369,7 +369,7 @@ class Parser {
               fmt::format("{}: [vm {}] disk.{}: image path is missing", source_, vm.name, disk.id));
         }
       }
-      if (auto s = replay::ValidateVmSpec(vm); !s.ok()) {
+      if (auto s = domain::ValidateVmSpec(vm); !s.ok()) {
         return InvalidArgument(fmt::format("{}: {}", source_, s.message()));
       }
       FtRole role = config_.RoleOf(vm.name);
@@ -515,7 +515,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source,
   return Parser(source, base_dir).Parse(text);
 }
 
-Status CheckVmFiles(const replay::VmSpec& vm) {
+Status CheckVmFiles(const domain::VmSpec& vm) {
   if (!IsExecutable(vm.qemu_binary)) {
     return NotFound(
         fmt::format("vm '{}': qemu '{}' is not an executable program (is "
@@ -533,7 +533,7 @@ Status CheckConfigFiles(const Config& config) {
   return Status::Ok();
 }
 
-std::string FormatVmSection(const replay::VmSpec& spec) {
+std::string FormatVmSection(const domain::VmSpec& spec) {
   std::string out = fmt::format("[vm {}]\n", spec.name);
   auto key = [&out](const std::string& k, const std::string& v) {
     if (!v.empty()) out += fmt::format("{} = {}\n", k, v);
@@ -547,14 +547,14 @@ std::string FormatVmSection(const replay::VmSpec& spec) {
   for (const auto& d : spec.disks) {
     key("disk." + d.id, d.path);
     key("disk." + d.id + ".format", d.format);
-    key("disk." + d.id + ".bus", replay::DiskBusName(d.bus));
+    key("disk." + d.id + ".bus", domain::DiskBusName(d.bus));
   }
   if (!spec.nic) {
     key("nic", "none");
     return out;
   }
   const auto& nic = *spec.nic;
-  key("nic", replay::NicBackendName(nic.backend));
+  key("nic", domain::NicBackendName(nic.backend));
   key("nic_model", "e1000");
   key("mac", nic.mac);
   for (const auto& f : nic.forwards) {
@@ -566,7 +566,7 @@ std::string FormatVmSection(const replay::VmSpec& spec) {
   return out;
 }
 
-Result<replay::VmSpec> ParseVmSection(std::string_view text, const std::string& source) {
+Result<domain::VmSpec> ParseVmSection(std::string_view text, const std::string& source) {
   std::istringstream lines{std::string(text)};
   for (std::string line; std::getline(lines, line);) {
     auto eq = line.find('=');

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "ft/domain/vm_spec.h"
 #include "ft/names.h"
-#include "ft/replay/vm_spec.h"
 #include "vm_records.h"
 
 namespace ft::daemon {
@@ -136,7 +136,7 @@ Result<EnabledVm> DecodeEnabledVmRecord(const std::string& path, std::string_vie
 
 Status SaveEnabledVm(const NodeConfig& node, const EnabledVm& vm) {
   // Names and one-line values checked again here, where they become a file's lines.
-  if (Status s = replay::ValidateVmSpec(vm.spec); !s.ok()) {
+  if (Status s = domain::ValidateVmSpec(vm.spec); !s.ok()) {
     return s.WithContext("its enabled.conf was not saved");
   }
   return WriteFileDurably(RecordPath(node, vm.spec.name), EncodeEnabledVmRecord(vm), 0600);

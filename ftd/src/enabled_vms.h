@@ -14,7 +14,7 @@
 namespace ft::daemon {
 
 struct EnabledVm {
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   FtRole role = FtRole::kOff;
   std::string source;  // where the definition came from ("libvirt domain 'web1' ...")
 };

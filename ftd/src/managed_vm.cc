@@ -24,11 +24,11 @@ namespace fs = std::filesystem;
 // An unprotected VM: plain QEMU, no log.
 class PlainVm : public ManagedVm {
  public:
-  PlainVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec)
+  PlainVm(asio::io_context& io, const NodeConfig& node, const domain::VmSpec& spec)
       : io_(io), spec_(spec), runner_(io, node, spec) {}
   ~PlainVm() override { CloseNic(); }
   const std::string& name() const override { return runner_.name(); }
-  const replay::VmSpec& spec() const override { return spec_; }
+  const domain::VmSpec& spec() const override { return spec_; }
   FtRole role() const override { return FtRole::kOff; }
   Status Start() override {
     FT_ASSIGN_OR_RETURN(nic_, ServeNic(io_, runner_, spec_, net::Outbound::kOpen));
@@ -62,7 +62,7 @@ class PlainVm : public ManagedVm {
   }
 
   asio::io_context& io_;
-  replay::VmSpec spec_;
+  domain::VmSpec spec_;
   VmRunner runner_;
   std::shared_ptr<net::GuestNic> nic_;
 };
@@ -119,7 +119,7 @@ Status ManagedVm::BeginProtection(const std::string&) {
 void ManagedVm::AbandonProtection(const std::string&) {}
 
 std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
-                                         const replay::VmSpec& spec, FtRole role) {
+                                         const domain::VmSpec& spec, FtRole role) {
   switch (role) {
     case FtRole::kPrimary:
       return MakePrimaryVm(io, node, spec);
@@ -132,7 +132,7 @@ std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig&
 }
 
 std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& node,
-                                       const replay::VmSpec& spec) {
+                                       const domain::VmSpec& spec) {
   return std::make_unique<PlainVm>(io, node, spec);
 }
 
@@ -155,12 +155,12 @@ Result<uint32_t> RrVersionOf(const NodeConfig& node, const std::string& qemu_bin
   return versions.emplace(qemu_binary, v).first->second;
 }
 
-Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
+Result<channel::Identity> LocalIdentity(const NodeConfig& node, const domain::VmSpec& spec,
                                         bool digest_replicas) {
   channel::Identity id;
   id.node = node.name;
   id.vm = spec.name;
-  FT_ASSIGN_OR_RETURN(id.config_digest, replay::ReplicatedSpecDigest(spec));
+  FT_ASSIGN_OR_RETURN(id.config_digest, domain::ReplicatedSpecDigest(spec));
   FT_ASSIGN_OR_RETURN(id.rr_version, RrVersionOf(node, spec.qemu_binary));
   FT_ASSIGN_OR_RETURN(id.epoch, LoadEpoch(node, spec.name));
   id.failover = !node.shared_storage.empty();
@@ -198,7 +198,7 @@ BackgroundWork::~BackgroundWork() {
   slot_->io = nullptr;
 }
 
-BackgroundDigest::BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
+BackgroundDigest::BackgroundDigest(asio::io_context& io, domain::VmSpec spec,
                                    std::function<void(Result<std::string>)> done)
     : work_(RunInBackground<Result<std::string>>(
           io, [spec = std::move(spec)] { return disk::ReplicaSetDigest(spec); }, std::move(done))) {
@@ -213,10 +213,10 @@ channel::Options ChannelOptionsFrom(const ChannelConfig& config) {
 }
 
 Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRunner& runner,
-                                                const replay::VmSpec& spec, net::Outbound outbound,
+                                                const domain::VmSpec& spec, net::Outbound outbound,
                                                 std::function<Result<uint64_t>()> log_position,
                                                 std::optional<uint32_t> guest_ipv4) {
-  if (!spec.nic || spec.nic->backend != replay::NicBackend::kBridge) {
+  if (!spec.nic || spec.nic->backend != domain::NicBackend::kBridge) {
     return std::shared_ptr<net::GuestNic>();
   }
   std::error_code ec;

@@ -507,7 +507,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     auto parsed = ParseVmSection(request.vm_config(), source);
     if (!parsed.ok())
       return respond(Error(ControlResponse::BAD_REQUEST, parsed.status().message()));
-    replay::VmSpec spec = std::move(parsed).value();
+    domain::VmSpec spec = std::move(parsed).value();
     spec.qemu_binary = node.qemu;
     if (ManagedVm* vm = Find(spec.name)) {
       VmReport report = vm->Report();
@@ -604,7 +604,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     AskPeer(undo, kPeerCallTimeout, [](Result<PeerResponse>) {});
   }
 
-  void EnableWithBackup(const replay::VmSpec& spec, const std::string& source,
+  void EnableWithBackup(const domain::VmSpec& spec, const std::string& source,
                         Result<PeerResponse> r, const ControlServer::Respond& respond) {
     if (!r.ok()) {
       bool unreachable = r.status().code() == StatusCode::kUnavailable ||
@@ -655,7 +655,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // The records of an enable are saved (or failed to be): the primary starts.
-  void StartEnabledPrimary(const replay::VmSpec& spec, const std::string& peer, uint64_t epoch,
+  void StartEnabledPrimary(const domain::VmSpec& spec, const std::string& peer, uint64_t epoch,
                            Status saved, const ControlServer::Respond& respond) {
     if (saved.ok() && stopping) {
       saved = Aborted(fmt::format("ftd on node '{}' is stopping", node.name));
@@ -1009,7 +1009,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
       return PeerError(PeerResponse::REFUSED,
                        fmt::format("ftd on node '{}' is stopping", node.name));
     }
-    replay::VmSpec spec = std::move(parsed).value();
+    domain::VmSpec spec = std::move(parsed).value();
     spec.qemu_binary = node.qemu;
     if (ManagedVm* vm = Find(spec.name)) {
       return PeerError(PeerResponse::REFUSED,
@@ -1080,7 +1080,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
     if (!parsed.ok()) {
       return respond(PeerError(PeerResponse::BAD_REQUEST, parsed.status().message()));
     }
-    replay::VmSpec spec = std::move(parsed).value();
+    domain::VmSpec spec = std::move(parsed).value();
     spec.qemu_binary = node.qemu;
     const std::string name = spec.name;
     auto refuse = [&](const std::string& why) {
@@ -1160,7 +1160,7 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
         });
   }
 
-  std::string StartBackupFromSnapshot(const replay::VmSpec& spec, const std::string& drive,
+  std::string StartBackupFromSnapshot(const domain::VmSpec& spec, const std::string& drive,
                                       const proto::ProtectRequest& request, Status s) {
     const std::string& name = spec.name;
     if (Find(name)) {

@@ -66,7 +66,7 @@ Result<std::string> FindRrShim() {
 
 class PrimaryVm : public ManagedVm {
  public:
-  PrimaryVm(asio::io_context& io, const NodeConfig& node, const replay::VmSpec& spec,
+  PrimaryVm(asio::io_context& io, const NodeConfig& node, const domain::VmSpec& spec,
             std::optional<LiveStart> live, std::optional<ReprotectStart> reprotect = {})
       : impl_(std::make_shared<Impl>(io, node, spec)) {
     impl_->live = std::move(live);
@@ -75,7 +75,7 @@ class PrimaryVm : public ManagedVm {
   ~PrimaryVm() override { impl_->Shutdown(); }
 
   const std::string& name() const override { return impl_->spec.name; }
-  const replay::VmSpec& spec() const override { return impl_->spec; }
+  const domain::VmSpec& spec() const override { return impl_->spec; }
   FtRole role() const override { return FtRole::kPrimary; }
   Status Start() override { return impl_->Start(); }
   void Stop(std::function<void()> done) override { impl_->Stop(std::move(done)); }
@@ -101,7 +101,7 @@ class PrimaryVm : public ManagedVm {
 
  private:
   struct Impl : std::enable_shared_from_this<Impl> {
-    Impl(asio::io_context& io_context, const NodeConfig& node_config, const replay::VmSpec& s)
+    Impl(asio::io_context& io_context, const NodeConfig& node_config, const domain::VmSpec& s)
         : io(io_context),
           node(node_config),
           spec(s),
@@ -113,7 +113,7 @@ class PrimaryVm : public ManagedVm {
 
     asio::io_context& io;
     NodeConfig node;
-    replay::VmSpec spec;
+    domain::VmSpec spec;
     VmRunner runner;
     std::shared_ptr<spdlog::logger> log;
     asio::steady_timer reconnect_timer, tick_timer, stop_timer;
@@ -1069,18 +1069,18 @@ class PrimaryVm : public ManagedVm {
 }  // namespace
 
 std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
-                                         const replay::VmSpec& spec) {
+                                         const domain::VmSpec& spec) {
   return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt);
 }
 
 std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io, const NodeConfig& node,
-                                                     const replay::VmSpec& spec,
+                                                     const domain::VmSpec& spec,
                                                      ReprotectStart start) {
   return std::make_unique<PrimaryVm>(io, node, spec, std::nullopt, std::move(start));
 }
 
 std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeConfig& node,
-                                             const replay::VmSpec& spec, LiveStart live) {
+                                             const domain::VmSpec& spec, LiveStart live) {
   return std::make_unique<PrimaryVm>(io, node, spec, std::move(live));
 }
 

@@ -33,7 +33,7 @@ struct Sender : std::enable_shared_from_this<Sender> {
   asio::io_context* io = nullptr;
   std::shared_ptr<PeerConversation> conversation;
   NodeConfig node;
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   size_t index = 0;
   std::unique_ptr<disk::ImageReader> reader;
   std::unique_ptr<BackgroundWork> reading;  // the next chunk, read on a worker
@@ -159,7 +159,7 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
 }
 
 void SendReplicas(asio::io_context& io, std::shared_ptr<PeerConversation> conversation,
-                  const NodeConfig& node, const replay::VmSpec& spec,
+                  const NodeConfig& node, const domain::VmSpec& spec,
                   std::function<void(Status)> done,
                   std::function<void(uint64_t bytes_sent)> progress) {
   auto sender = std::make_shared<Sender>();

@@ -41,7 +41,7 @@ std::string ReplicaPath(const NodeConfig& node, const std::string& vm, const std
 // chunk.
 // Chunks are read and hashed on a worker thread.
 void SendReplicas(asio::io_context& io, std::shared_ptr<PeerConversation> conversation,
-                  const NodeConfig& node, const replay::VmSpec& spec,
+                  const NodeConfig& node, const domain::VmSpec& spec,
                   std::function<void(Status)> done,
                   std::function<void(uint64_t bytes_sent)> progress = {});
 

@@ -43,13 +43,13 @@ int64_t MsBetween(Clock::time_point a, Clock::time_point b) {
 // What goes to the peer: the VM-state drive and each disk at kBaseSnapshot, as files in
 // `dir`; `disks` names the disks alone (their digest is the handshake's).
 struct Shipment {
-  replay::VmSpec files;  // the disks, then the VM-state drive as replica kVmStateReplica
+  domain::VmSpec files;  // the disks, then the VM-state drive as replica kVmStateReplica
   std::string digest;
   uint64_t total_bytes = 0;
 };
 
 // Runs on a worker thread: copies and exports take seconds for big disks.
-Result<Shipment> PrepareShipment(const replay::VmSpec& spec, const std::string& vm_state_drive,
+Result<Shipment> PrepareShipment(const domain::VmSpec& spec, const std::string& vm_state_drive,
                                  const std::string& dir) {
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -73,7 +73,7 @@ Result<Shipment> PrepareShipment(const replay::VmSpec& spec, const std::string& 
     return Unavailable(fmt::format("cannot copy the VM-state drive '{}' to '{}': {}",
                                    vm_state_drive, drive_copy, ec.message()));
   }
-  out.files.disks.push_back({kVmStateReplica, drive_copy, "qcow2", replay::DiskBus::kVirtio});
+  out.files.disks.push_back({kVmStateReplica, drive_copy, "qcow2", domain::DiskBus::kVirtio});
   for (const auto& d : out.files.disks) {
     auto size = fs::file_size(d.path, ec);
     if (!ec) out.total_bytes += size;
@@ -99,7 +99,7 @@ struct Reprotection::Impl : std::enable_shared_from_this<Impl> {
   std::shared_ptr<spdlog::logger> log;
   ReprotectReport report;
   Clock::time_point started, pause_started, deadline;
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   ReprotectPoint point;
   std::string keep_drive;  // a second name of the saved drive until the VM runs on
   std::string staging;

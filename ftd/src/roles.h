@@ -15,9 +15,9 @@
 namespace ft::daemon {
 
 std::unique_ptr<ManagedVm> MakePlainVm(asio::io_context& io, const NodeConfig& node,
-                                       const replay::VmSpec& spec);
+                                       const domain::VmSpec& spec);
 std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig& node,
-                                         const replay::VmSpec& spec);
+                                         const domain::VmSpec& spec);
 // A backup that went live continues as this: a recording primary started from the go-live
 // snapshot, running alone in the epoch it won, its NIC open and announced on this host.
 struct LiveStart {
@@ -28,7 +28,7 @@ struct LiveStart {
   std::function<void(Status)> on_started;
 };
 std::unique_ptr<ManagedVm> MakeLivePrimaryVm(asio::io_context& io, const NodeConfig& node,
-                                             const replay::VmSpec& spec, LiveStart live);
+                                             const domain::VmSpec& spec, LiveStart live);
 // Re-protection: the primary that continues a copy saved by SaveForReprotect. Its QEMU
 // starts from kReprotectSnapshot and saves its starting point as kBaseSnapshot (what the
 // new backup starts from); its gate is closed and it waits for BeginProtection.
@@ -38,7 +38,7 @@ struct ReprotectStart {
   std::function<void(Status)> on_started;
 };
 std::unique_ptr<ManagedVm> MakeReprotectingPrimaryVm(asio::io_context& io, const NodeConfig& node,
-                                                     const replay::VmSpec& spec,
+                                                     const domain::VmSpec& spec,
                                                      ReprotectStart start);
 // A backup whose replayer starts from kBaseSnapshot (in its VM-state drive, already in
 // place) instead of booting: the backup of a running VM. `replica_digest` is its received
@@ -47,7 +47,7 @@ struct BackupFromSnapshot {
   std::string replica_digest;
 };
 std::unique_ptr<ManagedVm> MakeBackupVm(asio::io_context& io, const NodeConfig& node,
-                                        const replay::VmSpec& spec,
+                                        const domain::VmSpec& spec,
                                         std::optional<BackupFromSnapshot> from = std::nullopt);
 
 // The rr log version of `qemu_binary` (REPLAY_VERSION), probed by running it once (about a
@@ -61,7 +61,7 @@ Result<uint32_t> RrVersionOf(const NodeConfig& node, const std::string& qemu_bin
 // the node has a claim store (failover; the role fills store_id from its store) and,
 // with `digest_replicas`, the sha256 of the disk images now (before QEMU runs). A copy
 // going live skips it: it never shakes hands, and hashing disks would delay it.
-Result<channel::Identity> LocalIdentity(const NodeConfig& node, const replay::VmSpec& spec,
+Result<channel::Identity> LocalIdentity(const NodeConfig& node, const domain::VmSpec& spec,
                                         bool digest_replicas = true);
 
 // Work that may take longer than a millisecond (hashing, copying, qemu-img) runs on a worker
@@ -95,7 +95,7 @@ std::unique_ptr<BackgroundWork> RunInBackground(asio::io_context& io, std::funct
 // heartbeats. If this object is destroyed first, the result is dropped.
 class BackgroundDigest {
  public:
-  BackgroundDigest(asio::io_context& io, replay::VmSpec spec,
+  BackgroundDigest(asio::io_context& io, domain::VmSpec spec,
                    std::function<void(Result<std::string>)> done);
 
  private:
@@ -112,7 +112,7 @@ channel::Options ChannelOptionsFrom(const ChannelConfig& config);
 // other NIC backends. `bridge` false: no TAP (a backup, whose guest's frames never leave).
 // FTD_TRACE_GATE=PATH writes one line per released frame (docs/benchmarks.md).
 Result<std::shared_ptr<net::GuestNic>> ServeNic(asio::io_context& io, const VmRunner& runner,
-                                                const replay::VmSpec& spec, net::Outbound outbound,
+                                                const domain::VmSpec& spec, net::Outbound outbound,
                                                 std::function<Result<uint64_t>()> log_position = {},
                                                 std::optional<uint32_t> guest_ipv4 = {});
 

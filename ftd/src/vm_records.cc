@@ -14,8 +14,8 @@
 #include <fmt/format.h>
 
 #include "ft/crc32.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/names.h"
-#include "ft/replay/vm_spec.h"
 #include "ft/text_record.h"
 #include "ft/unique_fd.h"
 

@@ -50,7 +50,7 @@ bool PidIsQemu(pid_t pid) {
 }  // namespace
 
 struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
-  Impl(asio::io_context& io_context, const NodeConfig& node, replay::VmSpec vm_spec)
+  Impl(asio::io_context& io_context, const NodeConfig& node, domain::VmSpec vm_spec)
       : io(io_context),
         spec(std::move(vm_spec)),
         paths(PathsFor(node, spec.name)),
@@ -58,7 +58,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
         poll_timer(io_context) {}
 
   asio::io_context& io;
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   VmPaths paths;
   std::shared_ptr<spdlog::logger> log;
   std::unique_ptr<replay::ChildProcess> qemu;
@@ -124,7 +124,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   std::unique_ptr<BackgroundWork> preparing;
 
   // On a worker: old snapshots of an ft run out of the disks, and the VM-state drive.
-  static Status Prepare(const replay::VmSpec& vm, const VmPaths& where, const RunOptions& options,
+  static Status Prepare(const domain::VmSpec& vm, const VmPaths& where, const RunOptions& options,
                         bool clean_snapshots, bool vm_state_drive,
                         const std::shared_ptr<spdlog::logger>& logger) {
     if (clean_snapshots) {
@@ -156,7 +156,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     }
     log->info("vm '{}': starting QEMU ({} mode, {} MiB, {} disk(s), nic {})", spec.name,
               replay::RunModeName(run.mode), spec.memory_mib, spec.disks.size(),
-              spec.nic ? replay::NicBackendName(spec.nic->backend) : "none");
+              spec.nic ? domain::NicBackendName(spec.nic->backend) : "none");
     log->debug("vm '{}': {}", spec.name, replay::JoinCommandLine(argv));
     replay::SpawnOptions options;
     options.output_path = paths.qemu_log;
@@ -188,7 +188,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
            (options.mode == replay::RunMode::kReplay && !options.rrsnapshot.empty());
   }
 
-  static Status PrepareVmStateDrive(const replay::VmSpec& vm, const VmPaths& where,
+  static Status PrepareVmStateDrive(const domain::VmSpec& vm, const VmPaths& where,
                                     const RunOptions& options) {
     if (!FromSnapshot(options)) {
       return replay::CreateVmStateDrive(where.vm_state_drive)
@@ -367,7 +367,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   }
 };
 
-VmRunner::VmRunner(asio::io_context& io, const NodeConfig& node, replay::VmSpec spec)
+VmRunner::VmRunner(asio::io_context& io, const NodeConfig& node, domain::VmSpec spec)
     : impl_(std::make_shared<Impl>(io, node, std::move(spec))) {}
 
 VmRunner::~VmRunner() {

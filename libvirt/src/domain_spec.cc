@@ -21,15 +21,15 @@
 namespace ft::libvirt {
 namespace {
 
-using replay::DiskBus;
-using replay::DiskSpec;
-using replay::NicBackend;
-using replay::NicSpec;
-using replay::VmSpec;
+using domain::DiskBus;
+using domain::DiskSpec;
+using domain::NicBackend;
+using domain::NicSpec;
+using domain::VmSpec;
 
 constexpr const char* kQemuNamespace = "http://libvirt.org/schemas/domain/qemu/1.0";
 constexpr uint64_t kMiB = 1024 * 1024;
-constexpr uint32_t kMinMemoryMib = 64;  // replay::ValidateVmSpec's range
+constexpr uint32_t kMinMemoryMib = 64;  // domain::ValidateVmSpec's range
 constexpr uint32_t kMaxMemoryMib = 65536;
 constexpr int kIdeSlots = 4;  // 'pc' machine: ide.0 and ide.1, two units each
 constexpr size_t kMaxBridgeName = 15;
@@ -152,7 +152,7 @@ class Importer {
     Devices(Element(domain, "devices"));
     if (refusals_.empty()) {
       // A safety net: everything ValidateVmSpec checks should have been refused above.
-      Status valid = replay::ValidateVmSpec(spec_);
+      Status valid = domain::ValidateVmSpec(spec_);
       if (!valid.ok()) {
         std::string message = valid.message();
         std::string prefix = fmt::format("vm '{}': ", spec_.name);
@@ -663,7 +663,7 @@ class Importer {
     if (!mac) {
       Refuse(fmt::format("{} has no <mac address>: add <mac address='52:54:00:xx:xx:xx'/>", what));
       ok = false;
-    } else if (!replay::IsValidMac(*mac)) {
+    } else if (!domain::IsValidMac(*mac)) {
       Refuse(fmt::format("{}: MAC '{}' is not a unicast MAC like 52:54:00:12:34:56", what, *mac));
       ok = false;
     } else {

@@ -18,7 +18,7 @@ std::string QemuEscape(const std::string& value) {
 
 bool IsRecordReplay(RunMode mode) { return mode != RunMode::kPlain; }
 
-void AddDisks(const VmSpec& spec, RunMode mode, std::vector<std::string>& argv) {
+void AddDisks(const domain::VmSpec& spec, RunMode mode, std::vector<std::string>& argv) {
   int ide_index = 0;
   for (const auto& disk : spec.disks) {
     std::string guest_drive = disk.id;
@@ -36,7 +36,7 @@ void AddDisks(const VmSpec& spec, RunMode mode, std::vector<std::string>& argv) 
                                  disk.format));
     }
     argv.push_back("-device");
-    if (disk.bus == DiskBus::kVirtio) {
+    if (disk.bus == domain::DiskBus::kVirtio) {
       argv.push_back(fmt::format("virtio-blk-pci,drive={}", guest_drive));
     } else {
       argv.push_back(fmt::format("ide-hd,drive={},bus=ide.{},unit={}", guest_drive, ide_index / 2,
@@ -46,12 +46,12 @@ void AddDisks(const VmSpec& spec, RunMode mode, std::vector<std::string>& argv) 
   }
 }
 
-void AddNic(const NicSpec& nic, RunMode mode, const LaunchPaths& paths,
+void AddNic(const domain::NicSpec& nic, RunMode mode, const LaunchPaths& paths,
             std::vector<std::string>& argv) {
   const char* kNetdev = "net0";
   std::string netdev;
   switch (nic.backend) {
-    case NicBackend::kUser:
+    case domain::NicBackend::kUser:
       netdev = fmt::format("user,id={}", kNetdev);
       if (mode == RunMode::kReplay) {
         // A replayer's inbound frames come from the log; it must not bind the primary's
@@ -64,14 +64,14 @@ void AddNic(const NicSpec& nic, RunMode mode, const LaunchPaths& paths,
         }
       }
       break;
-    case NicBackend::kStream:
+    case domain::NicBackend::kStream:
       netdev = fmt::format("stream,id={},server=off,addr.type=unix,addr.path={}", kNetdev,
                            QemuEscape(nic.socket_path));
       break;
-    case NicBackend::kTap:
+    case domain::NicBackend::kTap:
       netdev = fmt::format("tap,id={},ifname={},script=no,downscript=no", kNetdev, nic.tap_name);
       break;
-    case NicBackend::kBridge:
+    case domain::NicBackend::kBridge:
       // ftd listens before QEMU starts (7.2 does not reconnect) and forwards to its TAP.
       netdev = fmt::format("stream,id={},server=off,addr.type=unix,addr.path={}", kNetdev,
                            QemuEscape(paths.nic_socket));
@@ -102,7 +102,7 @@ const char* RunModeName(RunMode mode) {
   return "?";
 }
 
-std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOptions& options,
+std::vector<std::string> BuildQemuCommand(const domain::VmSpec& spec, const LaunchOptions& options,
                                           const LaunchPaths& paths) {
   std::vector<std::string> argv = {
       spec.qemu_binary,

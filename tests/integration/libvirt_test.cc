@@ -138,9 +138,9 @@ TEST_F(LibvirtTest, CompatibleDomainImportsAndIncompatibleIsRefusedByName) {
   EXPECT_EQ(spec.disks[0].id, "vda");
   EXPECT_EQ(spec.disks[0].path, (dir_ / (good + ".qcow2")).string());
   EXPECT_EQ(spec.disks[0].format, "qcow2");
-  EXPECT_EQ(spec.disks[0].bus, replay::DiskBus::kVirtio);
+  EXPECT_EQ(spec.disks[0].bus, domain::DiskBus::kVirtio);
   ASSERT_TRUE(spec.nic.has_value());
-  EXPECT_EQ(spec.nic->backend, replay::NicBackend::kBridge);
+  EXPECT_EQ(spec.nic->backend, domain::NicBackend::kBridge);
   EXPECT_EQ(spec.nic->bridge, "ftbr0");
   EXPECT_EQ(spec.nic->mac, "52:54:00:f7:00:01");
   // Everything libvirt adds on define (usb controller, balloon, ps2 input, qemu64, machine

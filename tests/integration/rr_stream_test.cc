@@ -47,8 +47,8 @@ struct TempDir {
   std::string path;
 };
 
-replay::VmSpec GuestSpec() {
-  replay::VmSpec spec;
+domain::VmSpec GuestSpec() {
+  domain::VmSpec spec;
   spec.name = "rr1";
   spec.kernel = GuestKernel();
   spec.qemu_binary = QemuBinary();

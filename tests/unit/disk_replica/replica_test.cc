@@ -64,12 +64,12 @@ TEST_F(ReplicaTest, DigestNamesSizeAndContent) {
 }
 
 TEST_F(ReplicaTest, SetDigestIsEmptyWithoutDisksAndFollowsEveryDisk) {
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   spec.name = "web1";
   auto none = ReplicaSetDigest(spec);
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(*none, "");
-  spec.disks.push_back({"vda", image_, "qcow2", replay::DiskBus::kVirtio});
+  spec.disks.push_back({"vda", image_, "qcow2", domain::DiskBus::kVirtio});
   auto one = ReplicaSetDigest(spec);
   ASSERT_TRUE(one.ok());
   std::string copy = (dir_ / "copy.qcow2").string();

@@ -289,8 +289,8 @@ TEST(ConfigParseTest, ProtectedVmsNeedQcow2Disks) {
 TEST(VmSectionTest, FormatThenParseGivesTheSameSpec) {
   auto r = ParseConfig(kGood, "ftd.conf", "/etc/ftd");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  replay::VmSpec spec = r->vms[0];
-  spec.disks[0].bus = replay::DiskBus::kIde;
+  domain::VmSpec spec = r->vms[0];
+  spec.disks[0].bus = domain::DiskBus::kIde;
   spec.icount_shift = 6;
   std::string text = FormatVmSection(spec);
   auto back = ParseVmSection(text, "enable request");
@@ -300,7 +300,7 @@ TEST(VmSectionTest, FormatThenParseGivesTheSameSpec) {
   EXPECT_EQ(back->kernel, "/etc/ftd/img/vmlinuz");
   EXPECT_EQ(back->icount_shift, 6);
   ASSERT_EQ(back->disks.size(), 1u);
-  EXPECT_EQ(back->disks[0].bus, replay::DiskBus::kIde);
+  EXPECT_EQ(back->disks[0].bus, domain::DiskBus::kIde);
   ASSERT_TRUE(back->nic.has_value());
   EXPECT_EQ(back->nic->mac, "52:54:00:ab:cd:ef");
   ASSERT_EQ(back->nic->forwards.size(), 2u);
@@ -331,18 +331,18 @@ TEST(VmSectionTest, RefusesARoleTwoVmsAndBadValuesNamingTheSource) {
 }
 
 TEST(VmSectionTest, AValueWithANewlineIsRefusedNamingTheKey) {
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   spec.name = "web1";
   spec.kernel = "/k";
   spec.cmdline = "console=ttyS0\n# role: primary";
-  Status s = replay::ValidateVmSpec(spec);
+  Status s = domain::ValidateVmSpec(spec);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("vm 'web1': cmdline has a control character (\\x0a at byte 13)"),
             std::string::npos)
       << s.message();
   spec.cmdline = "console=ttyS0";
   spec.disks.push_back({"vda", "/srv/web1\n.qcow2", "qcow2"});
-  s = replay::ValidateVmSpec(spec);
+  s = domain::ValidateVmSpec(spec);
   EXPECT_NE(s.message().find("disk.vda has a control character"), std::string::npos) << s.message();
 }
 
@@ -356,11 +356,11 @@ TEST(ConfigParseTest, AnEmptyQemuIsRefusedNamingTheKey) {
   auto node = ParseConfig("[node]\nqemu =\n", "ftd.conf", "/etc/ftd");
   ASSERT_FALSE(node.ok());
   EXPECT_NE(node.status().message().find("is empty"), std::string::npos) << node.status().message();
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   spec.name = "web1";
   spec.kernel = "/k";
   spec.qemu_binary = "";
-  EXPECT_NE(replay::ValidateVmSpec(spec).message().find("qemu is required"), std::string::npos);
+  EXPECT_NE(domain::ValidateVmSpec(spec).message().find("qemu is required"), std::string::npos);
 }
 
 TEST(ConfigParseTest, NodeQemuIsTheQemuForVmsTurnedOnAtRunTime) {

@@ -31,14 +31,14 @@ class EnabledVmsTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static replay::VmSpec Spec(const std::string& name) {
-    replay::VmSpec spec;
+  static domain::VmSpec Spec(const std::string& name) {
+    domain::VmSpec spec;
     spec.name = name;
     spec.kernel = "/guest/vmlinux";
     spec.initrd = "/guest/initrd.img";
     spec.cmdline = "console=ttyS0 ftguest.ip=10.77.0.10/24";
-    replay::NicSpec nic;
-    nic.backend = replay::NicBackend::kBridge;
+    domain::NicSpec nic;
+    nic.backend = domain::NicBackend::kBridge;
     nic.bridge = "br0";
     spec.nic = nic;
     return spec;
@@ -139,12 +139,12 @@ TEST_F(EnabledVmsTest, TheRecordIsVersionedAndSealedWithACrc) {
 
 // The example in docs/formats/state-files.md, byte for byte.
 TEST_F(EnabledVmsTest, TheDocumentedExampleIsWhatIsWritten) {
-  replay::VmSpec spec = Spec("web1");
+  domain::VmSpec spec = Spec("web1");
   spec.qemu_binary = "/usr/bin/qemu-system-x86_64";
   spec.kernel = "/srv/guest/vmlinuz";
   spec.initrd = "/srv/guest/initrd.img";
   spec.cmdline = "console=ttyS0 nohz=off";
-  spec.disks.push_back({"vda", "/var/lib/ftd/web1-vda.qcow2", "qcow2", replay::DiskBus::kVirtio});
+  spec.disks.push_back({"vda", "/var/lib/ftd/web1-vda.qcow2", "qcow2", domain::DiskBus::kVirtio});
   ASSERT_TRUE(
       SaveEnabledVm(node_, {spec, FtRole::kPrimary, "libvirt domain 'web1' (qemu:///system)"})
           .ok());
@@ -213,7 +213,7 @@ TEST_F(EnabledVmsTest, ANewerVersionIsRefusedNotMisread) {
 
 // A kernel cmdline or a source with a newline in it must not inject a role line.
 TEST_F(EnabledVmsTest, NothingInTheDefinitionOrSourceCanChangeTheRole) {
-  replay::VmSpec spec = Spec("web1");
+  domain::VmSpec spec = Spec("web1");
   spec.cmdline = "console=ttyS0\n# role: backup\n";
   // A value of the definition with a newline is refused, naming the key; no record is left.
   Status refused = SaveEnabledVm(node_, {spec, FtRole::kPrimary, "domain 'web1'"});

@@ -87,15 +87,15 @@ TEST(ImportDomainTest, CompatibleDomainBecomesItsVmSpec) {
   EXPECT_EQ(spec.disks[0].id, "vda");
   EXPECT_EQ(spec.disks[0].path, "/var/lib/libvirt/images/web1.qcow2");
   EXPECT_EQ(spec.disks[0].format, "qcow2");
-  EXPECT_EQ(spec.disks[0].bus, replay::DiskBus::kVirtio);
+  EXPECT_EQ(spec.disks[0].bus, domain::DiskBus::kVirtio);
   EXPECT_EQ(spec.disks[1].id, "hda");
   EXPECT_EQ(spec.disks[1].format, "raw");
-  EXPECT_EQ(spec.disks[1].bus, replay::DiskBus::kIde);
+  EXPECT_EQ(spec.disks[1].bus, domain::DiskBus::kIde);
   ASSERT_TRUE(spec.nic.has_value());
-  EXPECT_EQ(spec.nic->backend, replay::NicBackend::kBridge);
+  EXPECT_EQ(spec.nic->backend, domain::NicBackend::kBridge);
   EXPECT_EQ(spec.nic->bridge, "br0");
   EXPECT_EQ(spec.nic->mac, "52:54:00:6b:3c:01");
-  EXPECT_TRUE(replay::ValidateVmSpec(spec).ok());
+  EXPECT_TRUE(domain::ValidateVmSpec(spec).ok());
 
   // What ftd does differently, and only that: libvirt's own defaults (usb controller, ps2
   // input, balloon, audio none, qemu64, utc) pass silently.

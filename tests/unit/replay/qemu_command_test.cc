@@ -7,6 +7,14 @@
 namespace ft::replay {
 namespace {
 
+using domain::DiskBus;
+using domain::DiskSpec;
+using domain::HostForward;
+using domain::NicBackend;
+using domain::NicSpec;
+using domain::ValidateVmSpec;
+using domain::VmSpec;
+
 VmSpec Spec() {
   VmSpec spec;
   spec.name = "web1";

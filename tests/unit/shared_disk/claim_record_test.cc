@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "ft/crc32.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/names.h"
-#include "ft/replay/vm_spec.h"
 
 namespace ft::shared_disk {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/status.h"
 
 namespace ft::disk {
@@ -22,6 +22,6 @@ Result<ImageDigest> DigestImage(const std::string& vm, const std::string& disk_i
 
 // One digest over every disk of `spec` ("" for a VM without disks): "id size sha256" per
 // disk, in order. The two hosts' must be equal for the channel's handshake to succeed.
-Result<std::string> ReplicaSetDigest(const replay::VmSpec& spec);
+Result<std::string> ReplicaSetDigest(const domain::VmSpec& spec);
 
 }  // namespace ft::disk

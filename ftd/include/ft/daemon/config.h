@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "ft/daemon/vm_status_enums.h"
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/status.h"
 
 namespace ft::daemon {
@@ -53,7 +53,7 @@ struct NodeConfig {
 struct Config {
   std::string source;  // the file it came from, for messages
   NodeConfig node;
-  std::vector<replay::VmSpec> vms;
+  std::vector<domain::VmSpec> vms;
   std::map<std::string, FtRole> roles;  // by VM name; absent = kOff
   FtRole RoleOf(const std::string& vm) const {
     auto it = roles.find(vm);
@@ -74,12 +74,12 @@ Result<Config> LoadConfig(const std::string& path);
 
 // One VM as a [vm NAME] section of ftd.conf (without `ft`): how a VM turned on at run time
 // travels (ftctl -> ftd -> the peer ftd) and is kept in the state dir. Paths are absolute.
-std::string FormatVmSection(const replay::VmSpec& spec);
+std::string FormatVmSection(const domain::VmSpec& spec);
 // The inverse: exactly one [vm NAME] section, no `ft` key, no [node]. Errors name `source`.
-Result<replay::VmSpec> ParseVmSection(std::string_view text, const std::string& source);
+Result<domain::VmSpec> ParseVmSection(std::string_view text, const std::string& source);
 
 // CheckConfigFiles for one VM.
-Status CheckVmFiles(const replay::VmSpec& vm);
+Status CheckVmFiles(const domain::VmSpec& vm);
 
 // Where a VM's files live. state_dir keeps what an operator reads after the fact (console,
 // QEMU's output); run_dir holds sockets and pid files and is removed when the VM stops.

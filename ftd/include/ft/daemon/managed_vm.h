@@ -11,8 +11,8 @@
 #include <string>
 
 #include "ft/daemon/config.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/net/guest_nic.h"
-#include "ft/replay/vm_spec.h"
 #include "ft/status.h"
 
 namespace asio {
@@ -78,7 +78,7 @@ class ManagedVm {
   virtual ~ManagedVm() = default;
   virtual const std::string& name() const = 0;
   // What this host runs (a backup's disks are its replicas).
-  virtual const replay::VmSpec& spec() const = 0;
+  virtual const domain::VmSpec& spec() const = 0;
   virtual FtRole role() const = 0;
   // Starts the VM's part (may start QEMU now or, for a backup, when its primary connects).
   virtual Status Start() = 0;
@@ -127,6 +127,6 @@ class ManagedVm {
 };
 
 std::unique_ptr<ManagedVm> MakeManagedVm(asio::io_context& io, const NodeConfig& node,
-                                         const replay::VmSpec& spec, FtRole role);
+                                         const domain::VmSpec& spec, FtRole role);
 
 }  // namespace ft::daemon

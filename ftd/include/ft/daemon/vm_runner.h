@@ -11,8 +11,8 @@
 
 #include "ft/daemon/config.h"
 #include "ft/daemon/vm_status_enums.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/replay/qemu_command.h"
-#include "ft/replay/vm_spec.h"
 #include "ft/status.h"
 
 namespace ft::replay {
@@ -43,7 +43,7 @@ struct RunOptions {
 
 class VmRunner {
  public:
-  VmRunner(asio::io_context& io, const NodeConfig& node, replay::VmSpec spec);
+  VmRunner(asio::io_context& io, const NodeConfig& node, domain::VmSpec spec);
   ~VmRunner();
   VmRunner(const VmRunner&) = delete;
   VmRunner& operator=(const VmRunner&) = delete;

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/status.h"
 
 namespace ft::libvirt {
@@ -20,7 +20,7 @@ struct ImportDefaults {
 };
 
 struct DomainImport {
-  replay::VmSpec spec;
+  domain::VmSpec spec;
   // What was ignored or changed on the way, one sentence each naming the element
   // ("graphics 'vnc' ignored: ftd runs the guest headless"). Safe to protect; worth logging.
   std::vector<std::string> warnings;

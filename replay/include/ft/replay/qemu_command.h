@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 
 namespace ft::replay {
 
@@ -45,7 +45,7 @@ struct LaunchOptions {
   std::string rrsnapshot = {};
 };
 
-std::vector<std::string> BuildQemuCommand(const VmSpec& spec, const LaunchOptions& options,
+std::vector<std::string> BuildQemuCommand(const domain::VmSpec& spec, const LaunchOptions& options,
                                           const LaunchPaths& paths);
 
 // Shell-quoted single line, for logs and error messages.

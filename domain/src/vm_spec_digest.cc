@@ -10,9 +10,9 @@
 
 #include <fmt/format.h>
 
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 
-namespace ft::replay {
+namespace ft::domain {
 namespace {
 
 using MdCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
@@ -101,4 +101,4 @@ Result<std::string> ReplicatedSpecDigest(const VmSpec& spec) {
   return Hex(md, len);
 }
 
-}  // namespace ft::replay
+}  // namespace ft::domain

@@ -1,4 +1,4 @@
-#include "ft/replay/vm_spec.h"
+#include "ft/domain/vm_spec.h"
 #include "ft/names.h"
 
 #include <cctype>
@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-namespace ft::replay {
+namespace ft::domain {
 
 bool IsValidMac(const std::string& mac) {
   if (mac.size() != 17) return false;
@@ -123,4 +123,4 @@ Status ValidateVmSpec(const VmSpec& spec) {
   return Status::Ok();
 }
 
-}  // namespace ft::replay
+}  // namespace ft::domain

@@ -10,7 +10,7 @@
 
 #include "ft/status.h"
 
-namespace ft::replay {
+namespace ft::domain {
 
 enum class DiskBus { kVirtio, kIde };
 enum class NicBackend {
@@ -71,4 +71,4 @@ Result<std::string> ReplicatedSpecDigest(const VmSpec& spec);
 const char* DiskBusName(DiskBus bus);
 const char* NicBackendName(NicBackend backend);
 
-}  // namespace ft::replay
+}  // namespace ft::domain
