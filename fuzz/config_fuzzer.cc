@@ -1,4 +1,4 @@
-// ftd.conf (ftd/src/config.cc ParseConfig): the node section, channel and storage settings,
+// ftd.conf (ftd/model/config.cc ParseConfig): the node section, channel and storage settings,
 // every [vm] section. Written by an operator, but ftd runs as root and must refuse a bad file
 // with a message rather than crash. Properties: a parsed config's VMs have distinct valid
 // names, and each is a valid spec whose section formats and parses back.

@@ -1,4 +1,4 @@
-// enabled.conf, <state_dir>/vms/NAME/enabled.conf (ftd/src/enabled_vms.cc): which VMs a
+// enabled.conf, <state_dir>/vms/NAME/enabled.conf (ftd/model/enabled_vms.cc): which VMs a
 // restarted ftd runs, and in which role. Its [vm] section comes from a domain's XML or the
 // peer, so its text is outside bytes. The first byte says whether the fuzzer gives the rest a
 // correct CRC line. Properties: a decoded record has a role; encoding it and decoding again

@@ -1,4 +1,4 @@
-// The epoch record, <state_dir>/vms/NAME/epoch (ftd/src/vm_records.cc): the epoch a VM's copy
+// The epoch record, <state_dir>/vms/NAME/epoch (ftd/model/vm_records.cc): the epoch a VM's copy
 // may run in, so a damaged one must be refused, never misread. The first byte picks the VM
 // name it is checked against and whether the fuzzer gives the rest a correct CRC line.
 // Properties: a decoded epoch is >= 1; a record that decodes and is in the current format

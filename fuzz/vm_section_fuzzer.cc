@@ -1,4 +1,4 @@
-// A [vm NAME] section (ftd/src/config.cc ParseVmSection): how a VM enabled at run time
+// A [vm NAME] section (ftd/model/config.cc ParseVmSection): how a VM enabled at run time
 // travels from ftctl to ftd to the peer's ftd (ProtectRequest.vm_config, outside bytes for
 // the receiving host) and how it is kept in enabled.conf. Properties: a parsed spec is valid
 // (ValidateVmSpec), and formatting it gives a section that parses to a spec that formats the

@@ -23,7 +23,7 @@ class io_context;
 namespace ft::channel {
 
 // The vm name of a session between the two ftds themselves (enable, disable, planned
-// failover, drills: ftd/src/peer_link.h) rather than for one VM's log. No VM can have it.
+// failover, drills: ftd/daemon/peer_link.h) rather than for one VM's log. No VM can have it.
 inline constexpr char kPeerControlVm[] = "";
 
 // What each side states about itself in the handshake. Both sides of a VM must agree on
