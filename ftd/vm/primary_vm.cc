@@ -16,7 +16,9 @@
 #include "ft/replay/rr_log_tap.h"
 #include "ft/replay/rr_stream.h"
 #include "ft/replay/vm_state_drive.h"
+#include "pacing.h"
 #include "roles.h"
+#include "unacked_log.h"
 
 namespace ft::daemon {
 namespace {
@@ -29,7 +31,6 @@ constexpr auto kReconnectInterval = 500ms;
 constexpr auto kTickInterval = 20ms;
 // At shutdown: how long to wait for the backup to ack the log's last bytes.
 constexpr auto kFinalAckWait = 5s;
-constexpr double kHoldAt = 0.9;  // of max_lag_ms
 // A backup whose replay stands still this long while the primary is held for it is treated
 // as failed: pacing must never turn into a stalled primary.
 constexpr auto kReplayStallTimeout = 5s;
@@ -133,9 +134,8 @@ class PrimaryVm : public ManagedVm {
     bool saving_for_reprotect = false;  // SaveForReprotect under way
     bool live_failed = false;           // ... whose QEMU failed
     std::string note;                   // this role's own note (start-up, connection errors)
-    // Log bytes [unacked_base, tap->offset()) not yet acked by the backup.
-    std::string unacked;
-    uint64_t unacked_base = 0;
+    // Log bytes [unacked.base(), tap->offset()) not yet acked by the backup.
+    UnackedLog unacked;
     uint64_t acked = 0, replayed_icount = 0;
     Clock::time_point last_ack{}, last_replay_progress{};
     RateMeter rate;
@@ -367,7 +367,7 @@ class PrimaryVm : public ManagedVm {
       // Nobody to hold it for (any more): the log is read and dropped.
       FtState state = State();
       if (state != FtState::kWaitingForPeer && state != FtState::kProtected) return;
-      unacked.append(bytes);
+      unacked.Append(bytes);
       if (session) session->SendLog(offset, bytes);
       if (state == FtState::kWaitingForPeer && unacked.size() > max_unacked()) {
         std::string why = fmt::format(
@@ -400,9 +400,7 @@ class PrimaryVm : public ManagedVm {
       if (icount != replayed_icount) last_replay_progress = last_ack;
       replayed_icount = icount;
       if (received > acked) {
-        uint64_t drop = std::min<uint64_t>(received - unacked_base, unacked.size());
-        unacked.erase(0, drop);
-        unacked_base += drop;
+        unacked.Ack(received);
         acked = received;
         if (nic) nic->OnAcked(acked);
       }
@@ -424,23 +422,23 @@ class PrimaryVm : public ManagedVm {
       // From the moment the backup is connected, before its replayer runs: the shim holds
       // the vCPU only between whole events, so the log the backup has always ends in complete
       // spans, and its replayer can start and catch up while the vCPU waits.
-      bool pace = State() == FtState::kProtected && !stopping && !handing_over;
-      double lag = GuestMs(lag_instructions(), spec.icount_shift);
-      double bound = node.channel.max_lag_ms;
-      // Hold early enough that the run to the vCPU's next log event fits under the bound:
-      // the event that crosses the limit can be a span as long as the longest recent one
-      // (QEMU writes a span's count only when the next event comes), plus 10% to spare.
       // The limit moves with every ack, so the vCPU runs again as soon as the backup
-      // replays further; at least one instruction, or a vCPU held right after a span would
-      // wait for a replayer that stops one instruction before that span's end.
-      double span = GuestMs(tap->recent_max_span(), spec.icount_shift);
-      double hold_at = std::max(bound / 2, bound * kHoldAt - span);
-      uint64_t hold_after = std::max<uint64_t>(1, GuestInstructions(hold_at, spec.icount_shift));
-      SetIcountLimit(pace ? replayed_icount + hold_after : 0);
-      if (pace && lag > bound) ReportOverBound(lag, hold_at, span);
-      if (!pace || unacked.size() < max_unacked() / 2) {
+      // replays further (pacing.h).
+      PacingInput in;
+      in.pace = State() == FtState::kProtected && !stopping && !handing_over;
+      in.replayed_icount = replayed_icount;
+      in.lag_instructions = lag_instructions();
+      in.recent_max_span = tap->recent_max_span();
+      in.icount_shift = spec.icount_shift;
+      in.max_lag_ms = node.channel.max_lag_ms;
+      in.unacked_bytes = unacked.size();
+      in.max_unacked_bytes = max_unacked();
+      const PacingDecision d = DecidePacing(in);
+      SetIcountLimit(d.icount_limit);
+      if (d.over_bound) ReportOverBound(d.lag_ms, d.hold_at_ms, d.span_ms);
+      if (d.read == PacingDecision::Read::kResume) {
         tap->Resume();
-      } else if (unacked.size() > max_unacked()) {
+      } else if (d.read == PacingDecision::Read::kPause) {
         tap->Pause();
       }
     }
@@ -565,7 +563,8 @@ class PrimaryVm : public ManagedVm {
       failover->PeerConnected();
       last_ack = Clock::now();
       // Everything since offset 0 is still held: the backup starts from the beginning.
-      if (!unacked.empty()) session->SendLog(unacked_base, unacked);
+      unacked.ForEachRun(
+          [this](uint64_t offset, std::string_view run) { session->SendLog(offset, run); });
       log->info("vm '{}': PROTECTED: backup '{}' connected; sent {} bytes of log held since start",
                 spec.name, session->peer().node, unacked.size());
     }
@@ -594,8 +593,7 @@ class PrimaryVm : public ManagedVm {
 
     // No backup to hold the log for (any more): what is held goes, no reconnects, no pacing.
     void StopWaitingForBackup() {
-      unacked.clear();
-      unacked.shrink_to_fit();
+      unacked.Clear();
       reconnect_timer.cancel();
       if (session) {
         session->Close();

@@ -11,6 +11,7 @@
 #include "ft/daemon/managed_vm.h"
 #include "ft/daemon/vm_runner.h"
 #include "ft/net/guest_nic.h"
+#include "pacing.h"
 
 namespace ft::daemon {
 
@@ -134,17 +135,6 @@ inline int64_t MsSince(std::chrono::steady_clock::time_point t) {
   if (t == std::chrono::steady_clock::time_point{}) return -1;
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
       .count();
-}
-
-// Instructions -> milliseconds of guest time under -icount shift=N (2^N ns each).
-inline double GuestMs(uint64_t instructions, int icount_shift) {
-  return static_cast<double>(instructions) * static_cast<double>(uint64_t{1} << icount_shift) / 1e6;
-}
-
-// Milliseconds of guest time -> instructions (rounded down) under -icount shift=N.
-inline uint64_t GuestInstructions(double ms, int icount_shift) {
-  if (ms <= 0) return 0;
-  return static_cast<uint64_t>(ms * 1e6 / static_cast<double>(uint64_t{1} << icount_shift));
 }
 
 }  // namespace ft::daemon
