@@ -41,6 +41,7 @@ Identity Side(const std::string& node, const std::string& vm) {
   Identity id;
   id.node = node;
   id.vm = vm;
+  id.service = vm.empty() ? Service::kPeerControl : Service::kVmLog;
   id.config_digest = "c0ffee";
   id.rr_version = 0x00e0200c;
   id.epoch = 3;
@@ -250,8 +251,8 @@ void AsAcceptor(Script& script, const std::string& vm) {
   Observed seen;
   auto listener = Listener::Create(
       io, "127.0.0.1", 0, TestOptions(),
-      [vm](const std::string& asked) -> Result<Identity> {
-        if (asked != vm) return NotFound("no vm '" + asked + "' here");
+      [vm](const Identity& peer) -> Result<Identity> {
+        if (peer.vm != vm) return NotFound("no vm '" + peer.vm + "' here");
         return Side("hostA", vm);
       },
       [&seen](std::shared_ptr<Session> s) { Watch(s, &seen); });
@@ -304,7 +305,7 @@ void AsConnector(Script& script, const std::string& vm) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   Script script(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
-  const std::string vm = (data[0] & 2) ? kPeerControlVm : "web1";
+  const std::string vm = (data[0] & 2) ? "" : "web1";  // "": peer control
   if (data[0] & 1) {
     AsConnector(script, vm);
   } else {

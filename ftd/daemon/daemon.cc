@@ -99,15 +99,19 @@ int RunDaemon(const Config& config) {
     auto created = channel::Listener::Create(
         io, config.node.channel.listen_host, config.node.channel.listen_port,
         ChannelOptionsFrom(config.node.channel),
-        [&config, &operations](const std::string& vm) -> Result<channel::Identity> {
-          if (vm == channel::kPeerControlVm) return PeerControlIdentity(config.node);
-          ManagedVm* m = operations.Find(vm);
-          if (!m)
-            return NotFound(fmt::format("no VM named '{}' on node '{}'", vm, config.node.name));
+        [&config, &operations](const channel::Identity& peer) -> Result<channel::Identity> {
+          if (peer.service == channel::Service::kPeerControl) {
+            return PeerControlIdentity(config.node);
+          }
+          ManagedVm* m = operations.Find(peer.vm);
+          if (!m) {
+            return NotFound(
+                fmt::format("no VM named '{}' on node '{}'", peer.vm, config.node.name));
+          }
           return m->ExpectPrimary();
         },
         [&operations, &peer_server](std::shared_ptr<channel::Session> session) {
-          if (session->peer().vm == channel::kPeerControlVm) {
+          if (session->peer().service == channel::Service::kPeerControl) {
             peer_server.Adopt(std::move(session));
           } else if (ManagedVm* m = operations.Find(session->peer().vm)) {
             m->AdoptSession(std::move(session));

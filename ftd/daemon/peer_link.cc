@@ -20,7 +20,7 @@ constexpr auto kServeTimeout = std::chrono::seconds(120);  // idle: no request m
 channel::Identity PeerControlIdentity(const NodeConfig& node) {
   channel::Identity id;
   id.node = node.name;
-  id.vm = channel::kPeerControlVm;
+  id.service = channel::Service::kPeerControl;
   // Compared on this session too, so `ftctl enable` between a host with a claim store and one
   // without is refused at once. No store_id: the daemon reads no store for this session.
   id.failover = !node.shared_storage.empty();

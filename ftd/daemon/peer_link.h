@@ -1,6 +1,6 @@
 // Internal to ftd: requests between the two ftds themselves (turn a VM's backup on or off,
 // hand a VM over, ask how a VM is doing), on an authenticated logging-channel session whose
-// vm is channel::kPeerControlVm. One request per session: the caller connects, sends a
+// service is channel::Service::kPeerControl. One request per session: the caller connects, sends a
 // PeerRequest, reads the PeerResponse and closes. Payloads are serialized protobuf bytes so
 // no protobuf or Asio header leaks in here.
 #pragma once

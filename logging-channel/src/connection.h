@@ -96,7 +96,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void HandleAcceptorStep(const proto::ChannelFrame& f, std::string_view payload);
   void HandleRefusal(const proto::ChannelFrame& f);
   void HandleSessionFrame(const proto::ChannelFrame& f);
-  Status CheckHello(const proto::Hello& hello) const;
+  // `states_identity`: a hello that says who the peer is (not the acceptor's challenge).
+  Status CheckHello(const proto::Hello& hello, bool states_identity) const;
 
   void Open();
   void Refuse(int code, const std::string& reason, Status local);

@@ -82,6 +82,7 @@ void FillHello(const Identity& self, std::string_view nonce, proto::Hello* hello
   hello->set_replica_digest(self.replica_digest);
   hello->set_failover(self.failover);
   hello->set_store_id(self.store_id);
+  hello->set_service(static_cast<proto::Service>(self.service));
 }
 
 Identity IdentityOf(const proto::Hello& hello) {
@@ -94,6 +95,7 @@ Identity IdentityOf(const proto::Hello& hello) {
   id.replica_digest = hello.replica_digest();
   id.failover = hello.failover();
   id.store_id = hello.store_id();
+  id.service = static_cast<Service>(hello.service());  // CheckHelloText checked it
   return id;
 }
 
@@ -116,14 +118,40 @@ Status CheckHelloText(const proto::Hello& hello) {
                            " bytes: '" + ft::PrintableText(f.value, f.max) + "'");
     }
   }
-  // A VM's session names its VM (the peers' own session names none): the name becomes
-  // file names on this host, so it follows the one rule for names.
+  // The name becomes file names on this host, so it follows the one rule for names.
   if (!hello.vm().empty()) {
     if (Status s = ft::CheckName("hello.vm", hello.vm()); !s.ok()) {
       return ProtocolError("sent a hello whose " + s.message());
     }
   }
   return Status::Ok();
+}
+
+Status CheckHelloService(const proto::Hello& hello) {
+  // A VM's session names its VM, the peers' own session none.
+  switch (hello.service()) {
+    case proto::SERVICE_VM_LOG:
+      if (hello.vm().empty()) return ProtocolError("sent a hello for a VM's log that names no vm");
+      return Status::Ok();
+    case proto::SERVICE_PEER_CONTROL:
+      if (!hello.vm().empty()) {
+        return ProtocolError("sent a peer-control hello that names vm '" + hello.vm() + "'");
+      }
+      return Status::Ok();
+    default:
+      return ProtocolError("sent a hello for service " + std::to_string(hello.service()) +
+                           ", not one this host serves (a VM's log or peer control)");
+  }
+}
+
+const char* ServiceName(Service service) {
+  switch (service) {
+    case Service::kVmLog:
+      return "a VM's log";
+    case Service::kPeerControl:
+      return "peer control";
+  }
+  return "an unknown service";
 }
 
 std::string AbbreviateDigest(const std::string& digest) {
@@ -142,11 +170,16 @@ std::string RrVersionHex(uint32_t v) {
 Status CompareIdentities(const Identity& self, const Identity& peer) {
   const std::string who = "peer " + Node(peer);
   const std::string me = "this host " + Node(self);
+  if (self.service != peer.service) {
+    return FailedPrecondition("service differs: " + who + " asks for " + ServiceName(peer.service) +
+                              " but " + me + " serves " + ServiceName(self.service));
+  }
   if (self.vm != peer.vm) {
     return FailedPrecondition("vm name differs: " + who + " speaks for vm '" + peer.vm + "' but " +
                               me + " for vm '" + self.vm + "'");
   }
-  const std::string vm = "vm '" + self.vm + "': ";
+  const std::string vm =
+      self.service == Service::kPeerControl ? "peer control: " : "vm '" + self.vm + "': ";
   if (self.node == peer.node) {
     return FailedPrecondition(vm + "the peer is also named '" + peer.node +
                               "'; the two hosts' node names must differ (a failover claim "
@@ -159,7 +192,7 @@ Status CompareIdentities(const Identity& self, const Identity& peer) {
                               "; both hosts must set shared_storage to the same mounted claim "
                               "store, or neither");
   }
-  if (self.failover && self.vm != kPeerControlVm && self.store_id != peer.store_id) {
+  if (self.failover && self.service == Service::kVmLog && self.store_id != peer.store_id) {
     return FailedPrecondition(
         vm + "claim store differs: " + who + " uses claim store " + ShownStoreId(peer.store_id) +
         " but " + me + " uses " + ShownStoreId(self.store_id) +

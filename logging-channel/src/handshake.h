@@ -45,6 +45,10 @@ Identity IdentityOf(const proto::Hello& hello);
 // hello is stored or logged: until the mac is verified it comes from anybody.
 Status CheckHelloText(const proto::Hello& hello);
 
+// The service an identity hello asks for is one this host serves, and names a VM exactly
+// when it is a VM's log (after CheckHelloText). The acceptor's challenge states no identity.
+Status CheckHelloService(const proto::Hello& hello);
+
 // Ok if both sides agree on vm, failover, claim store (store_id: when both have failover on
 // and the session is not peer control; see Identity), config digest, rr version, replica
 // digest and epoch; else kFailedPrecondition with a sentence naming the field, both nodes and
@@ -53,6 +57,9 @@ Status CompareIdentities(const Identity& self, const Identity& peer);
 
 // "3fa2c81d09e4…" for long digests, the digest itself when short.
 std::string AbbreviateDigest(const std::string& digest);
+
+// "a VM's log", "peer control": for messages.
+const char* ServiceName(Service service);
 std::string RrVersionHex(uint32_t v);
 
 }  // namespace ft::channel

@@ -139,7 +139,7 @@ void Connection::ReleaseHandshakeSlot() {
 void Connection::StartConnect(const std::string& host, uint16_t port, Identity self,
                               HandshakeDone done) {
   self_ = std::move(self);
-  prefix_ = self_.vm == kPeerControlVm ? "peer control: " : "vm '" + self_.vm + "': ";
+  prefix_ = self_.service == Service::kPeerControl ? "peer control: " : "vm '" + self_.vm + "': ";
   handshake_done_ = std::move(done);
   state_ = State::kConnecting;
   ArmHandshakeTimer();
@@ -325,7 +325,7 @@ void Connection::HandleFrame(std::string_view payload) {
   }
 }
 
-Status Connection::CheckHello(const proto::Hello& hello) const {
+Status Connection::CheckHello(const proto::Hello& hello, bool states_identity) const {
   if (hello.protocol_version() != kProtocolVersion) {
     return FailedPrecondition(prefix_ + PeerName() + " speaks channel protocol version " +
                               std::to_string(hello.protocol_version()) + "; this host speaks " +
@@ -336,6 +336,10 @@ Status Connection::CheckHello(const proto::Hello& hello) const {
                          "-byte nonce; the protocol requires " + std::to_string(kNonceBytes));
   }
   if (Status s = CheckHelloText(hello); !s.ok()) {
+    return ProtocolError(prefix_ + PeerName() + " " + s.message());
+  }
+  if (!states_identity) return Status::Ok();
+  if (Status s = CheckHelloService(hello); !s.ok()) {
     return ProtocolError(prefix_ + PeerName() + " " + s.message());
   }
   return Status::Ok();
@@ -354,7 +358,7 @@ void Connection::HandleConnectorStep(const proto::ChannelFrame& f, std::string_v
   switch (step_) {
     case Step::kAwaitChallenge: {
       if (!f.has_hello()) return unexpected();
-      if (Status s = CheckHello(f.hello()); !s.ok()) return Fail(s);
+      if (Status s = CheckHello(f.hello(), /*states_identity=*/false); !s.ok()) return Fail(s);
       peer_nonce_ = f.hello().nonce();
       proto::ChannelFrame auth;
       auth.mutable_auth()->set_mac(HandshakeMac(options_.key, Role::kConnector, own_nonce_,
@@ -365,7 +369,7 @@ void Connection::HandleConnectorStep(const proto::ChannelFrame& f, std::string_v
     }
     case Step::kAwaitAcceptorHello: {
       if (!f.has_hello()) return unexpected();
-      if (Status s = CheckHello(f.hello()); !s.ok()) return Fail(s);
+      if (Status s = CheckHello(f.hello(), /*states_identity=*/true); !s.ok()) return Fail(s);
       if (f.hello().nonce() != peer_nonce_) {
         return Fail(ProtocolError(prefix_ + PeerName() +
                                   " changed its nonce in the middle of the handshake"));
@@ -432,13 +436,13 @@ void Connection::HandleAcceptorStep(const proto::ChannelFrame& f, std::string_vi
       if (!f.has_hello()) return unexpected();
       const auto& hello = f.hello();
       if (hello.protocol_version() != kProtocolVersion) {
-        Status s = CheckHello(hello);
+        Status s = CheckHello(hello, /*states_identity=*/true);
         return Refuse(proto::Refusal::VERSION,
                       "channel protocol version " + std::to_string(hello.protocol_version()) +
                           " is not supported; this host speaks " + std::to_string(kProtocolVersion),
                       s);
       }
-      if (Status s = CheckHello(hello); !s.ok()) return Fail(s);
+      if (Status s = CheckHello(hello, /*states_identity=*/true); !s.ok()) return Fail(s);
       // Nothing the peer says is trusted yet; node and vm only label the log lines.
       peer_ = IdentityOf(hello);
       peer_nonce_ = hello.nonce();
@@ -467,8 +471,9 @@ void Connection::HandleAcceptorStep(const proto::ChannelFrame& f, std::string_vi
       }
       // Authenticated: now the peer may learn what this host thinks of the VM.
       authenticated_ = true;
-      prefix_ = peer_.vm == kPeerControlVm ? "peer control: " : "vm '" + peer_.vm + "': ";
-      Result<Identity> mine = expect_(peer_.vm);
+      prefix_ =
+          peer_.service == Service::kPeerControl ? "peer control: " : "vm '" + peer_.vm + "': ";
+      Result<Identity> mine = expect_(peer_);
       if (!mine.ok()) {
         Status s = FailedPrecondition(mine.status().message());
         return Refuse(proto::Refusal::IDENTITY, s.message(), s);
@@ -735,7 +740,7 @@ void Connection::HandleSessionFrame(const proto::ChannelFrame& f) {
       return;
     }
     case proto::ChannelFrame::kMessage:
-      if (peer_.vm != kPeerControlVm) {
+      if (peer_.service != Service::kPeerControl) {
         return Fail(
             ProtocolError(prefix_ + PeerName() + " sent a peer message on a VM's log session"));
       }

@@ -171,7 +171,7 @@ Status ConnectRealPeer(uint16_t port, const std::string& key) {
   options.key = key;
   channel::Identity self;
   self.node = "flood-test-peer";
-  self.vm = channel::kPeerControlVm;
+  self.service = channel::Service::kPeerControl;
   Status outcome = Timeout("no handshake outcome");
   std::shared_ptr<channel::Session> session;
   channel::Connect(io, "127.0.0.1", port, self, options,

@@ -336,8 +336,8 @@ TEST(Handshake, APairOnTwoClaimStoresIsRefusedNamingBothStores) {
 
 // The daemons' own session states failover from the node config but reads no store.
 TEST(Handshake, PeerControlComparesFailoverButNotTheStore) {
-  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
-  Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
+  const Identity a{"hostA", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  Identity b{"hostB", "", "", 0, 0, "", true, "", Service::kPeerControl};
   EXPECT_TRUE(CompareIdentities(a, b).ok());
   b.store_id = kStoreB;
   EXPECT_TRUE(CompareIdentities(a, b).ok());
@@ -345,10 +345,44 @@ TEST(Handshake, PeerControlComparesFailoverButNotTheStore) {
   b.store_id = "";
   Status s = CompareIdentities(a, b);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      s.message(),
+      "peer control: failover differs: peer 'hostB' has no claim store (no [node] shared_storage) "
+      "but this host 'hostA' uses a claim store; both hosts must set shared_storage to the "
+      "same mounted claim store, or neither");
+}
+
+// A VM's log session and the daemons' own are different services: neither is taken for the
+// other, whatever the vm name says.
+TEST(Handshake, TheServiceMustMatch) {
+  const Identity control{"hostA", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  Identity log{"hostB", "", "", 0, 0, "", true, ""};
+  Status s = CompareIdentities(control, log);
+  ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
-            "vm '': failover differs: peer 'hostB' has no claim store (no [node] shared_storage) "
-            "but this host 'hostA' uses a claim store; both hosts must set shared_storage to the "
-            "same mounted claim store, or neither");
+            "service differs: peer 'hostB' asks for a VM's log but this host 'hostA' serves peer "
+            "control");
+}
+
+TEST(Handshake, AnIdentityHelloNamesAVmExactlyForAVmsLog) {
+  proto::Hello hello;
+  hello.set_service(proto::SERVICE_VM_LOG);
+  hello.set_vm("web1");
+  EXPECT_TRUE(CheckHelloService(hello).ok());
+  hello.set_vm("");
+  EXPECT_THAT(CheckHelloService(hello).message(),
+              ::testing::HasSubstr("a hello for a VM's log that names no vm"));
+  hello.set_service(proto::SERVICE_PEER_CONTROL);
+  EXPECT_TRUE(CheckHelloService(hello).ok());
+  hello.set_vm("web1");
+  EXPECT_THAT(CheckHelloService(hello).message(),
+              ::testing::HasSubstr("a peer-control hello that names vm 'web1'"));
+  hello.set_service(proto::SERVICE_UNSPECIFIED);
+  hello.set_vm("web1");
+  EXPECT_THAT(CheckHelloService(hello).message(),
+              ::testing::HasSubstr("a hello for service 0, not one this host serves"));
+  hello.set_service(static_cast<proto::Service>(7));  // a newer peer's
+  EXPECT_FALSE(CheckHelloService(hello).ok());
 }
 
 }  // namespace

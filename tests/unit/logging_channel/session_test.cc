@@ -82,10 +82,10 @@ class ChannelTest : public ::testing::Test {
     io_.Run([&] {
       auto l = Listener::Create(
           io_.io, "127.0.0.1", 0, options,
-          [identities](const std::string& vm) -> Result<Identity> {
-            auto it = identities.find(vm);
+          [identities](const Identity& peer) -> Result<Identity> {
+            auto it = identities.find(peer.vm);
             if (it == identities.end()) {
-              return NotFound("vm '" + vm + "' is not configured on this host");
+              return NotFound("vm '" + peer.vm + "' is not configured on this host");
             }
             return it->second;
           },
@@ -484,16 +484,16 @@ TEST_F(ChannelTest, GoSilentLooksLikeADeadHostToThePeer) {
   });
 }
 
-// The two ftds' own requests: a session for kPeerControlVm carries one message each way.
+// The two ftds' own requests: a peer-control session carries one message each way.
 TEST_F(ChannelTest, PeerControlSessionCarriesMessagesBothWays) {
-  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
-  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
-  Listen(TestOptions(), {{kPeerControlVm, b}});
+  const Identity a{"hostA", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  const Identity b{"hostB", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  Listen(TestOptions(), {{"", b}});
   std::string request, answer;
   ASSERT_TRUE(ConnectPrimary(a).ok());
   ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
   io_.Run([&] {
-    EXPECT_EQ(backup_.session->peer().vm, kPeerControlVm);
+    EXPECT_EQ(backup_.session->peer().service, Service::kPeerControl);
     backup_.session->OnMessage([&](std::string_view m) {
       request = m;
       backup_.session->SendMessage("answer to " + request);
@@ -512,9 +512,9 @@ TEST_F(ChannelTest, PeerControlSessionCarriesMessagesBothWays) {
 
 // `ftctl enable` between a host with a claim store and one without is refused at once.
 TEST_F(ChannelTest, PeerControlSessionBetweenHostsThatDisagreeOnFailoverIsRefused) {
-  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", false, ""};
-  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
-  Listen(TestOptions(), {{kPeerControlVm, b}});
+  const Identity a{"hostA", "", "", 0, 0, "", false, "", Service::kPeerControl};
+  const Identity b{"hostB", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  Listen(TestOptions(), {{"", b}});
   Status s = ConnectPrimary(a);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_THAT(s.message(), HasSubstr("failover differs: peer 'hostA' has no claim store (no "
@@ -592,9 +592,9 @@ TEST_F(ChannelTest, UnauthenticatedHeaderAnnouncingAFullFrameIsClosedAtOnce) {
 
 TEST_F(ChannelTest, FullSizeFramesFlowBothWaysOnceAuthenticated) {
   // A replica chunk is 1 MiB of disk in one peer message: far over the handshake's 4 KiB.
-  const Identity a{"hostA", kPeerControlVm, "", 0, 0, "", true, ""};
-  const Identity b{"hostB", kPeerControlVm, "", 0, 0, "", true, ""};
-  Listen(TestOptions(), {{kPeerControlVm, b}});
+  const Identity a{"hostA", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  const Identity b{"hostB", "", "", 0, 0, "", true, "", Service::kPeerControl};
+  Listen(TestOptions(), {{"", b}});
   ASSERT_TRUE(ConnectPrimary(a).ok());
   ASSERT_TRUE(io_.WaitFor([&] { return backup_.session != nullptr; }));
   const std::string chunk(1u << 20, 'c');
@@ -910,7 +910,7 @@ TEST_F(ChannelTest, NoKeyNoLog) {
   auto l = io_.Run([&] {
     return Listener::Create(
         io_.io, "127.0.0.1", 0, TestOptions(""),
-        [](const std::string&) -> Result<Identity> { return kBackup; },
+        [](const Identity&) -> Result<Identity> { return kBackup; },
         [](std::shared_ptr<Session>) {});
   });
   ASSERT_FALSE(l.ok());

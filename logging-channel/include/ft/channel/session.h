@@ -22,9 +22,10 @@ class io_context;
 
 namespace ft::channel {
 
-// The vm name of a session between the two ftds themselves (enable, disable, planned
-// failover, drills: ftd/daemon/peer_link.h) rather than for one VM's log. No VM can have it.
-inline constexpr char kPeerControlVm[] = "";
+// What a session is for: one VM's log, or the two ftds' own requests (enable, disable,
+// planned failover, drills: ftd/daemon/peer_link.h), which concern no one VM's log. The
+// values are channel.proto's Service.
+enum class Service { kVmLog = 1, kPeerControl = 2 };
 
 // What each side states about itself in the handshake. Both sides of a VM must agree on
 // vm, config_digest, rr_version, replica_digest, epoch, failover and store_id, or the
@@ -34,12 +35,12 @@ inline constexpr char kPeerControlVm[] = "";
 // different claim stores, or only one of them on any, could both go live. `failover` is
 // compared on every session, peer control included (it comes from the node config alone).
 // `store_id` is compared when both sides have failover on, except on peer-control sessions
-// (kPeerControlVm), which state no store: there a store read would be the daemon's, not a
+// (Service::kPeerControl), which state no store: there a store read would be the daemon's, not a
 // VM's, and `ftctl enable` must not wait for storage. On a VM's session an empty store_id
 // with failover on means that side has not read its store: it differs from any real id.
 struct Identity {
   std::string node;           // this host's node name (for logs; may differ)
-  std::string vm;             // VM name
+  std::string vm;             // VM name; "" on peer control
   std::string config_digest;  // hex digest of the VM's replicated configuration
   uint32_t rr_version = 0;    // REPLAY_VERSION of this host's QEMU
   uint64_t epoch = 0;         // FT epoch of the VM pair
@@ -51,6 +52,7 @@ struct Identity {
   // The claim store's id (shared_disk::TestAndSet::StoreId) as this host read it; "" when
   // failover is off, and on peer-control sessions.
   std::string store_id;
+  Service service = Service::kVmLog;
 };
 
 struct Options {
@@ -109,7 +111,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the socket; no callbacks after this returns.
   virtual void Close() = 0;
 
-  // Peer control (a session whose vm is kPeerControlVm): one opaque message each way.
+  // Peer control (Service::kPeerControl): opaque messages each way.
   virtual void SendMessage(std::string_view payload) = 0;
   virtual void OnMessage(std::function<void(std::string_view payload)> cb) = 0;
 
@@ -134,13 +136,14 @@ void Connect(asio::io_context& io, const std::string& host, uint16_t port, Ident
              Options options, SessionHandler handler);
 
 // Accepts connections and runs the handshake as the accepting side. For each peer that
-// authenticates, `expect(vm)` returns this host's identity for that VM (or NotFound /
-// FailedPrecondition to refuse, e.g. unknown VM or not a backup here); the session is
+// authenticates, `expect(peer)` returns this host's identity for the service and VM the peer
+// stated (or NotFound / FailedPrecondition to refuse, e.g. unknown VM or not a backup here);
+// the session is
 // handed to `on_session` only if identities match. Refused and unauthenticated peers are
 // logged (with their address) and closed; they never reach `on_session`.
 class Listener {
  public:
-  using ExpectFn = std::function<Result<Identity>(const std::string& vm)>;
+  using ExpectFn = std::function<Result<Identity>(const Identity& peer)>;
   static Result<std::unique_ptr<Listener>> Create(
       asio::io_context& io, const std::string& host, uint16_t port, Options options,
       ExpectFn expect, std::function<void(std::shared_ptr<Session>)> on_session);
