@@ -29,6 +29,7 @@
 #include "ft/replay/vm_state_drive.h"
 #include "ft/utc_time.h"
 #include "roles.h"
+#include "vm_log.h"
 #include "vm_records.h"
 
 namespace ft::daemon {
@@ -124,6 +125,7 @@ class BackupVm : public ManagedVm {
           spec(s),
           runner(io_context, node_config, s),
           log(Logger("lockstep")),
+          vlog(log, s.name, [this] { return LogPosition(); }),
           ack_timer(io_context),
           catch_up_timer(io_context) {}
 
@@ -132,6 +134,7 @@ class BackupVm : public ManagedVm {
     domain::VmSpec spec;
     VmRunner runner;
     std::shared_ptr<spdlog::logger> log;
+    VmLog vlog;  // "vm 'web1' (epoch 3, log 1048576): " on every line about this VM
     asio::steady_timer ack_timer, catch_up_timer;
     channel::Identity identity;
     // The authority (arbiter/): whether this copy may accept a primary, go live, or halts.
@@ -181,10 +184,10 @@ class BackupVm : public ManagedVm {
         self->identity.epoch = epoch;
         self->identity.store_id = self->failover->arbiter().store_id();
         self->store_checked = true;
-        self->log->info(
-            "vm '{}': the claim store allows this backup in epoch {}; waiting for "
+        self->vlog.info(
+            "the claim store allows this backup in epoch {}; waiting for "
             "the primary",
-            self->spec.name, epoch);
+            epoch);
       };
       hooks.go_live = [weak](uint64_t epoch) {
         if (auto self = weak.lock()) self->GoLive(epoch);
@@ -195,10 +198,10 @@ class BackupVm : public ManagedVm {
       failover = Failover::Create(io, node, spec.name, arbiter::Role::kBackup, identity.epoch,
                                   std::move(hooks));
       failover->Start();
-      log->info(
-          "vm '{}': backup, epoch {}, config {}, rr log version {:#010x}; waiting for the "
+      vlog.info(
+          "backup, epoch {}, config {}, rr log version {:#010x}; waiting for the "
           "primary on {}:{}; failover {}",
-          spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
+          identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
           node.channel.listen_host, node.channel.listen_port, DescribeFailover(node));
       return Status::Ok();
     }
@@ -255,7 +258,7 @@ class BackupVm : public ManagedVm {
       if (session || state != BackupState::kWaitingForPrimary) return s->Close();
       Status st = CreateFeeder();
       if (!st.ok()) {
-        log->error("vm '{}': {}", spec.name, st.ToString());
+        vlog.error("{}", st.ToString());
         Fail(st.message());
         return s->Close();
       }
@@ -269,7 +272,7 @@ class BackupVm : public ManagedVm {
       session->OnClosed([weak](Status why) {
         if (auto self = weak.lock()) self->OnSessionClosed(why);
       });
-      log->info("vm '{}': primary '{}' connected; replaying its log", spec.name, peer_node);
+      vlog.info("primary '{}' connected; replaying its log", peer_node);
       failover->PeerConnected();
       if (const char* trace = getenv("FTD_TRACE_LOG_RECEIPTS"); trace && *trace && !receipts) {
         receipts = std::fopen(trace, "we");
@@ -315,8 +318,7 @@ class BackupVm : public ManagedVm {
       }
       if (Status s = feeder->Append(data); !s.ok()) {
         // A log this parser refuses is never fed to QEMU: stop here, loudly.
-        log->error("vm '{}': refusing the primary's log at offset {}: {}", spec.name, offset,
-                   s.ToString());
+        vlog.error("refusing the primary's log at offset {}: {}", offset, s.ToString());
         Fail("corrupt log from the primary: " + s.message());
         return;
       }
@@ -344,13 +346,12 @@ class BackupVm : public ManagedVm {
       });
       auto served = ServeNic(io, runner, spec, net::Outbound::kDrop);
       if (!served.ok()) {
-        log->error("vm '{}': cannot serve the replayer's NIC: {}", spec.name,
-                   served.status().ToString());
+        vlog.error("cannot serve the replayer's NIC: {}", served.status().ToString());
         return Fail(served.status().message());
       }
       nic = std::move(served).value();
       if (Status s = runner.Start(run); !s.ok()) {
-        log->error("vm '{}': cannot start the replayer: {}", spec.name, s.ToString());
+        vlog.error("cannot start the replayer: {}", s.ToString());
         Fail(s.message());
       }
     }
@@ -392,10 +393,10 @@ class BackupVm : public ManagedVm {
       }
       if (stall_reported || now - watched_since < kReplayStallWarning) return;
       stall_reported = true;
-      log->warn(
-          "vm '{}': replay stands still at icount {} for {} s although the log reaches "
+      vlog.warn(
+          "replay stands still at icount {} for {} s although the log reaches "
           "icount {} (break at {}, {} breaks, {} stops, {} of {} bytes fed)",
-          spec.name, st.replayed_icount,
+          st.replayed_icount,
           std::chrono::duration_cast<std::chrono::seconds>(kReplayStallWarning).count(),
           st.received_icount, st.break_icount, st.breaks_set, st.stops, st.fed_bytes,
           st.received_bytes);
@@ -422,10 +423,10 @@ class BackupVm : public ManagedVm {
       }
       handover_from = peer_node;
       handover_log_end = log_end;
-      log->warn(
-          "vm '{}': planned failover: '{}' stopped at {} log bytes; taking over when its "
+      vlog.warn(
+          "planned failover: '{}' stopped at {} log bytes; taking over when its "
           "channel closes",
-          spec.name, peer_node, log_end);
+          peer_node, log_end);
       return Status::Ok();
     }
     std::unique_ptr<BackgroundDigest> digest_job;
@@ -443,25 +444,32 @@ class BackupVm : public ManagedVm {
       if (feeder && feeder->stats().ended) {
         state = BackupState::kFinished;
         note = "the primary shut down; replay runs to the end of its log";
-        log->info("vm '{}': primary '{}' closed the channel after the end of the log", spec.name,
-                  peer_node);
+        vlog.info("primary '{}' closed the channel after the end of the log", peer_node);
         return;
       }
       state = BackupState::kPrimaryLost;
       note = fmt::format("primary '{}' lost: {}", peer_node, why.ToString());
       failover->PeerLost(why.ToString());
       if (!failover->on()) {
-        log->error(
-            "vm '{}': {}; the replica holds at icount {} (failover is off: no shared_storage "
+        vlog.error(
+            "{}; the replica holds at icount {} (failover is off: no shared_storage "
             "on this node)",
-            spec.name, note, feeder ? feeder->stats().break_icount : 0);
+            note, feeder ? feeder->stats().break_icount : 0);
         return;
       }
-      log->error(
-          "vm '{}': {}; replaying what was received ({} bytes, icount {}) and claiming "
+      vlog.error(
+          "{}; replaying what was received ({} bytes, icount {}) and claiming "
           "the next epoch",
-          spec.name, note, received, feeder ? feeder->stats().received_icount : 0);
+          note, received, feeder ? feeder->stats().received_icount : 0);
       WatchCatchUp();
+    }
+
+    // The epoch this copy runs in and the log it has received, for vlog's lines.
+    VmLogPosition LogPosition() const {
+      VmLogPosition at;
+      if (failover && failover->epoch()) at.epoch = failover->epoch();
+      at.log_offset = received;
+      return at;
     }
 
     // ---- failover: catch up, go live (or halt)
@@ -469,7 +477,7 @@ class BackupVm : public ManagedVm {
       if (state != BackupState::kPrimaryLost) return;
       // A replayer that never started has nothing to go live from; GoLive says so.
       if (!replayer_started || !feeder || feeder->caught_up()) {
-        log->info("vm '{}': replay caught up with the received log (icount {})", spec.name,
+        vlog.info("replay caught up with the received log (icount {})",
                   feeder ? feeder->stats().replayed_icount : 0);
         failover->CaughtUp();
         return;
@@ -493,8 +501,7 @@ class BackupVm : public ManagedVm {
       // peer asks may write over or remove them (vm_records.h, the went-live record). Going
       // live goes on if the record cannot be written: the VM matters more than the guard.
       if (Status s = WriteWentLiveRecord(node, spec.name, epoch); !s.ok()) {
-        log->error("vm '{}': {}; a peer's enable could write over this copy's disks", spec.name,
-                   s.ToString());
+        vlog.error("{}; a peer's enable could write over this copy's disks", s.ToString());
       }
       std::weak_ptr<Impl> weak = shared_from_this();
       feeder->GoLive([weak](Result<uint64_t> end) {
@@ -506,10 +513,10 @@ class BackupVm : public ManagedVm {
       if (stopping) return;
       if (!end.ok()) return GoLiveFailed(end.status());
       failover->MarkReplayEnded();
-      log->info(
-          "vm '{}': replayer paused at icount {}, the end of the primary's log; saving "
+      vlog.info(
+          "replayer paused at icount {}, the end of the primary's log; saving "
           "snapshot '{}'",
-          spec.name, *end, replay::kGoLiveSnapshot);
+          *end, replay::kGoLiveSnapshot);
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.qmp()->ExecuteHmp(std::string("savevm ") + replay::kGoLiveSnapshot, 30s,
                                [weak](Status saved) {
@@ -550,17 +557,17 @@ class BackupVm : public ManagedVm {
         // If FT was turned on at run time, this host's record said "backup": it is the
         // primary now, and a restarted ftd must run it as such.
         if (Status promoted = PromoteEnabledVm(self->node, self->spec.name); !promoted.ok()) {
-          self->log->error("vm '{}': {}", self->spec.name, promoted.ToString());
+          self->vlog.error("{}", promoted.ToString());
         }
         self->note = self->failover->note();
-        self->log->warn("vm '{}': LIVE on this host: {}", self->spec.name, self->note);
+        self->vlog.warn("LIVE on this host: {}", self->note);
       };
       successor = MakeLivePrimaryVm(io, node, spec, std::move(live));
       if (Status s = successor->Start(); !s.ok()) GoLiveFailed(s);
     }
 
     void GoLiveFailed(const Status& why) {
-      log->error("vm '{}': going live failed: {}", spec.name, why.ToString());
+      vlog.error("going live failed: {}", why.ToString());
       failover->GoLiveDone(why);  // halts through the arbiter
     }
 
@@ -585,7 +592,7 @@ class BackupVm : public ManagedVm {
     void OnReplayerEnded(const std::string& why) {
       if (feeder && feeder->stats().ended) {
         state = BackupState::kFinished;
-        log->info("vm '{}': replay reached the end of the primary's log", spec.name);
+        vlog.info("replay reached the end of the primary's log");
         return;
       }
       Fail("replaying QEMU ended: " + why);
@@ -596,7 +603,7 @@ class BackupVm : public ManagedVm {
       state = BackupState::kFailed;
       note = why;
       failover->CopyEnded("backup failed: " + why);  // a failed replica never goes live
-      log->error("vm '{}': backup failed: {}", spec.name, why);
+      vlog.error("backup failed: {}", why);
       if (session) {
         session->Close();
         session.reset();

@@ -9,6 +9,7 @@
 #include "ft/log.h"
 #include "ft/shared_disk/shared_directory.h"
 #include "roles.h"
+#include "vm_log.h"
 
 namespace ft::daemon {
 namespace {
@@ -38,7 +39,12 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
         hooks(std::move(failover_hooks)),
         arbiter({vm, node.name, !node.shared_storage.empty()}, role, epoch, *this),
         timer(io_context),
-        log(Logger("failover")) {
+        log(Logger("failover")),
+        vlog(log, vm, [this] {
+          VmLogPosition at;
+          if (arbiter.epoch()) at.epoch = arbiter.epoch();
+          return at;
+        }) {
     if (!node.shared_storage.empty()) {
       store = std::make_shared<shared_disk::SharedDirectoryTestAndSet>(node.shared_storage);
     }
@@ -58,6 +64,7 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
   arbiter::VmArbiter arbiter;
   asio::steady_timer timer;
   std::shared_ptr<spdlog::logger> log;
+  VmLog vlog;  // "vm 'web1' (epoch 3): " on every line
   bool ticking = false;
   std::string last_claim_error, last_read_error;
   std::optional<Clock::time_point> caught_up_at, replay_ended_at, snapshot_saved_at;
@@ -92,8 +99,7 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
     if (!view.ok()) {
       if (view.status().ToString() != last_read_error) {
         last_read_error = view.status().ToString();
-        log->error("vm '{}': cannot read the claim store '{}': {}", vm, node.shared_storage,
-                   last_read_error);
+        vlog.error("cannot read the claim store '{}': {}", node.shared_storage, last_read_error);
       }
     } else {
       last_read_error.clear();
@@ -102,15 +108,14 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
   }
 
   void Claim(const shared_disk::ClaimRequest& request) override {
-    log->info("vm '{}': claiming epoch {} on '{}' ({})", vm, request.epoch, node.shared_storage,
-              request.reason);
+    vlog.info("claiming epoch {} on '{}' ({})", request.epoch, node.shared_storage, request.reason);
     OffLoop<Result<shared_disk::ClaimOutcome>>(
         [request](shared_disk::TestAndSet& s) { return s.Claim(request); }, &Impl::OnClaimed);
   }
 
   Status RecordEpoch(uint64_t epoch) override {
     Status s = SaveEpoch(node, vm, epoch);
-    if (!s.ok()) log->error("vm '{}': cannot record epoch {}: {}", vm, epoch, s.ToString());
+    if (!s.ok()) vlog.error("cannot record epoch {}: {}", epoch, s.ToString());
     return s;
   }
   void StartCopy(uint64_t epoch) override {
@@ -123,20 +128,19 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
     if (hooks.go_live) hooks.go_live(new_epoch);
   }
   void Halt(const std::string& why) override {
-    log->error("vm '{}': HALTING this copy: {}", vm, why);
+    vlog.error("HALTING this copy: {}", why);
     if (hooks.halt) hooks.halt(why);
   }
 
   void OnClaimed(const Result<shared_disk::ClaimOutcome>& result) {
     if (result.ok() && result->won()) {
-      log->info("vm '{}': WON epoch {} on '{}'", vm, result->record.epoch, node.shared_storage);
+      vlog.info("WON epoch {} on '{}'", result->record.epoch, node.shared_storage);
     } else if (result.ok()) {
-      log->warn("vm '{}': lost epoch {} to '{}' ({})", vm, result->record.epoch,
-                result->record.winner, result->record.reason);
+      vlog.warn("lost epoch {} to '{}' ({})", result->record.epoch, result->record.winner,
+                result->record.reason);
     } else if (result.status().ToString() != last_claim_error) {
       last_claim_error = result.status().ToString();
-      log->error("vm '{}': claim not decided, not going live until it is: {}", vm,
-                 last_claim_error);
+      vlog.error("claim not decided, not going live until it is: {}", last_claim_error);
     }
     arbiter.OnClaimResult(result, Clock::now());
   }

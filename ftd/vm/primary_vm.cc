@@ -19,6 +19,7 @@
 #include "pacing.h"
 #include "roles.h"
 #include "unacked_log.h"
+#include "vm_log.h"
 
 namespace ft::daemon {
 namespace {
@@ -108,6 +109,7 @@ class PrimaryVm : public ManagedVm {
           spec(s),
           runner(io_context, node_config, s),
           log(Logger("lockstep")),
+          vlog(log, s.name, [this] { return LogPosition(); }),
           reconnect_timer(io_context),
           tick_timer(io_context),
           stop_timer(io_context) {}
@@ -117,6 +119,7 @@ class PrimaryVm : public ManagedVm {
     domain::VmSpec spec;
     VmRunner runner;
     std::shared_ptr<spdlog::logger> log;
+    VmLog vlog;  // "vm 'web1' (epoch 3, log 1048576): " on every line about this VM
     asio::steady_timer reconnect_timer, tick_timer, stop_timer;
     channel::Identity identity;
     std::string fifo_path, counters_path;
@@ -281,7 +284,7 @@ class PrimaryVm : public ManagedVm {
 
     // What could not start after Start() returned: said in the log and in status.
     void StartFailed(const Status& why) {
-      log->error("vm '{}': not started: {}", spec.name, why.ToString());
+      vlog.error("not started: {}", why.ToString());
       note = "not started: " + why.message();
       if (failover) failover->CopyEnded(note);
       CloseNic();
@@ -301,13 +304,13 @@ class PrimaryVm : public ManagedVm {
       tap->Start();
       if (live) {
         note = live->why;
-        log->warn("vm '{}': LIVE from snapshot '{}' in epoch {}, running unprotected: {}",
-                  spec.name, live->snapshot, identity.epoch, live->why);
+        vlog.warn("LIVE from snapshot '{}' in epoch {}, running unprotected: {}", live->snapshot,
+                  identity.epoch, live->why);
       } else {
-        log->info(
-            "vm '{}': primary, epoch {}, config {}, rr log version {:#010x}; backup at {}:{}; "
+        vlog.info(
+            "primary, epoch {}, config {}, rr log version {:#010x}; backup at {}:{}; "
             "failover {}",
-            spec.name, identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
+            identity.epoch, identity.config_digest.substr(0, 12), identity.rr_version,
             node.channel.peer_host, node.channel.peer_port, DescribeFailover(node));
         if (reprotect) {
           note = "re-protection: waiting for the new backup to start on the peer";
@@ -324,10 +327,10 @@ class PrimaryVm : public ManagedVm {
       if (reprotect) {
         // The same guest on a new TAP: tell the switch. Its starting point is saved.
         if (nic) nic->Announce();
-        log->info(
-            "vm '{}': re-protection: running again from snapshot '{}', starting point "
+        vlog.info(
+            "re-protection: running again from snapshot '{}', starting point "
             "'{}' saved",
-            spec.name, replay::kReprotectSnapshot, replay::kBaseSnapshot);
+            replay::kReprotectSnapshot, replay::kBaseSnapshot);
         TellReprotectStarted(Status::Ok());
         return;
       }
@@ -338,16 +341,15 @@ class PrimaryVm : public ManagedVm {
         // the disks: a recorder cannot while a guest request is in flight (its completion
         // waits for a checkpoint of the blocked main loop), and QEMU hung (CI, 2026-11-24).
         // It is deleted before the next start (VmRunner) or replaced by the next go-live.
-        log->info(
-            "vm '{}': the go-live snapshot '{}' stays in the first disk until the next "
+        vlog.info(
+            "the go-live snapshot '{}' stays in the first disk until the next "
             "start",
-            spec.name, live->snapshot);
+            live->snapshot);
       } else if (auto qmp = runner.qmp()) {
         qmp->ExecuteHmp("delvm " + live->snapshot, 5s, [weak = weak_from_this()](Status s) {
           auto self = weak.lock();
           if (self && !s.ok()) {
-            self->log->warn("vm '{}': could not delete the go-live snapshot: {}", self->spec.name,
-                            s.ToString());
+            self->vlog.warn("could not delete the go-live snapshot: {}", s.ToString());
           }
         });
       }
@@ -355,6 +357,15 @@ class PrimaryVm : public ManagedVm {
         live->on_started = nullptr;
         started(Status::Ok());
       }
+    }
+
+    // The epoch this copy runs in and the log it has recorded, for vlog's lines.
+    VmLogPosition LogPosition() const {
+      VmLogPosition at;
+      uint64_t epoch = failover ? failover->epoch() : identity.epoch;
+      if (epoch) at.epoch = epoch;
+      if (tap) at.log_offset = tap->offset();
+      return at;
     }
 
     // ---- the log: tap -> unacked buffer -> channel
@@ -383,13 +394,12 @@ class PrimaryVm : public ManagedVm {
 
     void OnLogEnd(Status s) {
       log_closed = true;
-      if (!s.ok()) log->error("vm '{}': {}", spec.name, s.ToString());
-      log->info("vm '{}': record log closed at {} bytes, icount {}", spec.name, tap->offset(),
-                tap->icount());
+      if (!s.ok()) vlog.error("{}", s.ToString());
+      vlog.info("record log closed at {} bytes, icount {}", tap->offset(), tap->icount());
       // The shim's scan paces the VM; it must agree with the parser that feeds the backup.
       if (auto* c = Counters(); c && (c->scan_failed() || c->icount() != tap->icount())) {
-        log->error("vm '{}': the flush shim scanned the log to icount {}{}, ftd parsed {}",
-                   spec.name, c->icount(), c->scan_failed() ? " (then failed)" : "", tap->icount());
+        vlog.error("the flush shim scanned the log to icount {}{}, ftd parsed {}", c->icount(),
+                   c->scan_failed() ? " (then failed)" : "", tap->icount());
       }
       MaybeFinishStop();
     }
@@ -451,11 +461,11 @@ class PrimaryVm : public ManagedVm {
       last_over_report = now;
       auto* c = Counters();
       uint64_t unread = c && c->produced() > tap->offset() ? c->produced() - tap->offset() : 0;
-      log->info(
-          "vm '{}': backup {:.0f} ms behind, over max_lag_ms {} (vCPU {} for {} ms; hold point "
+      vlog.info(
+          "backup {:.0f} ms behind, over max_lag_ms {} (vCPU {} for {} ms; hold point "
           "{:.0f} ms, longest recent span {:.1f} ms, last ack {} ms ago, log icount {} written "
           "/ {} read, {} log bytes not read yet)",
-          spec.name, lag, node.channel.max_lag_ms, vm_held ? "held" : "running",
+          lag, node.channel.max_lag_ms, vm_held ? "held" : "running",
           vm_held ? MsSince(vm_held_at) : 0, hold_at, span, MsSince(last_ack), c ? c->icount() : 0,
           tap->icount(), unread);
     }
@@ -502,7 +512,7 @@ class PrimaryVm : public ManagedVm {
       if (held == vm_held) return;
       vm_held = held;
       if (held) vm_held_at = Clock::now();
-      log->debug("vm '{}': pacing: vCPU {} (backup {:.0f} ms behind, limit icount {})", spec.name,
+      vlog.debug("pacing: vCPU {} (backup {:.0f} ms behind, limit icount {})",
                  held ? "held" : "released", GuestMs(lag_instructions(), spec.icount_shift), limit);
     }
 
@@ -532,8 +542,8 @@ class PrimaryVm : public ManagedVm {
       connecting = false;
       if (!r.ok()) {
         if (r.status().ToString() != last_connect_error.ToString()) {
-          log->warn("vm '{}': backup at {}:{} not reachable: {}; retrying", spec.name,
-                    node.channel.peer_host, node.channel.peer_port, r.status().ToString());
+          vlog.warn("backup at {}:{} not reachable: {}; retrying", node.channel.peer_host,
+                    node.channel.peer_port, r.status().ToString());
           last_connect_error = r.status();
           note = "backup not connected: " + r.status().message();
         }
@@ -565,8 +575,8 @@ class PrimaryVm : public ManagedVm {
       // Everything since offset 0 is still held: the backup starts from the beginning.
       unacked.ForEachRun(
           [this](uint64_t offset, std::string_view run) { session->SendLog(offset, run); });
-      log->info("vm '{}': PROTECTED: backup '{}' connected; sent {} bytes of log held since start",
-                spec.name, session->peer().node, unacked.size());
+      vlog.info("PROTECTED: backup '{}' connected; sent {} bytes of log held since start",
+                session->peer().node, unacked.size());
     }
 
     void OnSessionClosed(Status why) {
@@ -585,7 +595,7 @@ class PrimaryVm : public ManagedVm {
       if (State() == FtState::kArbitrating) {
         note = fmt::format("backup lost ({}); holding output until the claim is decided",
                            why.ToString());
-        log->warn("vm '{}': {}", spec.name, note);
+        vlog.warn("{}", note);
       }
       StopWaitingForBackup();
       MaybeFinishStop();
@@ -616,7 +626,7 @@ class PrimaryVm : public ManagedVm {
         if (auto self = weak.lock()) {
           if (self->tap) self->tap->Close();
           self->log_closed = true;
-          self->log->error("vm '{}': halted; QEMU stopped", self->spec.name);
+          self->vlog.error("halted; QEMU stopped");
         }
       });
     }
@@ -627,7 +637,7 @@ class PrimaryVm : public ManagedVm {
       note.clear();
       StopWaitingForBackup();
       if (nic) nic->OpenGate();
-      log->warn("vm '{}': running UNPROTECTED: {}", spec.name, why);
+      vlog.warn("running UNPROTECTED: {}", why);
       MaybeFinishStop();
     }
 
@@ -640,7 +650,7 @@ class PrimaryVm : public ManagedVm {
       ft_off = true;
       if (State() == FtState::kArbitrating) {
         StopWaitingForBackup();
-        log->warn("vm '{}': {}", spec.name, failover->note());
+        vlog.warn("{}", failover->note());
       }
       return Status::Ok();
     }
@@ -660,8 +670,8 @@ class PrimaryVm : public ManagedVm {
             Unavailable(fmt::format("vm '{}': QEMU's monitor is not connected", spec.name)));
       handing_over = true;
       Pace();  // no pacing now: a vCPU held in a log write could not stop
-      log->info("vm '{}': planned failover: stopping the vCPU and draining the log to '{}'",
-                spec.name, session->peer().node);
+      vlog.info("planned failover: stopping the vCPU and draining the log to '{}'",
+                session->peer().node);
       auto deadline = Clock::now() + timeout;
       std::weak_ptr<Impl> weak = shared_from_this();
       qmp->Execute("stop", replay::Json::object(), timeout,
@@ -687,10 +697,10 @@ class PrimaryVm : public ManagedVm {
       }
       if (c && end == produced && acked == end) {
         handover_end = end;
-        log->info(
-            "vm '{}': planned failover: the backup acknowledged the whole log ({} bytes, "
+        vlog.info(
+            "planned failover: the backup acknowledged the whole log ({} bytes, "
             "icount {})",
-            spec.name, end, tap->icount());
+            end, tap->icount());
         return done(end);
       }
       if (Clock::now() >= deadline) {
@@ -718,7 +728,7 @@ class PrimaryVm : public ManagedVm {
       if (!handing_over) return;
       handing_over = false;
       handover_end = 0;
-      log->warn("vm '{}': planned failover abandoned ({}); resuming the vCPU", spec.name, why);
+      vlog.warn("planned failover abandoned ({}); resuming the vCPU", why);
       if (auto qmp = runner.qmp()) {
         qmp->Execute("cont", replay::Json::object(), 5s, [](Result<replay::Json>) {});
       }
@@ -759,7 +769,7 @@ class PrimaryVm : public ManagedVm {
       silent_session = std::move(session);
       silent_session->GoSilent();
       ::kill(pid, SIGKILL);
-      log->warn("vm '{}': DRILL: QEMU (pid {}) killed, channel to '{}' silent", spec.name, pid,
+      vlog.warn("DRILL: QEMU (pid {}) killed, channel to '{}' silent", pid,
                 silent_session->peer().node);
       return Status::Ok();
     }
@@ -800,7 +810,7 @@ class PrimaryVm : public ManagedVm {
             Note().empty() ? "" : " (" + Note() + ")")));
       }
       saving_for_reprotect = true;
-      log->info("vm '{}': re-protection: stopping the vCPU and saving the VM as '{}'", spec.name,
+      vlog.info("re-protection: stopping the vCPU and saving the VM as '{}'",
                 replay::kReprotectSnapshot);
       qmp->Execute("stop", replay::Json::object(), 10s,
                    [weak = weak_from_this(), done = std::move(done)](Result<replay::Json> r) {
@@ -857,8 +867,8 @@ class PrimaryVm : public ManagedVm {
     void ResumeAfterFailedSave(const Status& why,
                                const std::function<void(Result<ReprotectPoint>)>& done) {
       saving_for_reprotect = false;
-      log->warn("vm '{}': re-protection: could not save the VM ({}); it runs on unprotected",
-                spec.name, why.ToString());
+      vlog.warn("re-protection: could not save the VM ({}); it runs on unprotected",
+                why.ToString());
       if (auto qmp = runner.qmp()) {
         qmp->Execute("cont", replay::Json::object(), 10s, [](Result<replay::Json>) {});
       }
@@ -868,8 +878,7 @@ class PrimaryVm : public ManagedVm {
     void QuitForReprotect(int attempts, std::function<void(Result<ReprotectPoint>)> done) {
       ReprotectPoint point;
       point.guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
-      log->info("vm '{}': re-protection: saved as '{}'{}; QEMU quits", spec.name,
-                replay::kReprotectSnapshot,
+      vlog.info("re-protection: saved as '{}'{}; QEMU quits", replay::kReprotectSnapshot,
                 attempts > 1 ? fmt::format(" (after {} tries: events were queued)", attempts) : "");
       note = "saved for re-protection; the next copy continues it";
       if (failover) failover->CopyEnded(note);
@@ -965,7 +974,7 @@ class PrimaryVm : public ManagedVm {
         self->stop_timer.async_wait([weak](const std::error_code& ec) {
           auto me = weak.lock();
           if (!me || ec) return;
-          me->log->warn("vm '{}': backup did not ack the end of the log within {} s", me->spec.name,
+          me->vlog.warn("backup did not ack the end of the log within {} s",
                         std::chrono::duration_cast<std::chrono::seconds>(kFinalAckWait).count());
           me->FinishStop();
         });
@@ -985,7 +994,7 @@ class PrimaryVm : public ManagedVm {
     void FinishStop() {
       if (!on_stopped) return;
       if (session) {
-        log->info("vm '{}': backup acked the whole log ({} bytes)", spec.name, acked);
+        vlog.info("backup acked the whole log ({} bytes)", acked);
         session->Close();
         session.reset();
       }

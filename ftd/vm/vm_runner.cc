@@ -18,6 +18,7 @@
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/vm_state_drive.h"
 #include "roles.h"
+#include "vm_log.h"
 
 namespace ft::daemon {
 namespace {
@@ -55,12 +56,14 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
         spec(std::move(vm_spec)),
         paths(PathsFor(node, spec.name)),
         log(Logger("replay")),
+        vlog(log, spec.name),
         poll_timer(io_context) {}
 
   asio::io_context& io;
   domain::VmSpec spec;
   VmPaths paths;
   std::shared_ptr<spdlog::logger> log;
+  VmLog vlog;  // "vm 'web1': " on every line (the role's lines add the epoch and log offset)
   std::unique_ptr<replay::ChildProcess> qemu;
   std::shared_ptr<replay::QmpClient> qmp;
   asio::steady_timer poll_timer;
@@ -115,7 +118,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
           if (self->state != VmState::kStarting) return;  // stopped meanwhile
           if (prepared.ok()) prepared = self->Spawn();
           if (!prepared.ok()) {
-            self->log->error("vm '{}': {}", self->spec.name, prepared.ToString());
+            self->vlog.error("{}", prepared.ToString());
             self->Fail(prepared.message());
           }
         });
@@ -154,10 +157,10 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
       std::ofstream qlog(paths.qemu_log, std::ios::app);
       qlog << "---- ftd starting QEMU: " << replay::JoinCommandLine(argv) << "\n";
     }
-    log->info("vm '{}': starting QEMU ({} mode, {} MiB, {} disk(s), nic {})", spec.name,
-              replay::RunModeName(run.mode), spec.memory_mib, spec.disks.size(),
+    vlog.info("starting QEMU ({} mode, {} MiB, {} disk(s), nic {})", replay::RunModeName(run.mode),
+              spec.memory_mib, spec.disks.size(),
               spec.nic ? domain::NicBackendName(spec.nic->backend) : "none");
-    log->debug("vm '{}': {}", spec.name, replay::JoinCommandLine(argv));
+    vlog.debug("{}", replay::JoinCommandLine(argv));
     replay::SpawnOptions options;
     options.output_path = paths.qemu_log;
     options.extra_env = run.extra_env;
@@ -170,7 +173,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     qemu = std::move(child).value();
     spawned_at = std::chrono::steady_clock::now();
     std::ofstream(paths.pid_file) << qemu->pid() << "\n";
-    log->info("vm '{}': QEMU pid {}, console {}", spec.name, qemu->pid(), paths.console_log);
+    vlog.info("QEMU pid {}, console {}", qemu->pid(), paths.console_log);
 
     qmp = replay::QmpClient::Create(io, spec.name);
     std::weak_ptr<Impl> weak = shared_from_this();
@@ -226,17 +229,17 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   void WarnIfUnpatchedForReplay() {
     if (run.mode == replay::RunMode::kPlain) return;
     if (qmp->qemu_package().find("ftd-rr") != std::string::npos) return;
-    log->warn(
-        "vm '{}': QEMU {} ('{}', package '{}') lacks ftd's record/replay patches "
+    vlog.warn(
+        "QEMU {} ('{}', package '{}') lacks ftd's record/replay patches "
         "(replay/qemu-patches): its replay can hang for good; build the fixed QEMU with "
         "scripts/build-qemu.sh and set 'qemu =' on both hosts",
-        spec.name, qmp->qemu_version(), spec.qemu_binary, qmp->qemu_package());
+        qmp->qemu_version(), spec.qemu_binary, qmp->qemu_package());
   }
 
   void OnQmpConnected(Status s) {
     if (state != VmState::kStarting) return;
     if (!s.ok()) {
-      log->error("vm '{}': QMP handshake failed: {}", spec.name, s.ToString());
+      vlog.error("QMP handshake failed: {}", s.ToString());
       Fail("QMP handshake failed: " + s.message());
       return;
     }
@@ -246,8 +249,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
                  [self](Result<replay::Json> reply) {
                    if (self->state != VmState::kStarting) return;
                    if (!reply.ok()) {
-                     self->log->error("vm '{}': query-status failed: {}", self->spec.name,
-                                      reply.status().ToString());
+                     self->vlog.error("query-status failed: {}", reply.status().ToString());
                      self->Fail("query-status failed: " + reply.status().message());
                      return;
                    }
@@ -255,19 +257,19 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
                    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::steady_clock::now() - self->spawned_at)
                                  .count();
-                   self->log->info("vm '{}': running (QMP status '{}', {} ms after spawn)",
-                                   self->spec.name, reply->value("status", "?"), ms);
+                   self->vlog.info("running (QMP status '{}', {} ms after spawn)",
+                                   reply->value("status", "?"), ms);
                    if (self->on_running) self->on_running();
                  });
   }
 
   void OnQmpEvent(const std::string& event, const replay::Json& data) {
     if (event == "SHUTDOWN") {
-      log->info("vm '{}': guest shutdown ({})", spec.name, data.value("reason", "?"));
+      vlog.info("guest shutdown ({})", data.value("reason", "?"));
     } else if (event == "STOP" || event == "RESUME") {
-      log->debug("vm '{}': QMP event {}", spec.name, event);
+      vlog.debug("QMP event {}", event);
     } else {
-      log->debug("vm '{}': QMP event {} {}", spec.name, event, data.dump());
+      vlog.debug("QMP event {} {}", event, data.dump());
     }
   }
 
@@ -277,8 +279,8 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     if (!exit) return;
     if (state == VmState::kStopping) return;  // the stop sequence notices it itself
     std::string tail = replay::TailOfFile(paths.qemu_log, 600);
-    log->error("vm '{}': QEMU pid {} {} unexpectedly; its last output:\n{}", spec.name, qemu->pid(),
-               exit->Describe(), tail.empty() ? "(none)" : tail);
+    vlog.error("QEMU pid {} {} unexpectedly; its last output:\n{}", qemu->pid(), exit->Describe(),
+               tail.empty() ? "(none)" : tail);
     Fail(fmt::format("QEMU {} unexpectedly", exit->Describe()));
   }
 
@@ -290,7 +292,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     if (qmp) qmp->Close();
     if (qemu && qemu->running()) {
       auto exit = qemu->Terminate(kTermGrace);
-      log->warn("vm '{}': QEMU stopped after failure ({}): {}", spec.name, why, exit.Describe());
+      vlog.warn("QEMU stopped after failure ({}): {}", why, exit.Describe());
     }
     RemoveRuntime();
   }
@@ -305,17 +307,17 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
       return;
     }
     state = VmState::kStopping;
-    log->info("vm '{}': stopping QEMU pid {}", spec.name, qemu->pid());
+    vlog.info("stopping QEMU pid {}", qemu->pid());
     auto deadline = std::chrono::steady_clock::now() + kQuitGrace;
     if (qmp && qmp->connected()) {
       auto self = shared_from_this();
-      qmp->Execute(
-          "quit", replay::Json::object(), kQmpCommandTimeout, [self](Result<replay::Json> reply) {
-            // QEMU may close the monitor before it answers 'quit': both are fine.
-            if (!reply.ok() && reply.status().code() != StatusCode::kAborted) {
-              self->log->warn("vm '{}': QMP quit: {}", self->spec.name, reply.status().ToString());
-            }
-          });
+      qmp->Execute("quit", replay::Json::object(), kQmpCommandTimeout,
+                   [self](Result<replay::Json> reply) {
+                     // QEMU may close the monitor before it answers 'quit': both are fine.
+                     if (!reply.ok() && reply.status().code() != StatusCode::kAborted) {
+                       self->vlog.warn("QMP quit: {}", reply.status().ToString());
+                     }
+                   });
     } else {
       qemu->Signal(SIGTERM);
     }
@@ -324,15 +326,15 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
 
   void PollExit(std::chrono::steady_clock::time_point deadline) {
     if (auto exit = qemu->TryReap()) {
-      log->info("vm '{}': QEMU {}", spec.name, exit->Describe());
+      vlog.info("QEMU {}", exit->Describe());
       Stopped();
       return;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      log->warn("vm '{}': QEMU did not quit within {} s; terminating", spec.name,
+      vlog.warn("QEMU did not quit within {} s; terminating",
                 std::chrono::duration_cast<std::chrono::seconds>(kQuitGrace).count());
       auto exit = qemu->Terminate(kTermGrace);
-      log->warn("vm '{}': QEMU {}", spec.name, exit.Describe());
+      vlog.warn("QEMU {}", exit.Describe());
       Stopped();
       return;
     }
