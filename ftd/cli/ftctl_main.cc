@@ -24,6 +24,12 @@
 
 namespace {
 
+// A state's text on the wire ("waiting-for-backup"), as ftd names it (vm_status_enums.h).
+using ft::daemon::FtRoleName;
+using ft::daemon::SwitchoverKindName;
+using ft::daemon::VmFtStateName;
+using ft::daemon::VmStateName;
+
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
@@ -65,21 +71,9 @@ int ExitCodeOf(ft::proto::ControlResponse::Code code) {
   }
 }
 
-// The text of a state on the wire ("waiting-for-backup"): the daemon's name for the same value.
-const char* Text(ft::proto::RunState s) {
-  return ft::daemon::VmStateName(static_cast<ft::daemon::VmState>(s));
-}
-const char* Text(ft::proto::FtRole r) {
-  return ft::daemon::FtRoleName(static_cast<ft::daemon::FtRole>(r));
-}
-const char* Text(ft::proto::VmFtState s) {
-  return ft::daemon::VmFtStateName(static_cast<ft::daemon::VmFtState>(s));
-}
-const char* Text(ft::proto::Outbound o) {
+// The NIC's outbound mode on the wire ("gated"): vm-network's name for the same value.
+const char* OutboundText(ft::proto::Outbound o) {
   return ft::net::OutboundName(static_cast<ft::net::Outbound>(o));
-}
-const char* Text(ft::proto::SwitchoverKind k) {
-  return ft::daemon::SwitchoverKindName(static_cast<ft::daemon::SwitchoverKind>(k));
 }
 
 std::string Bytes(double b) {
@@ -93,7 +87,7 @@ nlohmann::json NicJson(const ft::proto::VmStatus& vm) {
   const auto& n = vm.nic();
   return {{"tap", n.tap()},
           {"guest_connected", n.guest_connected()},
-          {"outbound", Text(n.outbound())},
+          {"outbound", OutboundText(n.outbound())},
           {"frames_out", n.frames_out()},
           {"bytes_out", n.bytes_out()},
           {"frames_in", n.frames_in()},
@@ -125,7 +119,7 @@ void PrintNic(const ft::proto::VmStatus& vm) {
   if (!vm.has_nic()) return;
   const auto& n = vm.nic();
   std::printf("NIC:         %s, outbound %s, QEMU %s\n",
-              n.tap().empty() ? "no TAP" : n.tap().c_str(), Text(n.outbound()),
+              n.tap().empty() ? "no TAP" : n.tap().c_str(), OutboundText(n.outbound()),
               n.guest_connected() ? "connected" : "not connected");
   std::printf("Frames:      %llu out (%s), %llu in (%s), %llu dropped\n",
               static_cast<unsigned long long>(n.frames_out()), Bytes(double(n.bytes_out())).c_str(),
@@ -166,7 +160,7 @@ void PrintReprotect(const ft::proto::VmStatus& vm) {
 nlohmann::json FailoverJson(const ft::proto::VmStatus& vm) {
   if (!vm.has_failover()) return nullptr;
   const auto& f = vm.failover();
-  return {{"state", Text(f.state())},
+  return {{"state", VmFtStateName(f.state())},
           {"shared_storage", f.shared_storage()},
           {"claims_sent", f.claims_sent()},
           {"peer_lost_ns", f.peer_lost_ns()},
@@ -191,7 +185,7 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
     return;
   }
   const auto& f = vm.failover();
-  std::printf("Failover:    %s, storage %s, %d claim(s) sent\n", Text(f.state()),
+  std::printf("Failover:    %s, storage %s, %d claim(s) sent\n", VmFtStateName(f.state()),
               f.shared_storage().c_str(), f.claims_sent());
   if (f.has_newest_claim()) {
     const auto& c = f.newest_claim();
@@ -213,15 +207,15 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
 
 nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
   return {{"name", vm.name()},
-          {"state", Text(vm.state())},
+          {"state", VmStateName(vm.state())},
           {"mode", vm.mode()},
           {"qemu_pid", vm.qemu_pid()},
           {"uptime_ms", vm.uptime_ms()},
           {"console_log", vm.console_log()},
           {"monitor_socket", vm.monitor_socket()},
           {"last_error", vm.last_error()},
-          {"role", Text(vm.role())},
-          {"ft_state", Text(vm.ft_state())},
+          {"role", FtRoleName(vm.role())},
+          {"ft_state", VmFtStateName(vm.ft_state())},
           {"ft_note", vm.ft_note()},
           {"epoch", vm.epoch()},
           {"peer", vm.peer()},
@@ -257,8 +251,9 @@ void PrintTable(const ft::proto::ControlResponse& r,
     return it == libvirt.end() ? "-" : it->second;
   };
   for (const auto& vm : r.vms()) {
-    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(), Text(vm.state()),
-                vm.mode().c_str(), Text(vm.role()), Text(vm.ft_state()),
+    std::printf("%-20s %-10s %-8s %-8s %-20s %-8s %-8s %s\n", vm.name().c_str(),
+                VmStateName(vm.state()), vm.mode().c_str(), FtRoleName(vm.role()),
+                VmFtStateName(vm.ft_state()),
                 vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-",
                 vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-", domain(vm.name()).c_str());
   }
@@ -274,7 +269,7 @@ void PrintTable(const ft::proto::ControlResponse& r,
 void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   std::printf("Name:        %s\n", vm.name().c_str());
   std::printf("Node:        %s\n", node.c_str());
-  std::printf("State:       %s\n", Text(vm.state()));
+  std::printf("State:       %s\n", VmStateName(vm.state()));
   std::printf("Mode:        %s\n", vm.mode().c_str());
   std::printf("QEMU pid:    %s\n", vm.qemu_pid() ? std::to_string(vm.qemu_pid()).c_str() : "-");
   std::printf("Uptime:      %s\n", vm.qemu_pid() ? Uptime(vm.uptime_ms()).c_str() : "-");
@@ -282,9 +277,9 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
   if (!vm.monitor_socket().empty()) std::printf("Monitor:     %s\n", vm.monitor_socket().c_str());
   if (!vm.last_error().empty()) std::printf("Last error:  %s\n", vm.last_error().c_str());
   PrintNic(vm);
-  std::printf("Role:        %s\n", Text(vm.role()));
+  std::printf("Role:        %s\n", FtRoleName(vm.role()));
   if (vm.role() != ft::proto::FT_ROLE_PRIMARY && vm.role() != ft::proto::FT_ROLE_BACKUP) return;
-  std::printf("FT state:    %s\n", Text(vm.ft_state()));
+  std::printf("FT state:    %s\n", VmFtStateName(vm.ft_state()));
   if (!vm.ft_note().empty()) std::printf("FT note:     %s\n", vm.ft_note().c_str());
   std::printf("Epoch:       %llu\n", static_cast<unsigned long long>(vm.epoch()));
   std::printf("Peer:        %s\n", vm.peer().empty() ? "-" : vm.peer().c_str());
@@ -315,7 +310,7 @@ nlohmann::json SwitchoverJson(const ft::proto::SwitchoverReport& s) {
     steps = FailoverJson(carrier);
   }
   return {{"vm", s.vm()},
-          {"kind", Text(s.kind())},
+          {"kind", SwitchoverKindName(s.kind())},
           {"from_node", s.from_node()},
           {"to_node", s.to_node()},
           {"epoch", s.epoch()},
@@ -628,8 +623,8 @@ int main(int argc, char** argv) {
     for (const auto& w : warnings) std::printf("note: %s\n", w.c_str());
     const auto& vm = response.vms(0);
     std::printf("FT is on for '%s': primary on %s (%s), backup on the peer (%s), epoch %llu\n",
-                vm.name().c_str(), response.node().c_str(), Text(vm.ft_state()), vm.peer().c_str(),
-                static_cast<unsigned long long>(vm.epoch()));
+                vm.name().c_str(), response.node().c_str(), VmFtStateName(vm.ft_state()),
+                vm.peer().c_str(), static_cast<unsigned long long>(vm.epoch()));
     if (reprotecting && vm.has_reprotect()) {
       std::printf(
           "it kept running: paused %lld ms for its snapshot, %.1f MiB shipped, "

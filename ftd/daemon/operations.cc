@@ -878,24 +878,21 @@ struct Operations::Impl : std::enable_shared_from_this<Impl> {
                   "there shows the re-protection)"
                 : "'ftctl enable " + name + "' there gives it a new backup without a restart"));
         self->log->warn("vm '{}': {}: '{}' live {:.0f} ms after this copy stopped", name,
-                        SwitchoverKindName(static_cast<SwitchoverKind>(out->kind())), r->node(),
-                        out->live_ms());
+                        SwitchoverKindName(out->kind()), r->node(), out->live_ms());
         ControlResponse ok;
         *ok.mutable_switchover() = *out;
         return finish(self->Reply(std::move(ok)));
       }
       if (Clock::now() >= deadline) {
-        std::string last =
-            r.ok()
-                ? fmt::format(
-                      "its state: {}, {} ({})", FtRoleName(static_cast<FtRole>(r->vm().role())),
-                      VmFtStateName(static_cast<VmFtState>(r->vm().ft_state())), r->vm().ft_note())
-                : r.status().message();
+        std::string last = r.ok()
+                               ? fmt::format("its state: {}, {} ({})", FtRoleName(r->vm().role()),
+                                             VmFtStateName(r->vm().ft_state()), r->vm().ft_note())
+                               : r.status().message();
         return finish(self->Error(
             ControlResponse::INTERNAL,
             fmt::format("vm '{}': this copy stopped ({}), but the peer did not report its copy "
                         "live in time; {}",
-                        name, SwitchoverKindName(static_cast<SwitchoverKind>(out->kind())), last)));
+                        name, SwitchoverKindName(out->kind()), last)));
       }
       auto timer = std::make_shared<asio::steady_timer>(self->io, kPeerLivePoll);
       timer->async_wait(

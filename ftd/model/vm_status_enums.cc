@@ -97,6 +97,15 @@ const char* SwitchoverKindName(SwitchoverKind kind) {
   return texts(static_cast<int>(kind));
 }
 
+const char* FtRoleName(proto::FtRole role) { return FtRoleName(static_cast<FtRole>(role)); }
+const char* VmStateName(proto::RunState state) { return VmStateName(static_cast<VmState>(state)); }
+const char* VmFtStateName(proto::VmFtState state) {
+  return VmFtStateName(static_cast<VmFtState>(state));
+}
+const char* SwitchoverKindName(proto::SwitchoverKind kind) {
+  return SwitchoverKindName(static_cast<SwitchoverKind>(kind));
+}
+
 VmFtState ReportedFtState(arbiter::FtState state) {
   switch (state) {
     case arbiter::FtState::kCheckingStore:

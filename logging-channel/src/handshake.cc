@@ -33,6 +33,17 @@ std::string FailoverOf(const Identity& id) {
   return "uses claim store " + AbbreviateDigest(id.store_id);
 }
 
+// "a VM's log", "peer control": for messages.
+const char* ServiceName(Service service) {
+  switch (service) {
+    case Service::kVmLog:
+      return "a VM's log";
+    case Service::kPeerControl:
+      return "peer control";
+  }
+  return "an unknown service";
+}
+
 }  // namespace
 
 Result<std::string> MakeNonce() {
@@ -142,16 +153,6 @@ Status CheckHelloService(const proto::Hello& hello) {
       return ProtocolError("sent a hello for service " + std::to_string(hello.service()) +
                            ", not one this host serves (a VM's log or peer control)");
   }
-}
-
-const char* ServiceName(Service service) {
-  switch (service) {
-    case Service::kVmLog:
-      return "a VM's log";
-    case Service::kPeerControl:
-      return "peer control";
-  }
-  return "an unknown service";
 }
 
 std::string AbbreviateDigest(const std::string& digest) {

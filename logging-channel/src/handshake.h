@@ -57,9 +57,6 @@ Status CompareIdentities(const Identity& self, const Identity& peer);
 
 // "3fa2c81d09e4…" for long digests, the digest itself when short.
 std::string AbbreviateDigest(const std::string& digest);
-
-// "a VM's log", "peer control": for messages.
-const char* ServiceName(Service service);
 std::string RrVersionHex(uint32_t v);
 
 }  // namespace ft::channel

@@ -178,14 +178,12 @@ SideView ProbeOf(FtdInstance& side, const std::string& vm) {
   }
   const proto::VmStatus& s = response.vms(0);
   v.reachable = true;
-  v.role = daemon::FtRoleName(static_cast<daemon::FtRole>(s.role()));
-  v.ft_state = daemon::VmFtStateName(static_cast<daemon::VmFtState>(s.ft_state()));
+  v.role = daemon::FtRoleName(s.role());
+  v.ft_state = daemon::VmFtStateName(s.ft_state());
   v.ft_note = s.ft_note();
   v.epoch = s.epoch();
   v.qemu_pid = s.qemu_pid();
-  v.failover_state =
-      s.has_failover() ? daemon::VmFtStateName(static_cast<daemon::VmFtState>(s.failover().state()))
-                       : "";
+  v.failover_state = s.has_failover() ? daemon::VmFtStateName(s.failover().state()) : "";
   v.live = v.role == "primary" && v.qemu_pid != 0 && v.ft_state != "halted";
   v.gate_open = v.qemu_pid != 0 && s.has_nic() && s.nic().outbound() == proto::OUTBOUND_OPEN;
   v.status = {{"role", v.role},

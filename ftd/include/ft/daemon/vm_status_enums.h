@@ -8,6 +8,12 @@
 namespace ft::arbiter {
 enum class FtState;
 }
+namespace ft::proto {  // control.proto's enums (protobuf declares them `: int`)
+enum FtRole : int;
+enum RunState : int;
+enum VmFtState : int;
+enum SwitchoverKind : int;
+}  // namespace ft::proto
 
 namespace ft::daemon {
 
@@ -44,6 +50,13 @@ const char* FtRoleName(FtRole role);                  // "primary"
 const char* VmStateName(VmState state);               // "running"
 const char* VmFtStateName(VmFtState state);           // "waiting-for-backup"
 const char* SwitchoverKindName(SwitchoverKind kind);  // "drill"
+
+// The same text for a value as it arrives on the wire (ftctl, a peer's answer). A value this
+// build does not know (a newer peer's) is "?".
+const char* FtRoleName(proto::FtRole role);
+const char* VmStateName(proto::RunState state);
+const char* VmFtStateName(proto::VmFtState state);
+const char* SwitchoverKindName(proto::SwitchoverKind kind);
 
 // The authority's state (arbiter/) as a VM reports it; a primary says waiting-for-backup and
 // a backup waiting-for-primary where the authority says waiting-for-peer.
