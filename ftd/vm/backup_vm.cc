@@ -21,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "backup_follow.h"
 #include "enabled_vms.h"
 #include "failover.h"
 #include "ft/log.h"
@@ -28,6 +29,7 @@
 #include "ft/replay/replay_feeder.h"
 #include "ft/replay/vm_state_drive.h"
 #include "ft/utc_time.h"
+#include "go_live.h"
 #include "roles.h"
 #include "vm_log.h"
 #include "vm_records.h"
@@ -42,39 +44,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kAckInterval = 20ms;  // acks also carry the replay position: refresh it
 constexpr auto kReplayStallWarning = 3s;
 constexpr auto kCatchUpPoll = 5ms;
-
-enum class BackupState {
-  kWaitingForPrimary,
-  kReplaying,
-  kPrimaryLost,
-  kGoingLive,
-  kLive,
-  kHalted,
-  kFinished,
-  kFailed
-};
-VmFtState ReportedState(BackupState s) {
-  switch (s) {
-    case BackupState::kWaitingForPrimary:
-      return VmFtState::kWaitingForPrimary;
-    case BackupState::kReplaying:
-      return VmFtState::kReplaying;
-    case BackupState::kPrimaryLost:
-      return VmFtState::kPrimaryLost;
-    case BackupState::kGoingLive:
-      return VmFtState::kGoingLive;
-    case BackupState::kLive:
-      return VmFtState::kLive;
-    case BackupState::kHalted:
-      return VmFtState::kHalted;
-    case BackupState::kFinished:
-      return VmFtState::kFinished;
-    case BackupState::kFailed:
-      return VmFtState::kFailed;
-  }
-  return VmFtState::kFailed;
-}
-const char* BackupStateName(BackupState s) { return VmFtStateName(ReportedState(s)); }
 
 class BackupVm : public ManagedVm {
  public:
@@ -127,7 +96,14 @@ class BackupVm : public ManagedVm {
           log(Logger("lockstep")),
           vlog(log, s.name, [this] { return LogPosition(); }),
           ack_timer(io_context),
-          catch_up_timer(io_context) {}
+          catch_up_timer(io_context),
+          replay_progress(*this),
+          authority(*this),
+          follow(s.name, authority, replay_progress, vlog),
+          go_live_steps(*this),
+          go_live(go_live_steps, authority, vlog) {
+      go_live.OnLive([this] { OnLive(); });
+    }
 
     asio::io_context& io;
     NodeConfig node;
@@ -146,9 +122,6 @@ class BackupVm : public ManagedVm {
     std::shared_ptr<replay::ReplayFeeder> feeder;
     std::shared_ptr<net::GuestNic> nic;  // nic = bridge: frames the replayed guest sends end here
     std::string fifo_path;
-    BackupState state = BackupState::kWaitingForPrimary;
-    std::string note, peer_node;
-    uint64_t received = 0;
     bool replayer_started = false;
     bool replayer_running = false;  // its QMP answered: the feeder drives it
     bool stopping = false;          // Stop() was called: a go-live in progress goes no further
@@ -157,6 +130,72 @@ class BackupVm : public ManagedVm {
     // Diagnostics for benchmarks: FTD_TRACE_LOG_RECEIPTS=PATH appends "<end offset>
     // <CLOCK_MONOTONIC ns>" per received chunk (docs/benchmarks.md).
     FILE* receipts = nullptr;
+
+    // ---- the ports BackupFollow and GoLive act on (ports.h, go_live.h)
+    struct FeederProgress : ReplayProgress {
+      explicit FeederProgress(const Impl& i) : impl(i) {}
+      bool started() const override { return impl.replayer_started && impl.feeder; }
+      bool caught_up() const override { return impl.feeder && impl.feeder->caught_up(); }
+      bool ended() const override { return impl.feeder && impl.feeder->stats().ended; }
+      uint64_t received_icount() const override {
+        return impl.feeder ? impl.feeder->stats().received_icount : 0;
+      }
+      uint64_t replayed_icount() const override {
+        return impl.feeder ? impl.feeder->stats().replayed_icount : 0;
+      }
+      uint64_t break_icount() const override {
+        return impl.feeder ? impl.feeder->stats().break_icount : 0;
+      }
+      const Impl& impl;
+    };
+    // The Failover, which exists from Start() on.
+    struct FailoverAuthority : Authority {
+      explicit FailoverAuthority(Impl& i) : impl(i) {}
+      arbiter::FtState state() const override { return impl.failover->state(); }
+      bool on() const override { return impl.failover->on(); }
+      void PeerConnected() override { impl.failover->PeerConnected(); }
+      void PeerLost(const std::string& why) override { impl.failover->PeerLost(why); }
+      void CaughtUp() override { impl.failover->CaughtUp(); }
+      void GiveUpWaiting(const std::string& why) override { impl.failover->GiveUpWaiting(why); }
+      void CopyEnded(const std::string& why) override { impl.failover->CopyEnded(why); }
+      void MarkReplayEnded() override { impl.failover->MarkReplayEnded(); }
+      void MarkSnapshotSaved() override { impl.failover->MarkSnapshotSaved(); }
+      void GoLiveDone(const Status& s) override { impl.failover->GoLiveDone(s); }
+      Impl& impl;
+    };
+    // Going live with this host's replayer and a recording QEMU (go_live.h has the order).
+    // A step's answer is dropped if the role is gone.
+    struct ReplayerGoLive : GoLiveSteps {
+      explicit ReplayerGoLive(Impl& i) : impl(i) {}
+      Status WriteWentLiveRecord(uint64_t epoch) override {
+        // From here the replicas are this VM's disks, perhaps the only current ones: nothing
+        // a peer asks may write over or remove them (vm_records.h, the went-live record).
+        return ::ft::daemon::WriteWentLiveRecord(impl.node, impl.spec.name, epoch);
+      }
+      void ReplayToEnd(std::function<void(Result<uint64_t>)> done) override {
+        impl.feeder->GoLive([weak = impl.weak_from_this(), done](Result<uint64_t> end) {
+          if (weak.lock()) done(std::move(end));
+        });
+      }
+      void SaveSnapshot(std::function<void(Status)> done) override {
+        auto qmp = impl.runner.qmp();
+        if (!qmp) return done(Unavailable("the replayer's monitor is not connected"));
+        qmp->ExecuteHmp(std::string("savevm ") + replay::kGoLiveSnapshot, 30s,
+                        [weak = impl.weak_from_this(), done](Status saved) {
+                          if (weak.lock()) done(saved);
+                        });
+      }
+      void StopReplayer(std::function<void()> done) override { impl.StopReplayer(std::move(done)); }
+      void StartLiveCopy(std::function<void(Status)> done) override {
+        impl.StartSuccessor(std::move(done));
+      }
+      Impl& impl;
+    };
+    FeederProgress replay_progress;
+    FailoverAuthority authority;
+    BackupFollow follow;
+    ReplayerGoLive go_live_steps;
+    GoLive go_live;
 
     Status Start() {
       FT_ASSIGN_OR_RETURN(identity, LocalIdentity(node, spec, /*digest_replicas=*/false));
@@ -190,7 +229,7 @@ class BackupVm : public ManagedVm {
             epoch);
       };
       hooks.go_live = [weak](uint64_t epoch) {
-        if (auto self = weak.lock()) self->GoLive(epoch);
+        if (auto self = weak.lock()) self->OnClaimWon(epoch);
       };
       hooks.halt = [weak](const std::string& why) {
         if (auto self = weak.lock()) self->Halt(why);
@@ -222,11 +261,11 @@ class BackupVm : public ManagedVm {
         return FailedPrecondition(fmt::format("vm '{}' already replays the log of primary '{}'",
                                               spec.name, session->peer().node));
       }
-      if (state != BackupState::kWaitingForPrimary) {
+      if (follow.state() != BackupState::kWaitingForPrimary) {
         // The replica is past the start of the log; it cannot follow a new stream from 0.
         return FailedPrecondition(fmt::format(
             "vm '{}': this backup is {} and cannot start over; restart its ftd to re-protect",
-            spec.name, BackupStateName(state)));
+            spec.name, BackupStateName(follow.state())));
       }
       if (!replicas_hashed) {
         return FailedPrecondition(fmt::format(
@@ -255,7 +294,7 @@ class BackupVm : public ManagedVm {
     bool store_checked = false;  // the authority let this copy run (StartCopy)
 
     void Adopt(std::shared_ptr<channel::Session> s) {
-      if (session || state != BackupState::kWaitingForPrimary) return s->Close();
+      if (session || follow.state() != BackupState::kWaitingForPrimary) return s->Close();
       Status st = CreateFeeder();
       if (!st.ok()) {
         vlog.error("{}", st.ToString());
@@ -263,8 +302,6 @@ class BackupVm : public ManagedVm {
         return s->Close();
       }
       session = std::move(s);
-      peer_node = session->peer().node;
-      state = BackupState::kReplaying;
       std::weak_ptr<Impl> weak = shared_from_this();
       session->OnLog([weak](uint64_t offset, std::string_view data) {
         if (auto self = weak.lock()) self->OnLog(offset, data);
@@ -272,8 +309,8 @@ class BackupVm : public ManagedVm {
       session->OnClosed([weak](Status why) {
         if (auto self = weak.lock()) self->OnSessionClosed(why);
       });
-      vlog.info("primary '{}' connected; replaying its log", peer_node);
-      failover->PeerConnected();
+      follow.OnPrimaryConnected(session->peer().node);
+      vlog.info("primary '{}' connected; replaying its log", follow.peer_node());
       if (const char* trace = getenv("FTD_TRACE_LOG_RECEIPTS"); trace && *trace && !receipts) {
         receipts = std::fopen(trace, "we");
       }
@@ -304,11 +341,8 @@ class BackupVm : public ManagedVm {
     }
 
     void OnLog(uint64_t offset, std::string_view data) {
-      if (!handover_from.empty() && offset + data.size() > handover_log_end) {
-        // The primary resumed (its handover was abandoned): a later loss is a real one.
-        handover_from.clear();
-      }
-      received = offset + data.size();
+      follow.OnLog(offset, data.size());
+      const uint64_t received = follow.received();
       if (receipts) {
         timespec ts{};
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -358,7 +392,7 @@ class BackupVm : public ManagedVm {
 
     void SendAck() {
       if (!session) return;
-      session->SendAck(received, feeder ? feeder->stats().replayed_icount : 0);
+      session->SendAck(follow.received(), feeder ? feeder->stats().replayed_icount : 0);
       last_ack_sent = Clock::now();
     }
 
@@ -368,7 +402,7 @@ class BackupVm : public ManagedVm {
         auto self = weak.lock();
         if (!self || ec || !self->session) return;
         self->SendAck();
-        self->rate.Add(self->received);  // sampled here, not per chunk
+        self->rate.Add(self->follow.received());  // sampled here, not per chunk
         self->WatchReplay();
         self->AckTick();
       });
@@ -405,176 +439,90 @@ class BackupVm : public ManagedVm {
     // Planned failover: the primary stopped its vCPU and everything it logged is here; its
     // channel closes next, and this copy goes live without waiting for a heartbeat timeout.
     Status AcceptHandover(uint64_t log_end) {
-      if (state != BackupState::kReplaying || !session) {
-        return FailedPrecondition(
-            fmt::format("vm '{}' is {} on this node, not replaying: it "
-                        "cannot take over{}",
-                        spec.name, BackupStateName(state), note.empty() ? "" : " (" + note + ")"));
-      }
-      if (!failover->on()) {
-        return FailedPrecondition(fmt::format(
-            "vm '{}': failover is off on this node (no shared_storage): it cannot go live",
-            spec.name));
-      }
-      if (received != log_end) {
-        return FailedPrecondition(
-            fmt::format("vm '{}': {} log bytes received here, but the primary's log is {} bytes",
-                        spec.name, received, log_end));
-      }
-      handover_from = peer_node;
-      handover_log_end = log_end;
-      vlog.warn(
-          "planned failover: '{}' stopped at {} log bytes; taking over when its "
-          "channel closes",
-          peer_node, log_end);
-      return Status::Ok();
+      return follow.AcceptHandover(log_end, session != nullptr);
     }
     std::unique_ptr<BackgroundDigest> digest_job;
     bool replicas_hashed = false;  // identity.replica_digest is known
-    std::string handover_from;     // set: a planned failover, not a lost primary
-    uint64_t handover_log_end = 0;
 
+    // The primary's channel closed: BackupFollow says what it means (a lost primary goes to
+    // the authority); while the claim is made, the replay runs to the end of what arrived.
     void OnSessionClosed(Status why) {
       session.reset();
       ack_timer.cancel();
-      if (state != BackupState::kReplaying) return;
-      if (!handover_from.empty()) {
-        why = Aborted(fmt::format("planned failover from '{}'", handover_from));
-      }
-      if (feeder && feeder->stats().ended) {
-        state = BackupState::kFinished;
-        note = "the primary shut down; replay runs to the end of its log";
-        vlog.info("primary '{}' closed the channel after the end of the log", peer_node);
-        return;
-      }
-      state = BackupState::kPrimaryLost;
-      note = fmt::format("primary '{}' lost: {}", peer_node, why.ToString());
-      failover->PeerLost(why.ToString());
-      if (!failover->on()) {
-        vlog.error(
-            "{}; the replica holds at icount {} (failover is off: no shared_storage "
-            "on this node)",
-            note, feeder ? feeder->stats().break_icount : 0);
-        return;
-      }
-      vlog.error(
-          "{}; replaying what was received ({} bytes, icount {}) and claiming "
-          "the next epoch",
-          note, received, feeder ? feeder->stats().received_icount : 0);
-      WatchCatchUp();
+      if (follow.OnChannelClosed(why) == BackupFollow::AfterClose::kCatchUp) WatchCatchUp();
     }
 
     // The epoch this copy runs in and the log it has received, for vlog's lines.
     VmLogPosition LogPosition() const {
       VmLogPosition at;
       if (failover && failover->epoch()) at.epoch = failover->epoch();
-      at.log_offset = received;
+      at.log_offset = follow.received();
       return at;
     }
 
     // ---- failover: catch up, go live (or halt)
     void WatchCatchUp() {
-      if (state != BackupState::kPrimaryLost) return;
-      // A replayer that never started has nothing to go live from; GoLive says so.
-      if (!replayer_started || !feeder || feeder->caught_up()) {
-        vlog.info("replay caught up with the received log (icount {})",
-                  feeder ? feeder->stats().replayed_icount : 0);
-        failover->CaughtUp();
-        return;
-      }
+      if (follow.CheckCaughtUp()) return;
       catch_up_timer.expires_after(kCatchUpPoll);
       catch_up_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
         if (auto self = weak.lock(); self && !ec) self->WatchCatchUp();
       });
     }
 
-    void GoLive(uint64_t epoch) {
+    // The authority won the next epoch for this copy: GoLive runs the steps in order.
+    void OnClaimWon(uint64_t epoch) {
       if (stopping) return;
-      state = BackupState::kGoingLive;
-      note = fmt::format("won epoch {}; going live", epoch);
+      follow.GoingLive(epoch);
+      Status ready = Status::Ok();
       if (!replayer_started || !feeder || runner.state() != VmState::kRunning) {
-        return GoLiveFailed(FailedPrecondition(
+        ready = FailedPrecondition(
             "the replayer is not running (no complete log span arrived before the primary "
-            "was lost)"));
+            "was lost)");
       }
-      // From here the replicas are this VM's disks, perhaps the only current ones: nothing a
-      // peer asks may write over or remove them (vm_records.h, the went-live record). Going
-      // live goes on if the record cannot be written: the VM matters more than the guard.
-      if (Status s = WriteWentLiveRecord(node, spec.name, epoch); !s.ok()) {
-        vlog.error("{}; a peer's enable could write over this copy's disks", s.ToString());
-      }
-      std::weak_ptr<Impl> weak = shared_from_this();
-      feeder->GoLive([weak](Result<uint64_t> end) {
-        if (auto self = weak.lock()) self->SaveSnapshot(std::move(end));
-      });
+      go_live.Run(epoch, ready);
     }
 
-    void SaveSnapshot(Result<uint64_t> end) {
-      if (stopping) return;
-      if (!end.ok()) return GoLiveFailed(end.status());
-      failover->MarkReplayEnded();
-      vlog.info(
-          "replayer paused at icount {}, the end of the primary's log; saving "
-          "snapshot '{}'",
-          *end, replay::kGoLiveSnapshot);
-      std::weak_ptr<Impl> weak = shared_from_this();
-      runner.qmp()->ExecuteHmp(std::string("savevm ") + replay::kGoLiveSnapshot, 30s,
-                               [weak](Status saved) {
-                                 auto self = weak.lock();
-                                 if (!self || self->stopping) return;
-                                 if (!saved.ok()) return self->GoLiveFailed(saved);
-                                 self->failover->MarkSnapshotSaved();
-                                 self->StopReplayer();
-                               });
-    }
-
-    void StopReplayer() {
-      std::optional<uint32_t> guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
+    // Going live, step 4: the replayed guest's NIC closes (it never sends), QEMU quits.
+    void StopReplayer(std::function<void()> done) {
+      live_guest_ipv4 = nic ? nic->guest_ipv4() : std::nullopt;
       if (nic) nic->Close();
       nic.reset();
-      std::weak_ptr<Impl> weak = shared_from_this();
-      runner.Stop([weak, guest_ipv4] {
-        auto self = weak.lock();
-        if (self && !self->stopping) self->StartSuccessor(guest_ipv4);
+      runner.Stop([weak = weak_from_this(), done = std::move(done)] {
+        if (weak.lock()) done();
       });
     }
+    std::optional<uint32_t> live_guest_ipv4;  // learnt by the replayer's NIC
 
-    void StartSuccessor(std::optional<uint32_t> guest_ipv4) {
+    // Going live, step 5: a recording QEMU from the snapshot (MakeLivePrimaryVm).
+    void StartSuccessor(std::function<void(Status)> done) {
       feeder.reset();
       std::error_code ec;
       if (!fifo_path.empty()) fs::remove(fifo_path, ec);
       LiveStart live;
       live.snapshot = replay::kGoLiveSnapshot;
-      live.guest_ipv4 = guest_ipv4;
-      live.why = fmt::format("live in epoch {} after {}", failover->epoch() + 1, note);
-      std::weak_ptr<Impl> weak = shared_from_this();
-      live.on_started = [weak](Status s) {
-        auto self = weak.lock();
-        if (!self) return;
-        if (!s.ok()) return self->GoLiveFailed(s);
-        self->state = BackupState::kLive;
-        self->failover->GoLiveDone(Status::Ok());
-        // If FT was turned on at run time, this host's record said "backup": it is the
-        // primary now, and a restarted ftd must run it as such.
-        if (Status promoted = PromoteEnabledVm(self->node, self->spec.name); !promoted.ok()) {
-          self->vlog.error("{}", promoted.ToString());
-        }
-        self->note = self->failover->note();
-        self->vlog.warn("LIVE on this host: {}", self->note);
+      live.guest_ipv4 = live_guest_ipv4;
+      live.why = fmt::format("live in epoch {} after {}", failover->epoch() + 1, follow.note());
+      live.on_started = [weak = weak_from_this(), done](Status s) {
+        if (weak.lock()) done(s);
       };
       successor = MakeLivePrimaryVm(io, node, spec, std::move(live));
-      if (Status s = successor->Start(); !s.ok()) GoLiveFailed(s);
+      if (Status s = successor->Start(); !s.ok()) done(s);
     }
 
-    void GoLiveFailed(const Status& why) {
-      vlog.error("going live failed: {}", why.ToString());
-      failover->GoLiveDone(why);  // halts through the arbiter
+    // The live copy runs and the authority knows it.
+    void OnLive() {
+      // If FT was turned on at run time, this host's record said "backup": it is the
+      // primary now, and a restarted ftd must run it as such.
+      if (Status promoted = PromoteEnabledVm(node, spec.name); !promoted.ok()) {
+        vlog.error("{}", promoted.ToString());
+      }
+      follow.Live(failover->note());
+      vlog.warn("LIVE on this host: {}", follow.note());
     }
 
     // Lost the claim (or going live failed): this copy stops for good.
     void Halt(const std::string& why) {
-      state = BackupState::kHalted;
-      note = why;
+      follow.Halted(why);
       catch_up_timer.cancel();
       ack_timer.cancel();
       if (session) {
@@ -590,20 +538,14 @@ class BackupVm : public ManagedVm {
 
     // The replayer exited on its own: normal once END was fed (the log ran out).
     void OnReplayerEnded(const std::string& why) {
-      if (feeder && feeder->stats().ended) {
-        state = BackupState::kFinished;
-        vlog.info("replay reached the end of the primary's log");
-        return;
-      }
-      Fail("replaying QEMU ended: " + why);
+      if (follow.ReplayerEnded(why)) CloseChannel();
     }
 
     void Fail(const std::string& why) {
-      if (state == BackupState::kFailed) return;
-      state = BackupState::kFailed;
-      note = why;
-      failover->CopyEnded("backup failed: " + why);  // a failed replica never goes live
-      vlog.error("backup failed: {}", why);
+      if (follow.Fail(why)) CloseChannel();
+    }
+
+    void CloseChannel() {
       if (session) {
         session->Close();
         session.reset();
@@ -613,6 +555,7 @@ class BackupVm : public ManagedVm {
 
     void Stop(std::function<void()> done) {
       stopping = true;
+      go_live.Cancel();  // a go-live under way goes no further
       failover->Stopping();
       if (session) {
         session->Close();
@@ -665,16 +608,16 @@ class BackupVm : public ManagedVm {
       FillRunnerReport(runner, "replay", r);
       if (!replayer_started) r.state = VmState::kWaiting;
       r.role = FtRole::kBackup;
-      r.ft_state = ReportedState(state);
-      r.ft_note = note;
+      r.ft_state = ReportedState(follow.state());
+      r.ft_note = follow.note();
       if (auto a = failover->state();
           a == arbiter::FtState::kCheckingStore || a == arbiter::FtState::kStale) {
         r.ft_state = ReportedFtState(a);  // not running: the store decides
         r.ft_note = failover->note();
       }
       r.epoch = failover->epoch();
-      r.peer = peer_node;
-      r.log_bytes = received;
+      r.peer = follow.peer_node();
+      r.log_bytes = follow.received();
       r.log_bytes_per_sec = rate.PerSecond();
       if (feeder) {
         const auto& st = feeder->stats();

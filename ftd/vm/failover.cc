@@ -64,7 +64,8 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
   arbiter::VmArbiter arbiter;
   asio::steady_timer timer;
   std::shared_ptr<spdlog::logger> log;
-  VmLog vlog;  // "vm 'web1' (epoch 3): " on every line
+  VmLog vlog;                                   // "vm 'web1' (epoch 3): " on every line
+  const TimeSource& time = SteadyTimeSource();  // what the arbiter is told the time is
   bool ticking = false;
   std::string last_claim_error, last_read_error;
   std::optional<Clock::time_point> caught_up_at, replay_ended_at, snapshot_saved_at;
@@ -104,7 +105,7 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
     } else {
       last_read_error.clear();
     }
-    arbiter.OnStoreRead(view, Clock::now());
+    arbiter.OnStoreRead(view, time.Now());
   }
 
   void Claim(const shared_disk::ClaimRequest& request) override {
@@ -142,7 +143,7 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
       last_claim_error = result.status().ToString();
       vlog.error("claim not decided, not going live until it is: {}", last_claim_error);
     }
-    arbiter.OnClaimResult(result, Clock::now());
+    arbiter.OnClaimResult(result, time.Now());
   }
 
   void StartTicking() {
@@ -156,7 +157,7 @@ struct Failover::Impl : arbiter::Actions, std::enable_shared_from_this<Failover:
     timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
       auto self = weak.lock();
       if (!self || ec) return;
-      self->arbiter.OnTick(Clock::now());
+      self->arbiter.OnTick(self->time.Now());
       auto state = self->arbiter.state();
       if (state == arbiter::FtState::kArbitrating || state == arbiter::FtState::kCheckingStore) {
         self->Tick();
@@ -182,27 +183,31 @@ std::shared_ptr<Failover> Failover::Create(asio::io_context& io, const NodeConfi
 Failover::~Failover() { impl_->timer.cancel(); }
 
 bool Failover::on() const { return impl_->store != nullptr; }
-void Failover::Start() { impl_->arbiter.Start(Clock::now()); }
-void Failover::CheckStoreAgain() { impl_->arbiter.CheckStoreAgain(Clock::now()); }
-void Failover::PeerConnected() { impl_->arbiter.OnPeerConnected(Clock::now()); }
-void Failover::PeerLost(const std::string& why) { impl_->arbiter.OnPeerLost(why, Clock::now()); }
+void Failover::Start() { impl_->arbiter.Start(impl_->time.Now()); }
+void Failover::CheckStoreAgain() { impl_->arbiter.CheckStoreAgain(impl_->time.Now()); }
+void Failover::PeerConnected() { impl_->arbiter.OnPeerConnected(impl_->time.Now()); }
+void Failover::PeerLost(const std::string& why) {
+  impl_->arbiter.OnPeerLost(why, impl_->time.Now());
+}
 void Failover::CaughtUp() {
-  if (!impl_->caught_up_at) impl_->caught_up_at = Clock::now();
-  impl_->arbiter.OnCaughtUp(Clock::now());
+  if (!impl_->caught_up_at) impl_->caught_up_at = impl_->time.Now();
+  impl_->arbiter.OnCaughtUp(impl_->time.Now());
 }
 void Failover::GiveUpWaiting(const std::string& why) {
-  impl_->arbiter.OnGiveUpWaiting(why, Clock::now());
+  impl_->arbiter.OnGiveUpWaiting(why, impl_->time.Now());
 }
 Status Failover::TurnFtOff(const std::string& why) {
-  return impl_->arbiter.OnTurnFtOff(why, Clock::now());
+  return impl_->arbiter.OnTurnFtOff(why, impl_->time.Now());
 }
-void Failover::Stopping() { impl_->arbiter.OnStop(Clock::now()); }
-void Failover::CopyEnded(const std::string& why) { impl_->arbiter.OnCopyEnded(why, Clock::now()); }
+void Failover::Stopping() { impl_->arbiter.OnStop(impl_->time.Now()); }
+void Failover::CopyEnded(const std::string& why) {
+  impl_->arbiter.OnCopyEnded(why, impl_->time.Now());
+}
 void Failover::GoLiveDone(const Status& status) {
-  impl_->arbiter.OnGoLiveDone(status, Clock::now());
+  impl_->arbiter.OnGoLiveDone(status, impl_->time.Now());
 }
-void Failover::MarkReplayEnded() { impl_->replay_ended_at = Clock::now(); }
-void Failover::MarkSnapshotSaved() { impl_->snapshot_saved_at = Clock::now(); }
+void Failover::MarkReplayEnded() { impl_->replay_ended_at = impl_->time.Now(); }
+void Failover::MarkSnapshotSaved() { impl_->snapshot_saved_at = impl_->time.Now(); }
 
 const arbiter::VmArbiter& Failover::arbiter() const { return impl_->arbiter; }
 arbiter::FtState Failover::state() const { return impl_->arbiter.state(); }

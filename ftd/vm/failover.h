@@ -16,6 +16,7 @@
 #include "ft/arbiter/vm_arbiter.h"
 #include "ft/daemon/config.h"
 #include "ft/daemon/managed_vm.h"
+#include "ports.h"
 
 namespace asio {
 class io_context;
@@ -34,7 +35,7 @@ struct FailoverHooks {
 // For start-up log lines: "through '<store>'" or "off (no shared_storage)".
 std::string DescribeFailover(const NodeConfig& node);
 
-class Failover : public std::enable_shared_from_this<Failover> {
+class Failover : public Authority, public std::enable_shared_from_this<Failover> {
  public:
   // Without shared_storage failover is off: the copy starts at once, a primary that loses its
   // backup runs on alone and a backup never goes live (the handshake checks that the peer
@@ -42,27 +43,27 @@ class Failover : public std::enable_shared_from_this<Failover> {
   static std::shared_ptr<Failover> Create(asio::io_context& io, const NodeConfig& node,
                                           const std::string& vm, arbiter::Role role, uint64_t epoch,
                                           FailoverHooks hooks);
-  ~Failover();
+  ~Failover() override;
 
-  bool on() const;  // a claim store is configured
+  bool on() const override;  // a claim store is configured
   // Reads the claim store (failover on), then calls start_copy, or leaves the copy stale.
   void Start();
   void CheckStoreAgain();
-  void PeerConnected();
-  void PeerLost(const std::string& why);
-  void CaughtUp();
-  void GiveUpWaiting(const std::string& why);
+  void PeerConnected() override;
+  void PeerLost(const std::string& why) override;
+  void CaughtUp() override;
+  void GiveUpWaiting(const std::string& why) override;
   Status TurnFtOff(const std::string& why);
   void Stopping();
-  void CopyEnded(const std::string& why);
+  void CopyEnded(const std::string& why) override;
   // Backup: going live ended (the recording QEMU runs from the snapshot, or it failed).
-  void GoLiveDone(const Status& status);
+  void GoLiveDone(const Status& status) override;
   // Backup: the replayer reached the end of the received log (the go-live point).
-  void MarkReplayEnded();
-  void MarkSnapshotSaved();
+  void MarkReplayEnded() override;
+  void MarkSnapshotSaved() override;
 
   const arbiter::VmArbiter& arbiter() const;
-  arbiter::FtState state() const;
+  arbiter::FtState state() const override;
   uint64_t epoch() const;
   const std::string& note() const;
   void FillReport(VmReport& report) const;

@@ -17,8 +17,9 @@
 #include "ft/replay/rr_stream.h"
 #include "ft/replay/vm_state_drive.h"
 #include "pacing.h"
+#include "ports.h"
+#include "primary_protection.h"
 #include "roles.h"
-#include "unacked_log.h"
 #include "vm_log.h"
 
 namespace ft::daemon {
@@ -32,9 +33,6 @@ constexpr auto kReconnectInterval = 500ms;
 constexpr auto kTickInterval = 20ms;
 // At shutdown: how long to wait for the backup to ack the log's last bytes.
 constexpr auto kFinalAckWait = 5s;
-// A backup whose replay stands still this long while the primary is held for it is treated
-// as failed: pacing must never turn into a stalled primary.
-constexpr auto kReplayStallTimeout = 5s;
 // Re-protection: savevm is refused while the recorder has events queued (a frame, a disk
 // completion); the vCPU runs this long to take them before the next try.
 constexpr auto kSaveRetryRun = 20ms;
@@ -112,7 +110,15 @@ class PrimaryVm : public ManagedVm {
           vlog(log, s.name, [this] { return LogPosition(); }),
           reconnect_timer(io_context),
           tick_timer(io_context),
-          stop_timer(io_context) {}
+          stop_timer(io_context),
+          record_log(*this),
+          backup_link(*this),
+          output_gate(*this),
+          authority(*this),
+          protection(PrimaryPorts{&SteadyTimeSource(), &authority, &record_log, &output_gate},
+                     LimitsFrom(node_config, s), vlog) {
+      protection.OnBackupLost([this](const Status& why) { OnBackupLost(why); });
+    }
 
     asio::io_context& io;
     NodeConfig node;
@@ -137,36 +143,107 @@ class PrimaryVm : public ManagedVm {
     bool saving_for_reprotect = false;  // SaveForReprotect under way
     bool live_failed = false;           // ... whose QEMU failed
     std::string note;                   // this role's own note (start-up, connection errors)
-    // Log bytes [unacked.base(), tap->offset()) not yet acked by the backup.
-    UnackedLog unacked;
-    uint64_t acked = 0, replayed_icount = 0;
-    Clock::time_point last_ack{}, last_replay_progress{};
     RateMeter rate;
     bool connecting = false, stopping = false, log_closed = false;
-    bool handing_over = false;  // planned failover: the vCPU stops, pacing lets go
-    uint64_t handover_end = 0;  // ... and the log it drained to: nothing after it is sent
-    bool ft_off = false;        // the operator turned FT off: this VM is no one's primary
+    bool ft_off = false;  // the operator turned FT off: this VM is no one's primary
     asio::steady_timer drain_timer{io};
     std::shared_ptr<channel::Session> silent_session;  // a drill's: closed with this copy
     Status last_connect_error;
     std::function<void()> on_stopped;
 
-    uint64_t max_unacked() const { return uint64_t(node.channel.max_unacked_mib) << 20; }
-    // The log's icount as QEMU wrote it (the shim scans every byte it is given), which is
-    // ahead of what the tap has read when ftd reads late; the tap's if the shim's is unknown.
-    uint64_t log_icount() const {
-      uint64_t read = tap ? tap->icount() : 0;
-      if (counters && !counters->scan_failed()) return std::max(read, counters->icount());
-      return read;
-    }
     FtState State() const {
       if (failover) return failover->state();
       return live_failed ? FtState::kHalted : FtState::kUnprotected;
     }
-    uint64_t lag_instructions() const {
-      uint64_t at = log_icount();
-      return at > replayed_icount ? at - replayed_icount : 0;
+
+    // ---- the ports PrimaryProtection acts on (ports.h): this copy's tap, shim, channel,
+    // NIC and authority, each of which may not exist yet (or any more).
+    static PrimaryLimits LimitsFrom(const NodeConfig& node, const domain::VmSpec& spec) {
+      PrimaryLimits limits;
+      limits.max_unacked_bytes = uint64_t(node.channel.max_unacked_mib) << 20;
+      limits.max_lag_ms = node.channel.max_lag_ms;
+      limits.icount_shift = spec.icount_shift;
+      return limits;
     }
+    struct TapAndShim : RecordLog {
+      explicit TapAndShim(Impl& i) : impl(i) {}
+      uint64_t read_bytes() const override { return impl.tap ? impl.tap->offset() : 0; }
+      uint64_t read_icount() const override { return impl.tap ? impl.tap->icount() : 0; }
+      uint64_t recent_max_span() const override {
+        return impl.tap ? impl.tap->recent_max_span() : 0;
+      }
+      void PauseReading() override {
+        if (impl.tap) impl.tap->Pause();
+      }
+      void ResumeReading() override {
+        if (impl.tap) impl.tap->Resume();
+      }
+      std::optional<uint64_t> written_bytes() override {
+        auto* c = impl.Counters();
+        return c ? std::optional<uint64_t>(c->produced()) : std::nullopt;
+      }
+      std::optional<uint64_t> written_icount() override {
+        auto* c = impl.Counters();
+        return c && !c->scan_failed() ? std::optional<uint64_t>(c->icount()) : std::nullopt;
+      }
+      void SetIcountLimit(uint64_t limit) override {
+        if (auto* c = impl.Counters()) c->SetIcountLimit(limit);
+      }
+      bool vcpu_held() override {
+        auto* c = impl.Counters();
+        return c && c->held() > 0;
+      }
+      Impl& impl;
+    };
+    struct SessionLink : BackupLink {
+      explicit SessionLink(Impl& i) : impl(i) {}
+      void SendLog(uint64_t offset, std::string_view bytes) override {
+        if (impl.session) impl.session->SendLog(offset, bytes);
+      }
+      void Close() override {
+        if (auto s = std::move(impl.session)) s->Close();
+      }
+      Impl& impl;
+    };
+    struct NicGate : OutputGate {
+      explicit NicGate(Impl& i) : impl(i) {}
+      void Release(uint64_t acked) override {
+        if (impl.nic) impl.nic->OnAcked(acked);
+      }
+      void Open() override {
+        if (impl.nic) impl.nic->OpenGate();
+      }
+      Impl& impl;
+    };
+    // The Failover, or for a copy that went live (its backup's authority decided) the
+    // state it runs in.
+    struct RoleAuthority : Authority {
+      explicit RoleAuthority(Impl& i) : impl(i) {}
+      FtState state() const override { return impl.State(); }
+      bool on() const override { return impl.failover && impl.failover->on(); }
+      void PeerConnected() override {
+        if (impl.failover) impl.failover->PeerConnected();
+      }
+      void PeerLost(const std::string& why) override {
+        if (impl.failover) impl.failover->PeerLost(why);
+      }
+      void CaughtUp() override {}
+      void GiveUpWaiting(const std::string& why) override {
+        if (impl.failover) impl.failover->GiveUpWaiting(why);
+      }
+      void CopyEnded(const std::string& why) override {
+        if (impl.failover) impl.failover->CopyEnded(why);
+      }
+      void MarkReplayEnded() override {}
+      void MarkSnapshotSaved() override {}
+      void GoLiveDone(const Status&) override {}
+      Impl& impl;
+    };
+    TapAndShim record_log;
+    SessionLink backup_link;
+    NicGate output_gate;
+    RoleAuthority authority;
+    PrimaryProtection protection;
 
     Status Start() {
       // The replicas' digest is hashed off the event loop, before QEMU may touch the disks.
@@ -372,24 +449,7 @@ class PrimaryVm : public ManagedVm {
     void OnLog(uint64_t offset, std::string_view bytes,
                const std::vector<replay::RrEvent>& events) {
       if (nic) nic->OnLogEvents(events);
-      // A planned failover drained the log to `handover_end`: the stopped recorder still
-      // writes main-loop checkpoints, which must not move the end the backup accepted.
-      if (handover_end) return;
-      // Nobody to hold it for (any more): the log is read and dropped.
-      FtState state = State();
-      if (state != FtState::kWaitingForPeer && state != FtState::kProtected) return;
-      unacked.Append(bytes);
-      if (session) session->SendLog(offset, bytes);
-      if (state == FtState::kWaitingForPeer && unacked.size() > max_unacked()) {
-        std::string why = fmt::format(
-            "the backup did not connect before {} MiB of log accumulated (max_unacked_mib)",
-            node.channel.max_unacked_mib);
-        // The authority claims the next epoch first; the gate opens only once it is won.
-        failover->GiveUpWaiting(why);
-        StopWaitingForBackup();
-        return;
-      }
-      Pace();
+      protection.OnLog(offset, bytes);
     }
 
     void OnLogEnd(Status s) {
@@ -404,71 +464,13 @@ class PrimaryVm : public ManagedVm {
       MaybeFinishStop();
     }
 
-    // ---- acks and pacing
+    // ---- acks and pacing (PrimaryProtection)
     void OnAck(uint64_t received, uint64_t icount) {
-      last_ack = Clock::now();
-      if (icount != replayed_icount) last_replay_progress = last_ack;
-      replayed_icount = icount;
-      if (received > acked) {
-        unacked.Ack(received);
-        acked = received;
-        if (nic) nic->OnAcked(acked);
-      }
-      Pace();
+      protection.OnAck(received, icount);
       MaybeFinishStop();
     }
 
-    // Pacing. The shim holds the vCPU before its next log event while the log QEMU has
-    // written is more than the hold point (below) ahead of the backup's last acked replay
-    // position: ftd sets that icount as the shim's limit, and the shim compares it with the
-    // log it scans as QEMU writes it. Deciding on what ftd has read instead let QEMU run
-    // 100-200 ms of guest time past the bound whenever ftd read the FIFO late. Holding the
-    // log back cannot bound lag either: on CPU-bound work one log byte covers ~1000
-    // instructions, so the FIFO and the shim's buffer (2 MiB) hold about a minute of guest
-    // time that QEMU runs ahead before it blocks (docs/design.md). Memory: the log is not
-    // read while more than max_unacked_mib is unacked, so QEMU blocks in its writes.
-    void Pace() {
-      if (!tap) return;
-      // From the moment the backup is connected, before its replayer runs: the shim holds
-      // the vCPU only between whole events, so the log the backup has always ends in complete
-      // spans, and its replayer can start and catch up while the vCPU waits.
-      // The limit moves with every ack, so the vCPU runs again as soon as the backup
-      // replays further (pacing.h).
-      PacingInput in;
-      in.pace = State() == FtState::kProtected && !stopping && !handing_over;
-      in.replayed_icount = replayed_icount;
-      in.lag_instructions = lag_instructions();
-      in.recent_max_span = tap->recent_max_span();
-      in.icount_shift = spec.icount_shift;
-      in.max_lag_ms = node.channel.max_lag_ms;
-      in.unacked_bytes = unacked.size();
-      in.max_unacked_bytes = max_unacked();
-      const PacingDecision d = DecidePacing(in);
-      SetIcountLimit(d.icount_limit);
-      if (d.over_bound) ReportOverBound(d.lag_ms, d.hold_at_ms, d.span_ms);
-      if (d.read == PacingDecision::Read::kResume) {
-        tap->Resume();
-      } else if (d.read == PacingDecision::Read::kPause) {
-        tap->Pause();
-      }
-    }
-
-    // Says (at most once a second) when the lag is over the bound, with what pacing knew.
-    Clock::time_point last_over_report{};
-    void ReportOverBound(double lag, double hold_at, double span) {
-      auto now = Clock::now();
-      if (now - last_over_report < std::chrono::seconds(1)) return;
-      last_over_report = now;
-      auto* c = Counters();
-      uint64_t unread = c && c->produced() > tap->offset() ? c->produced() - tap->offset() : 0;
-      vlog.info(
-          "backup {:.0f} ms behind, over max_lag_ms {} (vCPU {} for {} ms; hold point "
-          "{:.0f} ms, longest recent span {:.1f} ms, last ack {} ms ago, log icount {} written "
-          "/ {} read, {} log bytes not read yet)",
-          lag, node.channel.max_lag_ms, vm_held ? "held" : "running",
-          vm_held ? MsSince(vm_held_at) : 0, hold_at, span, MsSince(last_ack), c ? c->icount() : 0,
-          tap->icount(), unread);
-    }
+    void Pace() { protection.Pace(); }
 
     // Pacing holds QEMU's vCPU before its next log event through the shim's `icount_limit`
     // word (the shim never holds QEMU's main thread: a held main loop delivers no timer
@@ -476,10 +478,6 @@ class PrimaryVm : public ManagedVm {
     // is already written keeps flowing, so the backup can replay all of it. QMP `stop` was
     // measured too: it replays fine but takes effect 60-550 ms of guest time after it is sent.
     std::optional<replay::RrShimCounters> counters;
-    uint64_t icount_limit = 0;
-    // As last seen in the shim's `held` word: the replay stall guard and status use it.
-    bool vm_held = false;
-    Clock::time_point vm_held_at{};
 
     // The shim's counters, mapped once QEMU has opened its log.
     replay::RrShimCounters* Counters() {
@@ -501,27 +499,12 @@ class PrimaryVm : public ManagedVm {
       return c->produced();
     }
 
-    void SetIcountLimit(uint64_t limit) {
-      auto* c = Counters();
-      if (!c) return;  // QEMU has not opened its log yet
-      if (limit != icount_limit) {
-        c->SetIcountLimit(limit);
-        icount_limit = limit;
-      }
-      bool held = c->held() > 0;
-      if (held == vm_held) return;
-      vm_held = held;
-      if (held) vm_held_at = Clock::now();
-      vlog.debug("pacing: vCPU {} (backup {:.0f} ms behind, limit icount {})",
-                 held ? "held" : "released", GuestMs(lag_instructions(), spec.icount_shift), limit);
-    }
-
     // Time QEMU waited in the shim: held for the backup, or blocked on a full buffer while
     // the tap was paused for memory. The shim adds a wait when it ends; add the one going on.
     std::chrono::milliseconds paced_time() const {
       std::chrono::nanoseconds total{0};
       if (counters) total = counters->blocked();
-      if (vm_held) total += Clock::now() - vm_held_at;
+      if (protection.vcpu_held()) total += Clock::now() - protection.vcpu_held_since();
       return std::chrono::duration_cast<std::chrono::milliseconds>(total);
     }
 
@@ -570,13 +553,9 @@ class PrimaryVm : public ManagedVm {
         if (auto self = weak.lock()) self->LoseBackup(ProtocolError("the backup sent log data"));
       });
       note.clear();
-      failover->PeerConnected();
-      last_ack = Clock::now();
-      // Everything since offset 0 is still held: the backup starts from the beginning.
-      unacked.ForEachRun(
-          [this](uint64_t offset, std::string_view run) { session->SendLog(offset, run); });
+      protection.OnBackupConnected(&backup_link);
       vlog.info("PROTECTED: backup '{}' connected; sent {} bytes of log held since start",
-                session->peer().node, unacked.size());
+                s->peer().node, protection.unacked_bytes());
     }
 
     void OnSessionClosed(Status why) {
@@ -584,32 +563,24 @@ class PrimaryVm : public ManagedVm {
       LoseBackup(why);
     }
 
-    void LoseBackup(Status why) {
-      if (session) {
-        session->Close();
-        session.reset();
-      }
-      // The authority decides: claim the next epoch (output held until won), run alone when
-      // failover is off, or, while ftd stops, drop what is held and release nothing.
-      failover->PeerLost(why.ToString());
+    // The channel closed or the backup misbehaved: PrimaryProtection tells the authority.
+    void LoseBackup(Status why) { protection.OnLinkLost(why); }
+
+    // After the authority heard that the backup is lost (PrimaryProtection's callback).
+    void OnBackupLost(const Status& why) {
+      reconnect_timer.cancel();
       if (State() == FtState::kArbitrating) {
         note = fmt::format("backup lost ({}); holding output until the claim is decided",
                            why.ToString());
         vlog.warn("{}", note);
       }
-      StopWaitingForBackup();
       MaybeFinishStop();
     }
 
     // No backup to hold the log for (any more): what is held goes, no reconnects, no pacing.
     void StopWaitingForBackup() {
-      unacked.Clear();
+      protection.StopHolding();
       reconnect_timer.cancel();
-      if (session) {
-        session->Close();
-        session.reset();
-      }
-      Pace();
     }
 
     // The authority halts this copy (lost the claim, stale, or the backup was lost while ftd
@@ -668,8 +639,7 @@ class PrimaryVm : public ManagedVm {
       if (!qmp)
         return done(
             Unavailable(fmt::format("vm '{}': QEMU's monitor is not connected", spec.name)));
-      handing_over = true;
-      Pace();  // no pacing now: a vCPU held in a log write could not stop
+      protection.BeginHandover();  // no pacing now: a vCPU held in a log write could not stop
       vlog.info("planned failover: stopping the vCPU and draining the log to '{}'",
                 session->peer().node);
       auto deadline = Clock::now() + timeout;
@@ -687,29 +657,28 @@ class PrimaryVm : public ManagedVm {
     }
 
     void WaitForDrain(Clock::time_point deadline, std::function<void(Result<uint64_t>)> done) {
-      auto* c = Counters();
-      uint64_t produced = c ? c->produced() : 0;
-      uint64_t end = tap ? tap->offset() : 0;
-      if (State() != FtState::kProtected || !session) {
-        AbortHandover("the backup was lost while draining");
-        return done(Aborted(
-            fmt::format("vm '{}': the backup was lost while draining ({})", spec.name, Note())));
-      }
-      if (c && end == produced && acked == end) {
-        handover_end = end;
-        vlog.info(
-            "planned failover: the backup acknowledged the whole log ({} bytes, "
-            "icount {})",
-            end, tap->icount());
-        return done(end);
-      }
-      if (Clock::now() >= deadline) {
-        Status s = Timeout(fmt::format(
-            "vm '{}': the backup acknowledged {} of {} log bytes ({} produced) before the "
-            "deadline",
-            spec.name, acked, end, produced));
-        AbortHandover(s.message());
-        return done(s);
+      switch (protection.CheckDrain(deadline)) {
+        case PrimaryProtection::Drain::kBackupLost:
+          AbortHandover("the backup was lost while draining");
+          return done(Aborted(
+              fmt::format("vm '{}': the backup was lost while draining ({})", spec.name, Note())));
+        case PrimaryProtection::Drain::kDone:
+          vlog.info(
+              "planned failover: the backup acknowledged the whole log ({} bytes, "
+              "icount {})",
+              protection.acked(), tap->icount());
+          return done(protection.acked());
+        case PrimaryProtection::Drain::kTimedOut: {
+          Status s = Timeout(fmt::format(
+              "vm '{}': the backup acknowledged {} of {} log bytes ({} produced) before the "
+              "deadline",
+              spec.name, protection.acked(), record_log.read_bytes(),
+              record_log.written_bytes().value_or(0)));
+          AbortHandover(s.message());
+          return done(s);
+        }
+        case PrimaryProtection::Drain::kWaiting:
+          break;
       }
       drain_timer.expires_after(5ms);
       drain_timer.async_wait([weak = weak_from_this(), deadline,
@@ -717,7 +686,7 @@ class PrimaryVm : public ManagedVm {
         auto self = weak.lock();
         if (!self || ec) return done(Aborted("the primary is stopping"));
         if (self->stopping) {
-          self->handing_over = false;
+          self->protection.EndHandover();
           return done(Aborted(fmt::format("vm '{}': ftd is stopping", self->spec.name)));
         }
         self->WaitForDrain(deadline, std::move(done));
@@ -725,18 +694,16 @@ class PrimaryVm : public ManagedVm {
     }
 
     void AbortHandover(const std::string& why) {
-      if (!handing_over) return;
-      handing_over = false;
-      handover_end = 0;
+      if (!protection.handing_over()) return;
+      protection.EndHandover();
       vlog.warn("planned failover abandoned ({}); resuming the vCPU", why);
       if (auto qmp = runner.qmp()) {
         qmp->Execute("cont", replay::Json::object(), 5s, [](Result<replay::Json>) {});
       }
-      Pace();
     }
 
     Status CompleteHandover(const std::string& to_node) {
-      if (!handing_over || State() != FtState::kProtected || !session) {
+      if (!protection.handing_over() || State() != FtState::kProtected || !session) {
         // The channel dropped while the peer's answer was on its way: the claim decides now,
         // and this copy must not halt on top of it.
         return Aborted(fmt::format(
@@ -927,21 +894,9 @@ class PrimaryVm : public ManagedVm {
         auto self = weak.lock();
         if (!self || ec) return;
         if (self->tap) self->rate.Add(self->tap->offset());
-        self->CheckReplayProgress();
-        self->Pace();
+        self->protection.OnTick();  // the replay-stall guard, then pacing
         self->Tick();
       });
-    }
-
-    void CheckReplayProgress() {
-      if (State() != FtState::kProtected || !vm_held) return;
-      auto since = std::max(last_replay_progress, vm_held_at);
-      if (Clock::now() - since < kReplayStallTimeout) return;
-      LoseBackup(Unavailable(fmt::format(
-          "the backup's replay made no progress for {} s at icount {} ({:.0f} ms of guest time "
-          "behind) while this primary was held for it",
-          std::chrono::duration_cast<std::chrono::seconds>(kReplayStallTimeout).count(),
-          replayed_icount, GuestMs(lag_instructions(), spec.icount_shift))));
     }
 
     // ---- orderly stop: QEMU quits (END goes into the log), the tap reads to EOF, the
@@ -960,7 +915,7 @@ class PrimaryVm : public ManagedVm {
       // From here nothing opens the gate: a backup lost now means held output is dropped.
       if (failover) failover->Stopping();
       reconnect_timer.cancel();
-      Pace();  // stopping: no pacing; QEMU's last log writes must not block its exit
+      protection.Stopping();  // no pacing: QEMU's last log writes must not block its exit
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.Stop([weak] {
         auto self = weak.lock();
@@ -987,14 +942,14 @@ class PrimaryVm : public ManagedVm {
       if (!stopping || !qemu_gone) return;
       // Without the log's end the backup cannot finish; wait for EOF (bounded by the timer).
       if (!log_closed) return;
-      if (session && acked < tap->offset()) return;
+      if (session && protection.acked() < tap->offset()) return;
       FinishStop();
     }
 
     void FinishStop() {
       if (!on_stopped) return;
       if (session) {
-        vlog.info("backup acked the whole log ({} bytes)", acked);
+        vlog.info("backup acked the whole log ({} bytes)", protection.acked());
         session->Close();
         session.reset();
       }
@@ -1055,13 +1010,13 @@ class PrimaryVm : public ManagedVm {
       r.peer = session ? session->peer().node
                        : fmt::format("{}:{}", node.channel.peer_host, node.channel.peer_port);
       r.log_bytes = tap ? tap->offset() : 0;
-      r.acked_bytes = acked;
+      r.acked_bytes = protection.acked();
       r.log_bytes_per_sec = rate.PerSecond();
-      r.log_icount = log_icount();
-      r.replayed_icount = replayed_icount;
-      r.lag_instructions = State() == FtState::kProtected ? lag_instructions() : 0;
+      r.log_icount = protection.log_icount();
+      r.replayed_icount = protection.replayed_icount();
+      r.lag_instructions = State() == FtState::kProtected ? protection.lag_instructions() : 0;
       r.lag_ms = GuestMs(r.lag_instructions, spec.icount_shift);
-      r.last_ack_ms_ago = MsSince(last_ack);
+      r.last_ack_ms_ago = MsSince(protection.last_ack());
       r.paced_ms = static_cast<uint64_t>(paced_time().count());
       r.channel_rtt_us = session ? session->stats().last_rtt_us : 0;
       if (nic) r.nic = nic->stats();
