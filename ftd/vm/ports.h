@@ -76,12 +76,12 @@ class BackupLink {
 };
 
 // The output gate of the VM's NIC (net::GuestNic): frames leave once the log that covers
-// them is acknowledged, or freely once the authority opened the gate.
+// them is acknowledged. Opening it is not here: only the authority's open_gate hook does
+// that (docs/design.md, "Never two live copies").
 class OutputGate {
  public:
   virtual ~OutputGate() = default;
   virtual void Release(uint64_t acked_log_bytes) = 0;
-  virtual void Open() = 0;
 };
 
 // The backup's replay (the ReplayFeeder driving the replaying QEMU), as far as deciding what

@@ -210,9 +210,6 @@ class PrimaryVm : public ManagedVm {
       void Release(uint64_t acked) override {
         if (impl.nic) impl.nic->OnAcked(acked);
       }
-      void Open() override {
-        if (impl.nic) impl.nic->OpenGate();
-      }
       Impl& impl;
     };
     // The Failover, or for a copy that went live (its backup's authority decided) the

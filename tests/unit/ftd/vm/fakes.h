@@ -121,9 +121,7 @@ class FakeLink : public BackupLink {
 class FakeGate : public OutputGate {
  public:
   void Release(uint64_t acked) override { released.push_back(acked); }
-  void Open() override { opened = true; }
   std::vector<uint64_t> released;
-  bool opened = false;
 };
 
 class FakeReplay : public ReplayProgress {
