@@ -274,7 +274,7 @@ int RunRecords(int warmup, int count, const std::string& guest_args) {
     Result<BlockCounters> io_before = Unavailable("not read");
     auto f = MeasureRecords(**lab, warmup, count, [&] {
       auto before = p.Status(p.primary());
-      paced_before = before.ok() ? before->value("paced_ms", uint64_t{0}) : 0;
+      paced_before = before.ok() ? U64(*before, "paced_ms") : 0;
       io_before = QueryBlockstats(monitor);
     });
     ft_io = PerRecord(io_before, QueryBlockstats(monitor), count);
@@ -291,10 +291,9 @@ int RunRecords(int warmup, int count, const std::string& guest_args) {
           "primary {} at the end: gate hold p50 {:.3f} ms p99 {:.3f} ms ({} frames), paced {} ms "
           "during the timed appends, channel RTT {} us, log {:.0f} KiB/s {}",
           st->value("ft_state", "?"), n.value("gate_delay_p50_us", 0.0) / 1000,
-          n.value("gate_delay_p99_us", 0.0) / 1000, n.value("gate_released", uint64_t{0}),
-          st->value("paced_ms", uint64_t{0}) - paced_before,
-          st->value("channel_rtt_us", uint64_t{0}), st->value("log_bytes_per_sec", 0.0) / 1024,
-          st->value("ft_note", ""));
+          n.value("gate_delay_p99_us", 0.0) / 1000, U64(n, "gate_released"),
+          U64(*st, "paced_ms") - paced_before, U64(*st, "channel_rtt_us"),
+          st->value("log_bytes_per_sec", 0.0) / 1024, st->value("ft_note", ""));
     }
   }
   PrintRecords("with FT:", ft);
@@ -415,9 +414,8 @@ Result<proto::ControlResponse> Control(FtdInstance& side, const proto::ControlRe
 }
 
 std::string FtState(FtdInstance& side) {
-  auto out = side.Ftctl({"status", kReplicaVm, "--json"});
-  auto j = nlohmann::json::parse(out.output, nullptr, false);
-  return j.is_discarded() ? "" : j.value("ft_state", "");
+  auto st = side.StatusJson(kReplicaVm);
+  return st.ok() ? st->value("ft_state", "") : "";
 }
 
 struct ReplicaFigures {
@@ -508,7 +506,7 @@ Status MeasureReplica(int gib, ReplicaFigures& f) {
   // handshake compares the replicas' sha256).
   auto deadline = Clock::now() + 120s;
   while (Clock::now() < deadline) {
-    if (FtState(*a) == "protected") {
+    if (FtState(*a) == ProtoName(proto::VM_FT_STATE_PROTECTED)) {
       f.protected_s = Seconds(Clock::now() - sent);
       break;
     }

@@ -79,11 +79,11 @@ Result<Drill> RunDrill(Lab& lab, int heartbeat_timeout_ms) {
 
   FT_ASSIGN_OR_RETURN(auto st, pair->Status(pair->backup()));
   const auto& f = st["failover"];
-  if (!f.is_object() || f.value("live_ns", int64_t{0}) == 0) {
+  if (!f.is_object() || I64(f, "live_ns") == 0) {
     return Internal("the backup reports no go-live: " + st.dump());
   }
-  int64_t t0 = Ns(*died), lost = f["peer_lost_ns"], caught = f["caught_up_ns"],
-          won = f["claim_won_ns"], live = f["live_ns"];
+  int64_t t0 = Ns(*died), lost = I64(f, "peer_lost_ns"), caught = I64(f, "caught_up_ns"),
+          won = I64(f, "claim_won_ns"), live = I64(f, "live_ns");
   Drill d;
   d.total_ms = Ms(t0, Ns(first_byte));
   d.detection_ms = Ms(t0, lost);

@@ -136,8 +136,8 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
   std::thread lag_sampler([&] {
     while (!stop) {
       auto st = pair->Status(pair->primary());
-      if (st.ok() && st->value("ft_state", "") == "protected") {
-        if (measuring_since.load() == 0) bytes_at_start = st->value("log_bytes", uint64_t{0});
+      if (st.ok() && st->value("ft_state", "") == ProtoName(proto::VM_FT_STATE_PROTECTED)) {
+        if (measuring_since.load() == 0) bytes_at_start = U64(*st, "log_bytes");
         if (measuring_since.load() != 0) result.lag_ms.push_back(st->value("lag_ms", 0.0));
       }
       std::this_thread::sleep_for(100ms);
@@ -152,8 +152,8 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
   if (!t.ok()) return t.status();
   result.seconds = *t;
   if (st.ok()) {
-    result.log_bytes = st->value("log_bytes", uint64_t{0}) - bytes_at_start;  // the workload's
-    result.paced_ms = st->value("paced_ms", uint64_t{0});
+    result.log_bytes = U64(*st, "log_bytes") - bytes_at_start;  // the workload's
+    result.paced_ms = U64(*st, "paced_ms");
   }
   FT_RETURN_IF_ERROR(pair->StopPrimaryAndDrain(300s));
   result.identical = pair->primary_console() == pair->backup_console();

@@ -144,8 +144,8 @@ int Run(int pings, int requests, int bulk_s, bool ft_only, const std::string& gu
           "gate hold p50 {:.3f} ms p99 {:.3f} ms max {:.3f} ms, {} frames, "
           "primary {} (paced {} ms, log {:.0f} KiB/s) {}",
           n.value("gate_delay_p50_us", 0.0) / 1000, n.value("gate_delay_p99_us", 0.0) / 1000,
-          n.value("gate_delay_max_us", 0.0) / 1000, n.value("gate_released", uint64_t{0}),
-          st->value("ft_state", "?"), st->value("paced_ms", uint64_t{0}),
+          n.value("gate_delay_max_us", 0.0) / 1000, U64(n, "gate_released"),
+          st->value("ft_state", "?"), U64(*st, "paced_ms"),
           st->value("log_bytes_per_sec", 0.0) / 1024, st->value("ft_note", ""));
     }
   }

@@ -73,14 +73,12 @@ Result<Round> OneRound(LockstepPair& p, StreamClient& client) {
   if (on.exit_code != 0) return Unavailable("ftctl enable: " + on.output);
   double wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   json reply = json::parse(on.output, nullptr, false);
-  if (!reply.is_object() || !reply["reprotect"].is_object()) {
-    return Internal("ftctl enable answered no re-protection: " + on.output);
-  }
-  const json& rp = reply["reprotect"];
+  const json& rp = Block(Block(reply, "vm"), "reprotect");
+  if (!rp.is_object()) return Internal("ftctl enable answered no re-protection: " + on.output);
   Round r;
-  r.pause_ms = double(rp.value("pause_ms", int64_t{-1}));
+  r.pause_ms = double(I64(rp, "pause_ms", -1));
   r.protected_ms = wall_ms;
-  r.shipped_mib = double(rp.value("bytes_total", uint64_t{0})) / (1 << 20);
+  r.shipped_mib = double(U64(rp, "bytes_total")) / (1 << 20);
   FT_RETURN_IF_ERROR(Converse(client, 10));
   return r;
 }

@@ -87,7 +87,9 @@ SOCK_B="$DEMO/hostB/run/ftd.sock"
 ftctl_a() { timeout 120 "$FTCTL" --socket "$SOCK_A" "$@"; }
 ftctl_b() { timeout 120 "$FTCTL" --socket "$SOCK_B" "$@"; }
 # One field (a string or a number) of ftctl's JSON on stdin, the first one of that name
-# (empty if none; ftctl prints `"key": value`).
+# (empty if none; ftctl prints `"key": value`). Protobuf's JSON mapping
+# (docs/formats/control-socket.md, "ftctl --json"): a state is its proto enum name
+# (VM_FT_STATE_PROTECTED, FT_ROLE_PRIMARY), a 64-bit number a quoted string ("2": read as 2).
 field() {
   grep -o "\"$1\": *\\(\"[^\"]*\"\\|-\\?[0-9]*\\)" | head -1 | cut -d: -f2- | tr -d '" ' || true
 }
@@ -190,8 +192,8 @@ indent "$ ftctl enable $DOMAIN | " < "$DEMO/enable.out"
 [ "$rc" -eq 0 ] || { tail -20 "$DEMO/hostA/ftd.log" >&2; fail "ftctl enable exited $rc"; }
 PROTECTED=
 for _ in $(seq 1 900); do
-  if [ "$(status_json "$SOCK_A" | field ft_state)" = protected ] &&
-     [ "$(status_json "$SOCK_B" | field role)" = backup ]; then PROTECTED=1; break; fi
+  if [ "$(status_json "$SOCK_A" | field ft_state)" = VM_FT_STATE_PROTECTED ] &&
+     [ "$(status_json "$SOCK_B" | field role)" = FT_ROLE_BACKUP ]; then PROTECTED=1; break; fi
   check_ftds; sleep 0.1
 done
 [ -n "$PROTECTED" ] || { ftctl_a status "$DOMAIN" >&2 || true; tail -20 "$DEMO/hostB/ftd.log" >&2
@@ -254,7 +256,7 @@ indent "client | " < "$DEMO/probe.log"
 J=$(status_json "$SOCK_B")
 ROLE_B=$(field role <<<"$J"); EPOCH_B=$(field epoch <<<"$J"); STATE_B=$(field ft_state <<<"$J")
 QEMU_B=$(field qemu_pid <<<"$J")
-[ "$ROLE_B" = primary ] && [ "$EPOCH_B" = 2 ] ||
+[ "$ROLE_B" = FT_ROLE_PRIMARY ] && [ "$EPOCH_B" = 2 ] ||
   fail "after the drill hostB is role '$ROLE_B', epoch '$EPOCH_B' (expected primary, epoch 2)"
 ftctl_b status "$DOMAIN" | grep -E "^(Role|FT state|FT note|Epoch|NIC|Failover):|^  " | indent "hostB | "
 ftctl_a status "$DOMAIN" | grep -E "^(State|Role|FT state|FT note|Epoch):" | indent "hostA | "
@@ -298,7 +300,7 @@ wait_reprotected() {
   for _ in $(seq 1 900); do
     j=$(status_json "$sock")
     state=$(field ft_state <<<"$j"); phase=$(field phase <<<"$j")
-    [ "$state" = protected ] && [ "$phase" = protected ] && return 0
+    [ "$state" = VM_FT_STATE_PROTECTED ] && [ "$phase" = protected ] && return 0
     [ "$phase" = failed ] && echo "  re-protection attempt failed: $(field note <<<"$j"); ftd tries again" >&2
     sleep 0.2
   done
@@ -319,7 +321,7 @@ ftctl_a status "$DOMAIN" | grep -E "^(Role|FT state|Epoch|Peer):" | indent "host
 J=$(status_json "$SOCK_B")
 PAUSE_MS=$(field pause_ms <<<"$J"); SHIPPED=$(( $(field bytes_total <<<"$J") / 1048576 ))
 QEMU_B2=$(field qemu_pid <<<"$J")
-[ "$(field role <<<"$(status_json "$SOCK_A")")" = backup ] || fail "hostA is not the backup after the re-protection"
+[ "$(field role <<<"$(status_json "$SOCK_A")")" = FT_ROLE_BACKUP ] || fail "hostA is not the backup after the re-protection"
 kill -0 "$PROBE_PID" 2>/dev/null || { cat "$DEMO/probe2.log" >&2; fail "the client's stream ended during the re-protection"; }
 
 step "second drill: ftctl drill $DOMAIN on hostB; hostA, the new backup, takes over"
@@ -330,7 +332,7 @@ indent "drill | " < "$DEMO/drill2.out"
 LIVE2_MS=$(grep -m1 -o 'live on hostA *+[0-9]*' "$DEMO/drill2.out" | grep -o '[0-9]*$' || true)
 [ -n "$LIVE2_MS" ] || fail "the second drill's report has no 'live on hostA' line"
 J=$(status_json "$SOCK_A")
-[ "$(field role <<<"$J")" = primary ] && [ "$(field epoch <<<"$J")" = 3 ] ||
+[ "$(field role <<<"$J")" = FT_ROLE_PRIMARY ] && [ "$(field epoch <<<"$J")" = 3 ] ||
   fail "after the second drill hostA is role '$(field role <<<"$J")', epoch '$(field epoch <<<"$J")' (expected primary, epoch 3)"
 QEMU_A3=$(field qemu_pid <<<"$J")
 for _ in $(seq 1 1500); do kill -0 "$PROBE_PID" 2>/dev/null || break; sleep 0.1; done

@@ -11,7 +11,6 @@
 #include <variant>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "ft/daemon/config.h"
 #include "ft/daemon/control_socket.h"
@@ -19,8 +18,10 @@
 #include "ft/libvirt/domain_spec.h"
 #include "ft/net/guest_nic.h"
 #include "ft/proto/control.pb.h"
+#include "ft/proto/ftctl.pb.h"
 #include "ft/shared_disk/shared_directory.h"
 #include "ft/utc_time.h"
+#include "ftctl_json.h"
 
 namespace {
 
@@ -44,10 +45,24 @@ struct Failure {
   std::string message;
 };
 
+// --json: prints `message` as protobuf's JSON printer renders it (ftctl_json.h); 0, or 1 if
+// the printer failed.
+int PrintJson(const google::protobuf::Message& message) {
+  auto text = ft::cli::ToJson(message);
+  if (!text.ok()) {
+    std::fprintf(stderr, "ftctl: %s\n", text.status().message().c_str());
+    return kExitFailed;
+  }
+  std::printf("%s\n", text->c_str());
+  return 0;
+}
+
 int Fail(const Failure& f, bool json) {
   if (json) {
-    std::printf("%s\n",
-                nlohmann::json{{"error", f.message}, {"exit_code", f.exit_code}}.dump(2).c_str());
+    ft::proto::FtctlError error;
+    error.set_error(f.message);
+    error.set_exit_code(f.exit_code);
+    PrintJson(error);
   } else {
     std::fprintf(stderr, "ftctl: %s\n", f.message.c_str());
   }
@@ -82,33 +97,6 @@ std::string Bytes(double b) {
   return fmt::format("{:.1f} MiB", b / (1024 * 1024));
 }
 
-nlohmann::json NicJson(const ft::proto::VmStatus& vm) {
-  if (!vm.has_nic()) return nullptr;
-  const auto& n = vm.nic();
-  return {{"tap", n.tap()},
-          {"guest_connected", n.guest_connected()},
-          {"outbound", OutboundText(n.outbound())},
-          {"frames_out", n.frames_out()},
-          {"bytes_out", n.bytes_out()},
-          {"frames_in", n.frames_in()},
-          {"bytes_in", n.bytes_in()},
-          {"gate_held", n.gate_held()},
-          {"gate_released", n.gate_released()},
-          {"gate_released_open", n.gate_released_open()},
-          {"gate_released_on_open", n.gate_released_on_open()},
-          {"gate_delay_p50_us", n.gate_delay_p50_us()},
-          {"gate_delay_p99_us", n.gate_delay_p99_us()},
-          {"gate_delay_max_us", n.gate_delay_max_us()},
-          {"dropped_gate_full", n.dropped_gate_full()},
-          {"dropped_malformed", n.dropped_malformed()},
-          {"dropped_host_runts", n.dropped_host_runts()},
-          {"dropped_no_guest", n.dropped_no_guest()},
-          {"dropped_queue_full", n.dropped_queue_full()},
-          {"dropped_no_log_position", n.dropped_no_log_position()},
-          {"dropped_backup", n.dropped_backup()},
-          {"dropped_tap_errors", n.dropped_tap_errors()}};
-}
-
 uint64_t NicDrops(const ft::proto::NicStatus& n) {
   return n.dropped_gate_full() + n.dropped_malformed() + n.dropped_host_runts() +
          n.dropped_no_guest() + n.dropped_queue_full() + n.dropped_no_log_position() +
@@ -136,14 +124,6 @@ void PrintNic(const ft::proto::VmStatus& vm) {
   }
 }
 
-nlohmann::json ReprotectJson(const ft::proto::VmStatus& vm) {
-  if (!vm.has_reprotect()) return nullptr;
-  const auto& r = vm.reprotect();
-  return {
-      {"phase", r.phase()},       {"bytes_sent", r.bytes_sent()}, {"bytes_total", r.bytes_total()},
-      {"pause_ms", r.pause_ms()}, {"elapsed_ms", r.elapsed_ms()}, {"note", r.note()}};
-}
-
 void PrintReprotect(const ft::proto::VmStatus& vm) {
   if (!vm.has_reprotect()) return;
   const auto& r = vm.reprotect();
@@ -155,27 +135,6 @@ void PrintReprotect(const ft::proto::VmStatus& vm) {
   if (r.pause_ms() >= 0) std::printf(", paused %lld ms", static_cast<long long>(r.pause_ms()));
   std::printf(", %.1f s%s%s\n", double(r.elapsed_ms()) / 1000, r.note().empty() ? "" : ": ",
               r.note().c_str());
-}
-
-nlohmann::json FailoverJson(const ft::proto::VmStatus& vm) {
-  if (!vm.has_failover()) return nullptr;
-  const auto& f = vm.failover();
-  return {{"state", VmFtStateName(f.state())},
-          {"shared_storage", f.shared_storage()},
-          {"claims_sent", f.claims_sent()},
-          {"peer_lost_ns", f.peer_lost_ns()},
-          {"caught_up_ns", f.caught_up_ns()},
-          {"claim_won_ns", f.claim_won_ns()},
-          {"replay_ended_ns", f.replay_ended_ns()},
-          {"snapshot_saved_ns", f.snapshot_saved_ns()},
-          {"live_ns", f.live_ns()},
-          {"store_id", f.store_id()},
-          {"newest_claim", f.has_newest_claim()
-                               ? nlohmann::json{{"epoch", f.newest_claim().epoch()},
-                                                {"winner", f.newest_claim().winner()},
-                                                {"reason", f.newest_claim().reason()},
-                                                {"unix_time_ms", f.newest_claim().unix_time_ms()}}
-                               : nlohmann::json(nullptr)}};
 }
 
 // "+123 ms" after the peer was lost, for each failover step reached.
@@ -203,35 +162,6 @@ void PrintFailover(const ft::proto::VmStatus& vm) {
   step("replay at end of log", f.replay_ended_ns());
   step("snapshot saved", f.snapshot_saved_ns());
   step("live", f.live_ns());
-}
-
-nlohmann::json ToJson(const ft::proto::VmStatus& vm) {
-  return {{"name", vm.name()},
-          {"state", VmStateName(vm.state())},
-          {"mode", vm.mode()},
-          {"qemu_pid", vm.qemu_pid()},
-          {"uptime_ms", vm.uptime_ms()},
-          {"console_log", vm.console_log()},
-          {"monitor_socket", vm.monitor_socket()},
-          {"last_error", vm.last_error()},
-          {"role", FtRoleName(vm.role())},
-          {"ft_state", VmFtStateName(vm.ft_state())},
-          {"ft_note", vm.ft_note()},
-          {"epoch", vm.epoch()},
-          {"peer", vm.peer()},
-          {"log_bytes", vm.log_bytes()},
-          {"acked_bytes", vm.acked_bytes()},
-          {"log_bytes_per_sec", vm.log_bytes_per_sec()},
-          {"log_icount", vm.log_icount()},
-          {"replayed_icount", vm.replayed_icount()},
-          {"lag_instructions", vm.lag_instructions()},
-          {"lag_ms", vm.lag_ms()},
-          {"last_ack_ms_ago", vm.last_ack_ms_ago()},
-          {"paced_ms", vm.paced_ms()},
-          {"channel_rtt_us", vm.channel_rtt_us()},
-          {"nic", NicJson(vm)},
-          {"failover", FailoverJson(vm)},
-          {"reprotect", ReprotectJson(vm)}};
 }
 
 std::string Uptime(uint64_t ms) {
@@ -300,27 +230,6 @@ void PrintStatus(const ft::proto::VmStatus& vm, const std::string& node) {
     std::printf("Channel RTT: %.2f ms\n", double(vm.channel_rtt_us()) / 1000);
   PrintFailover(vm);
   PrintReprotect(vm);
-}
-
-nlohmann::json SwitchoverJson(const ft::proto::SwitchoverReport& s) {
-  nlohmann::json steps = nullptr;
-  if (s.has_peer_steps()) {
-    ft::proto::VmStatus carrier;
-    *carrier.mutable_failover() = s.peer_steps();
-    steps = FailoverJson(carrier);
-  }
-  return {{"vm", s.vm()},
-          {"kind", SwitchoverKindName(s.kind())},
-          {"from_node", s.from_node()},
-          {"to_node", s.to_node()},
-          {"epoch", s.epoch()},
-          {"stopped_ms", s.stopped_ms()},
-          {"drained_ms", s.drained_ms()},
-          {"live_ms", s.live_ms()},
-          {"log_bytes", s.log_bytes()},
-          {"peer_steps", steps},
-          {"protection_restored", s.protection_restored()},
-          {"protection_note", s.protection_note()}};
 }
 
 void PrintSwitchover(const ft::proto::SwitchoverReport& s) {
@@ -498,15 +407,15 @@ int main(int argc, char** argv) {
     // The id is what the two hosts compare when they connect: printed so that an operator can
     // tell two stores apart when the pair refuses to connect.
     if (json) {
-      std::printf(
-          "%s\n",
-          nlohmann::json{{"shared_storage", storage_dir}, {"store_id", *id}}.dump(2).c_str());
-    } else {
-      std::printf(
-          "'%s' is a claim store now (id %s); set 'shared_storage = %s' in both hosts' "
-          "[node] sections\n",
-          storage_dir.c_str(), id->c_str(), storage_dir.c_str());
+      ft::proto::FtctlStore store;
+      store.set_shared_storage(storage_dir);
+      store.set_store_id(*id);
+      return PrintJson(store);
     }
+    std::printf(
+        "'%s' is a claim store now (id %s); set 'shared_storage = %s' in both hosts' "
+        "[node] sections\n",
+        storage_dir.c_str(), id->c_str(), storage_dir.c_str());
     return 0;
   }
 
@@ -579,45 +488,27 @@ int main(int argc, char** argv) {
   if (*list) {
     LibvirtView libvirt = ReadLibvirt(uri);
     if (json) {
-      nlohmann::json out = {{"node", response.node()}, {"vms", nlohmann::json::array()}};
-      for (const auto& vm : response.vms()) {
-        auto j = ToJson(vm);
-        auto it = libvirt.domains.find(vm.name());
-        j["libvirt"] = it == libvirt.domains.end() ? nullptr : nlohmann::json(it->second);
-        out["vms"].push_back(j);
-      }
-      out["libvirt_domains"] = nlohmann::json::array();
-      for (const auto& [name, state] : libvirt.domains) {
-        bool on_ftd = false;
-        for (const auto& vm : response.vms()) on_ftd = on_ftd || vm.name() == name;
-        out["libvirt_domains"].push_back(
-            {{"name", name}, {"state", state}, {"ft", on_ftd ? "on this ftd" : "off"}});
-      }
-      out["libvirt_error"] = libvirt.error.empty() ? nullptr : nlohmann::json(libvirt.error);
-      std::printf("%s\n", out.dump(2).c_str());
-    } else {
-      PrintTable(response, libvirt.domains);
-      if (!libvirt.error.empty()) {
-        std::fprintf(stderr, "ftctl: libvirt's domains not listed: %s\n", libvirt.error.c_str());
-      }
+      ft::proto::FtctlList out;
+      ft::cli::MakeList(response, libvirt.domains, libvirt.error, &out);
+      return PrintJson(out);
+    }
+    PrintTable(response, libvirt.domains);
+    if (!libvirt.error.empty()) {
+      std::fprintf(stderr, "ftctl: libvirt's domains not listed: %s\n", libvirt.error.c_str());
     }
     return 0;
   }
   if (*failover || *drill) {
-    if (json) {
-      std::printf("%s\n", SwitchoverJson(response.switchover()).dump(2).c_str());
-    } else {
-      PrintSwitchover(response.switchover());
-    }
+    if (json) return PrintJson(response.switchover());
+    PrintSwitchover(response.switchover());
     return 0;
   }
   if (json) {
-    nlohmann::json out =
-        response.vms_size() > 0 ? ToJson(response.vms(0)) : nlohmann::json::object();
-    out["node"] = response.node();
-    if (*enable) out["warnings"] = warnings;
-    std::printf("%s\n", out.dump(2).c_str());
-    return 0;
+    ft::proto::FtctlVm out;
+    out.set_node(response.node());
+    if (response.vms_size() > 0) *out.mutable_vm() = response.vms(0);
+    for (const auto& w : warnings) out.add_warnings(w);
+    return PrintJson(out);
   }
   if (*enable) {
     for (const auto& w : warnings) std::printf("note: %s\n", w.c_str());

@@ -36,7 +36,7 @@ TEST(DiskTest, ReplicasAreIdenticalAfterACleanRun) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
+  ASSERT_TRUE(p.WaitForFtState(p.primary(), proto::VM_FT_STATE_PROTECTED, 60s).ok())
       << ReadFile(p.primary().ftd_log());
   RecordClient records;
   ASSERT_TRUE(records.Connect("127.0.0.1", options.vm.records_port, 90s).ok())
@@ -110,7 +110,7 @@ TEST(DiskTest, BackupWithADifferentReplicaIsRefused) {
       << ReadFile(p.backup().ftd_log());
   auto st = p.Status(p.primary());
   ASSERT_TRUE(st.ok());
-  EXPECT_EQ((*st)["ft_state"], "waiting-for-backup") << st->dump();
+  EXPECT_EQ((*st)["ft_state"], ProtoName(proto::VM_FT_STATE_WAITING_FOR_BACKUP)) << st->dump();
   auto backup = p.Status(p.backup());
   ASSERT_TRUE(backup.ok());
   EXPECT_EQ((*backup)["qemu_pid"], 0) << "no replayer may start on a differing replica";
@@ -184,8 +184,8 @@ void RecordsThroughADrill(bool quiet_at_kill) {
   ASSERT_GE(acked.load(), acked_at_kill + 30);
   auto live = p.Status(p.backup());
   ASSERT_TRUE(live.ok());
-  EXPECT_EQ((*live)["role"], "primary") << live->dump();
-  EXPECT_EQ((*live)["epoch"], 2) << live->dump();
+  EXPECT_EQ((*live)["role"], ProtoName(proto::FT_ROLE_PRIMARY)) << live->dump();
+  EXPECT_EQ(U64(*live, "epoch"), 2u) << live->dump();
 
   // Every acknowledged record is on the new primary's disk, in order, none torn.
   auto verify = records.VerifyAll(20s);

@@ -62,14 +62,12 @@ TEST(FailoverTest, DrillTheBackupGoesLiveAndTheClientsConnectionCarriesOn) {
     ASSERT_TRUE(st.ok());
     const auto& nic = (*st)["nic"];
     const auto& fo = (*st)["failover"];
-    EXPECT_EQ((*st)["role"], "primary");
-    EXPECT_EQ((*st)["epoch"].get<uint64_t>(), 2u) << "the new primary runs in the next epoch";
-    EXPECT_EQ(fo["state"], "unprotected");
+    EXPECT_EQ((*st)["role"], ProtoName(proto::FT_ROLE_PRIMARY));
+    EXPECT_EQ(U64(*st, "epoch"), 2u) << "the new primary runs in the next epoch";
+    EXPECT_EQ(fo["state"], ProtoName(proto::VM_FT_STATE_UNPROTECTED));
     EXPECT_FALSE(nic["tap"].get<std::string>().empty()) << "the new primary has no TAP";
-    EXPECT_EQ(nic["outbound"], "open");
-    auto ms = [&](const char* key) {
-      return (fo[key].get<int64_t>() - fo["peer_lost_ns"].get<int64_t>()) / 1000000;
-    };
+    EXPECT_EQ(nic["outbound"], ProtoName(proto::OUTBOUND_OPEN));
+    auto ms = [&](const char* key) { return (I64(fo, key) - I64(fo, "peer_lost_ns")) / 1000000; };
     std::printf(
         "drill %d: live %lld ms after the kill (caught up +%lld, claim won +%lld, end of log "
         "+%lld, snapshot +%lld, live +%lld ms after loss detected); client seq %llu -> %llu\n",
@@ -115,7 +113,7 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
     ++samples;
     // The primary's copy counts as live once its output flows again (unprotected); while it
     // arbitrates its gate holds everything.
-    bool a_live = a.live && a.ft_state == "unprotected";
+    bool a_live = a.live && a.ft_state == ProtoName(proto::VM_FT_STATE_UNPROTECTED);
     bool b_live = b.live;
     if (a_live && b_live && both_live++ == 0) {
       ADD_FAILURE() << "two live copies\nprimary: " << a.status.dump()
@@ -123,9 +121,12 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
                     << ReadFile(p.primary().ftd_log()) << "\nbackup ftd log:\n"
                     << ReadFile(p.backup().ftd_log());
     }
-    bool a_halted = a.ft_state == "halted" && a.status.value("qemu_pid", 0) == 0;
-    bool b_halted = b.failover_state == "halted" && b.status.value("qemu_pid", 0) == 0;
-    if ((a_live && b_halted) || (b_live && b.ft_state == "unprotected" && a_halted)) {
+    bool a_halted =
+        a.ft_state == ProtoName(proto::VM_FT_STATE_HALTED) && a.status.value("qemu_pid", 0) == 0;
+    bool b_halted = b.failover_state == ProtoName(proto::VM_FT_STATE_HALTED) &&
+                    b.status.value("qemu_pid", 0) == 0;
+    if ((a_live && b_halted) ||
+        (b_live && b.ft_state == ProtoName(proto::VM_FT_STATE_UNPROTECTED) && a_halted)) {
       settled = true;
       break;
     }
@@ -143,7 +144,8 @@ TEST(FailoverTest, PartitionLeavesExactlyOneLiveCopyAndTheClientIsServed) {
   std::this_thread::sleep_for(2s);
   a = View(p, p.primary());
   b = View(p, p.backup());
-  EXPECT_FALSE(a.live && a.ft_state == "unprotected" && b.live) << "two live copies after heal";
+  EXPECT_FALSE(a.live && a.ft_state == ProtoName(proto::VM_FT_STATE_UNPROTECTED) && b.live)
+      << "two live copies after heal";
 }
 
 TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
@@ -167,7 +169,7 @@ TEST(FailoverTest, NoCopyGoesLiveWhileTheSharedStorageIsUnreachable) {
     ASSERT_FALSE(b.live) << "went live without winning the claim: " << b.status.dump();
     std::this_thread::sleep_for(100ms);
   }
-  EXPECT_EQ(b.failover_state, "arbitrating") << b.status.dump();
+  EXPECT_EQ(b.failover_state, ProtoName(proto::VM_FT_STATE_ARBITRATING)) << b.status.dump();
   EXPECT_GE(b.status["failover"].value("claims_sent", 0), 2) << "claims are not retried";
   EXPECT_TRUE(b.status["nic"]["tap"].get<std::string>().empty()) << "took the network early";
 

@@ -93,23 +93,24 @@ class OperationsTest : public LibvirtLabTest {
         << ReadFile(a_->ftd_log());
   }
 
-  // `ftctl status` JSON of the domain on one side (null JSON if ftctl failed).
+  // The domain's VmStatus from `ftctl status --json` on one side (an empty object if ftctl
+  // failed).
   json Status(FtdInstance& side) {
-    return ParseJson(side.Ftctl({"status", domain_name_, "--json"}));
+    auto st = side.StatusJson(domain_name_);
+    return st.ok() ? *st : json::object();
   }
 
-  ft::Status WaitForState(FtdInstance& side, const std::string& ft_state,
+  ft::Status WaitForState(FtdInstance& side, proto::VmFtState ft_state,
                           std::chrono::milliseconds timeout) {
     auto deadline = Clock::now() + timeout;
     std::string last;
     while (Clock::now() < deadline) {
-      json st = Status(side);
-      if (!st.is_discarded()) last = st.value("ft_state", "");
-      if (last == ft_state) return ft::Status::Ok();
+      last = Status(side).value("ft_state", "");
+      if (last == ProtoName(ft_state)) return ft::Status::Ok();
       std::this_thread::sleep_for(100ms);
     }
     return Timeout(fmt::format("'{}' on {} is '{}' after {} ms, expected '{}'", domain_name_,
-                               side.node_name(), last, timeout.count(), ft_state));
+                               side.node_name(), last, timeout.count(), ProtoName(ft_state)));
   }
 
   std::string Logs() {
@@ -123,9 +124,9 @@ class OperationsTest : public LibvirtLabTest {
     ASSERT_EQ(enabled.exit_code, 0) << enabled.output << Logs();
     EXPECT_NE(enabled.output.find("FT is on for '" + domain_name_ + "'"), std::string::npos)
         << enabled.output;
-    ASSERT_TRUE(WaitForState(*a_, "protected", 90s).ok()) << Logs();
+    ASSERT_TRUE(WaitForState(*a_, proto::VM_FT_STATE_PROTECTED, 90s).ok()) << Logs();
     json backup = Status(*b_);
-    EXPECT_EQ(backup.value("role", ""), "backup") << backup.dump();
+    EXPECT_EQ(backup.value("role", ""), ProtoName(proto::FT_ROLE_BACKUP)) << backup.dump();
     EXPECT_EQ(backup.value("peer", ""), "test-hostA") << backup.dump();
   }
 
@@ -178,17 +179,18 @@ TEST_F(OperationsTest, EnableRefusalsPlannedFailoverAndDisable) {
   EXPECT_NE(wrong_side.output.find("run it on 'test-hostA'"), std::string::npos)
       << wrong_side.output;
 
-  // list: ftd's VM with its libvirt state, and the domain FT is off for.
+  // list: ftd's VM, its libvirt domain (FT on), and the domain FT is off for.
   auto list = ParseJson(a_->Ftctl({"list", "--json"}));
   ASSERT_FALSE(list.is_discarded());
   ASSERT_EQ(list["vms"].size(), 1u) << list.dump();
   EXPECT_EQ(list["vms"][0]["name"], domain_name_);
-  EXPECT_EQ(list["vms"][0]["role"], "primary");
-  EXPECT_EQ(list["vms"][0]["libvirt"], "shut off");
-  bool listed_bad = false;
+  EXPECT_EQ(list["vms"][0]["role"], ProtoName(proto::FT_ROLE_PRIMARY));
+  bool listed_vm = false, listed_bad = false;
   for (const auto& d : list["libvirt_domains"]) {
+    if (d["name"] == domain_name_) listed_vm = d["state"] == "shut off" && d["ft"] == "on this ftd";
     if (d["name"] == bad_name) listed_bad = d["ft"] == "off";
   }
+  EXPECT_TRUE(listed_vm) << list.dump();
   EXPECT_TRUE(listed_bad) << list.dump();
   auto table = a_->Ftctl({"list"});
   EXPECT_NE(table.output.find("LIBVIRT"), std::string::npos) << table.output;
@@ -203,23 +205,23 @@ TEST_F(OperationsTest, EnableRefusalsPlannedFailoverAndDisable) {
   ASSERT_EQ(failover.exit_code, 0) << failover.output << Logs();
   json report = ParseJson(failover);
   ASSERT_FALSE(report.is_discarded()) << failover.output;
-  EXPECT_EQ(report["kind"], "failover");
+  EXPECT_EQ(report["kind"], ProtoName(proto::SWITCHOVER_KIND_FAILOVER));
   EXPECT_EQ(report["from_node"], "test-hostA");
   EXPECT_EQ(report["to_node"], "test-hostB");
-  EXPECT_EQ(report["epoch"], 2);
+  EXPECT_EQ(U64(report, "epoch"), 2u);
   EXPECT_GT(report["live_ms"].get<double>(), 0);
   EXPECT_LT(report["live_ms"].get<double>(), 10000);
-  EXPECT_GT(report["log_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GT(U64(report, "log_bytes"), 0u);
   std::printf("planned failover: drained %.0f ms, live on B %.0f ms after the request\n",
               report["drained_ms"].get<double>(), report["live_ms"].get<double>());
   ASSERT_TRUE(Converse(client, 40).ok()) << Logs();
   EXPECT_GT(client.last_seq(), seq_before + 30);
 
   json live = Status(*b_);
-  EXPECT_EQ(live.value("role", ""), "primary") << live.dump();
-  EXPECT_EQ(live.value("epoch", 0), 2) << live.dump();
-  EXPECT_EQ(live["nic"].value("outbound", ""), "open") << live.dump();
-  EXPECT_EQ(Status(*a_).value("ft_state", ""), "halted");
+  EXPECT_EQ(live.value("role", ""), ProtoName(proto::FT_ROLE_PRIMARY)) << live.dump();
+  EXPECT_EQ(U64(live, "epoch"), 2u) << live.dump();
+  EXPECT_EQ(live["nic"].value("outbound", ""), ProtoName(proto::OUTBOUND_OPEN)) << live.dump();
+  EXPECT_EQ(Status(*a_).value("ft_state", ""), ProtoName(proto::VM_FT_STATE_HALTED));
 
   // Turning FT off: the halted copy on A goes; B's copy runs on, unprotected.
   auto off_a = a_->Ftctl({"disable", domain_name_});
@@ -246,16 +248,15 @@ TEST_F(OperationsTest, DrillKillsThePrimaryAndReportsTheTakeover) {
   ASSERT_EQ(drill.exit_code, 0) << drill.output << Logs();
   json report = ParseJson(drill);
   ASSERT_FALSE(report.is_discarded()) << drill.output;
-  EXPECT_EQ(report["kind"], "drill");
+  EXPECT_EQ(report["kind"], ProtoName(proto::SWITCHOVER_KIND_DRILL));
   EXPECT_EQ(report["to_node"], "test-hostB");
-  EXPECT_EQ(report["epoch"], 2);
+  EXPECT_EQ(U64(report, "epoch"), 2u);
   EXPECT_FALSE(report["protection_restored"].get<bool>());
   EXPECT_NE(report["protection_note"].get<std::string>().find("unprotected"), std::string::npos);
   // Host B noticed by its heartbeat timeout (1 s), not by a closed connection.
   double live_ms = report["live_ms"].get<double>();
   const json& steps = report["peer_steps"];
-  double on_b =
-      double(steps["live_ns"].get<int64_t>() - steps["peer_lost_ns"].get<int64_t>()) / 1e6;
+  double on_b = double(I64(steps, "live_ns") - I64(steps, "peer_lost_ns")) / 1e6;
   EXPECT_GE(live_ms - on_b, 900) << report.dump(2);
   EXPECT_LT(live_ms, 5000) << report.dump(2);
   std::printf("drill: live on B %.0f ms after the kill (detection %.0f ms, B's go-live %.0f ms)\n",
@@ -266,7 +267,7 @@ TEST_F(OperationsTest, DrillKillsThePrimaryAndReportsTheTakeover) {
   EXPECT_NE(text.output.find("killed by a failover drill"), std::string::npos) << text.output;
   ASSERT_TRUE(Converse(client, 40).ok()) << Logs();
   json live = Status(*b_);
-  EXPECT_EQ(live.value("role", ""), "primary") << live.dump();
+  EXPECT_EQ(live.value("role", ""), ProtoName(proto::FT_ROLE_PRIMARY)) << live.dump();
   // A second drill has nothing to take over.
   auto second = a_->Ftctl({"drill", domain_name_});
   EXPECT_EQ(second.exit_code, 7) << second.output;
@@ -304,9 +305,9 @@ TEST_F(OperationsTest, EnableCreatesTheBackupsDiskReplica) {
   EXPECT_TRUE(WaitForFileContaining(b_->ftd_log(), "replica of disk.vda verified", 5s));
   std::string saved = domain_name_;
   domain_name_ = name;  // Status() and WaitForState() look at this VM now
-  ASSERT_TRUE(WaitForState(*a_, "protected", 90s).ok()) << Logs();
+  ASSERT_TRUE(WaitForState(*a_, proto::VM_FT_STATE_PROTECTED, 90s).ok()) << Logs();
   json backup = Status(*b_);
-  EXPECT_EQ(backup.value("role", ""), "backup") << backup.dump();
+  EXPECT_EQ(backup.value("role", ""), ProtoName(proto::FT_ROLE_BACKUP)) << backup.dump();
 
   // The guest writes to it through lockstep.
   RecordClient records;

@@ -7,6 +7,7 @@
 
 #include "ftd_instance.h"
 #include "guest_client.h"
+#include "json_fields.h"
 
 namespace ft::testing {
 namespace {
@@ -38,14 +39,16 @@ TEST(FtctlTest, ListAndStatusOfARunningVm) {
   EXPECT_EQ(parsed["node"], "test-ftctl");
   ASSERT_EQ(parsed["vms"].size(), 1u);
   EXPECT_EQ(parsed["vms"][0]["name"], "web1");
-  EXPECT_EQ(parsed["vms"][0]["state"], "running");
+  EXPECT_EQ(parsed["vms"][0]["state"], ProtoName(proto::RUN_STATE_RUNNING));
   EXPECT_GT(parsed["vms"][0]["qemu_pid"].get<int>(), 0);
 
   auto status = ftd.Ftctl({"status", "web1", "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.output;
   parsed = nlohmann::json::parse(status.output, nullptr, false);
-  EXPECT_EQ(parsed["state"], "running");
-  EXPECT_EQ(parsed["console_log"], ftd.console_log("web1"));
+  ASSERT_FALSE(parsed.is_discarded()) << status.output;
+  EXPECT_EQ(parsed["node"], "test-ftctl");
+  EXPECT_EQ(parsed["vm"]["state"], ProtoName(proto::RUN_STATE_RUNNING)) << status.output;
+  EXPECT_EQ(parsed["vm"]["console_log"], ftd.console_log("web1"));
 
   auto text = ftd.Ftctl({"status", "web1"});
   EXPECT_EQ(text.exit_code, 0);

@@ -42,9 +42,10 @@ struct LagSampler {
       while (!stop) {
         auto primary = pair.Status(pair.primary());
         auto backup = pair.Status(pair.backup());
-        if (primary.ok() && backup.ok() && primary->value("ft_state", "") == "protected") {
-          uint64_t end = primary->value("log_icount", uint64_t{0});
-          uint64_t replayed = backup->value("replayed_icount", uint64_t{0});
+        if (primary.ok() && backup.ok() &&
+            primary->value("ft_state", "") == ProtoName(proto::VM_FT_STATE_PROTECTED)) {
+          uint64_t end = U64(*primary, "log_icount");
+          uint64_t replayed = U64(*backup, "replayed_icount");
           double lag = end > replayed ? static_cast<double>(end - replayed) * 32 / 1e6 : 0;
           if (lag > max_lag_ms.load()) {
             std::lock_guard lock(mu);
@@ -52,7 +53,7 @@ struct LagSampler {
           }
           max_lag_ms = std::max(max_lag_ms.load(), lag);
           max_primary_view_ms = std::max(max_primary_view_ms.load(), primary->value("lag_ms", 0.0));
-          paced_ms = primary->value("paced_ms", uint64_t{0});
+          paced_ms = U64(*primary, "paced_ms");
           ++samples;
         }
         std::this_thread::sleep_for(every);
@@ -95,7 +96,7 @@ TEST(LockstepTest, BackupConsoleIsByteIdenticalAfterTwoMinutesOfGuestTime) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
+  ASSERT_TRUE(p.WaitForFtState(p.primary(), proto::VM_FT_STATE_PROTECTED, 60s).ok())
       << ReadFile(p.primary().ftd_log()) << ReadFile(p.backup().ftd_log());
   LagSampler lag(p, 250ms);
 
@@ -117,11 +118,13 @@ TEST(LockstepTest, BackupConsoleIsByteIdenticalAfterTwoMinutesOfGuestTime) {
 
   auto backup_status = p.Status(p.backup());
   ASSERT_TRUE(backup_status.ok()) << backup_status.status().ToString();
-  EXPECT_EQ((*backup_status)["ft_state"], "replaying") << backup_status->dump();
+  EXPECT_EQ((*backup_status)["ft_state"], ProtoName(proto::VM_FT_STATE_REPLAYING))
+      << backup_status->dump();
   auto primary_status = p.Status(p.primary());
   ASSERT_TRUE(primary_status.ok());
-  EXPECT_EQ((*primary_status)["ft_state"], "protected") << primary_status->dump();
-  EXPECT_GT((*primary_status)["acked_bytes"].get<uint64_t>(), 100000u);
+  EXPECT_EQ((*primary_status)["ft_state"], ProtoName(proto::VM_FT_STATE_PROTECTED))
+      << primary_status->dump();
+  EXPECT_GT(U64(*primary_status, "acked_bytes"), 100000u);
   lag.Stop();
 
   Status drained = p.StopPrimaryAndDrain(120s);
@@ -155,12 +158,13 @@ TEST(LockstepTest, BackupWithAnotherVmDefinitionIsRefusedByName) {
       << ReadFile(p.backup().ftd_log());
   auto st = p.Status(p.primary());
   ASSERT_TRUE(st.ok());
-  EXPECT_EQ((*st)["ft_state"], "waiting-for-backup") << st->dump();
+  EXPECT_EQ((*st)["ft_state"], ProtoName(proto::VM_FT_STATE_WAITING_FOR_BACKUP)) << st->dump();
   EXPECT_NE(st->value("ft_note", "").find("VM definitions differ"), std::string::npos)
       << st->dump();
   auto backup = p.Status(p.backup());
   ASSERT_TRUE(backup.ok());
-  EXPECT_EQ((*backup)["ft_state"], "waiting-for-primary") << backup->dump();
+  EXPECT_EQ((*backup)["ft_state"], ProtoName(proto::VM_FT_STATE_WAITING_FOR_PRIMARY))
+      << backup->dump();
   EXPECT_EQ((*backup)["qemu_pid"], 0) << "no replayer may start for a refused primary";
 }
 
@@ -194,7 +198,7 @@ TEST(LockstepTest, LagStaysBoundedWithChannelLatencyAndASlowedBackup) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok())
+  ASSERT_TRUE(p.WaitForFtState(p.primary(), proto::VM_FT_STATE_PROTECTED, 60s).ok())
       << ReadFile(p.primary().ftd_log());
   ASSERT_TRUE(WaitForFileContaining(p.backup().console_log(p.vm()), "cpu: round 1 ", 120s))
       << ReadFile(p.backup().ftd_log());
@@ -226,7 +230,8 @@ TEST(LockstepTest, LagStaysBoundedWithChannelLatencyAndASlowedBackup) {
   }
   auto primary_status = p.Status(p.primary());
   ASSERT_TRUE(primary_status.ok());
-  EXPECT_EQ((*primary_status)["ft_state"], "protected") << primary_status->dump();
+  EXPECT_EQ((*primary_status)["ft_state"], ProtoName(proto::VM_FT_STATE_PROTECTED))
+      << primary_status->dump();
   Status drained = p.StopPrimaryAndDrain(120s);
   ASSERT_TRUE(drained.ok()) << drained.ToString() << "\n" << ReadFile(p.backup().ftd_log());
   ExpectIdenticalConsoles(p);
@@ -282,7 +287,7 @@ void BackupFailureTest(int signal, const char* what) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok());
+  ASSERT_TRUE(p.WaitForFtState(p.primary(), proto::VM_FT_STATE_PROTECTED, 60s).ok());
   ASSERT_TRUE(WaitForFileContaining(p.primary().console_log(p.vm()), "ftguest: ready", 150s))
       << ReadFile(p.primary().ftd_log());
   StreamClient client;
@@ -290,7 +295,8 @@ void BackupFailureTest(int signal, const char* what) {
   ASSERT_TRUE(client.ReadStream(20, 20s).ok());
   auto protected_status = p.Status(p.primary());
   ASSERT_TRUE(protected_status.ok());
-  ASSERT_EQ((*protected_status)["ft_state"], "protected") << protected_status->dump();
+  ASSERT_EQ((*protected_status)["ft_state"], ProtoName(proto::VM_FT_STATE_PROTECTED))
+      << protected_status->dump();
 
   auto before = LongestStreamGap(client, 2s, p);
   auto failed_at = Clock::now();
@@ -298,7 +304,7 @@ void BackupFailureTest(int signal, const char* what) {
   // The primary's own view, polled while the stream is read.
   std::atomic<int64_t> detected_ms{-1};
   std::thread watcher([&] {
-    if (p.WaitForFtState(p.primary(), "unprotected", 4s).ok()) {
+    if (p.WaitForFtState(p.primary(), proto::VM_FT_STATE_UNPROTECTED, 4s).ok()) {
       detected_ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - failed_at).count();
     }

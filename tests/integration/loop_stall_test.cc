@@ -118,11 +118,13 @@ TEST_F(LoopStallTest, BackupHostServesAnEnableWithADiskCopyWithoutStalling) {
         bad = fmt::format("ftd did not answer status within 2 s (A {}, B {})", p.reachable,
                           q.reachable);
       } else {
-        if (p.role != "primary" || p.ft_state != "protected") {
+        if (p.role != ProtoName(proto::FT_ROLE_PRIMARY) ||
+            p.ft_state != ProtoName(proto::VM_FT_STATE_PROTECTED)) {
           ++watch.primary_not_protected;
           bad = "A: " + p.status.dump();
         }
-        if (q.role != "backup" || q.ft_state != "replaying") {
+        if (q.role != ProtoName(proto::FT_ROLE_BACKUP) ||
+            q.ft_state != ProtoName(proto::VM_FT_STATE_REPLAYING)) {
           ++watch.backup_not_replaying;
           bad = "B: " + q.status.dump();
         }
@@ -139,7 +141,7 @@ TEST_F(LoopStallTest, BackupHostServesAnEnableWithADiskCopyWithoutStalling) {
   auto vm2_protected = Timeout("not checked");
   for (auto deadline = Clock::now() + 90s; Clock::now() < deadline;) {
     SideView v = ProbeOf(a, vm2);
-    if (v.reachable && v.ft_state == "protected") {
+    if (v.reachable && v.ft_state == ProtoName(proto::VM_FT_STATE_PROTECTED)) {
       vm2_protected = ft::Status::Ok();
       break;
     }

@@ -61,15 +61,15 @@ TEST(OutputCommitTest, ClientPingsAndTalksToAProtectedVmThroughTheGate) {
   ASSERT_TRUE(pn.is_object()) << primary->dump();
   ASSERT_TRUE(bn.is_object()) << backup->dump();
   std::printf("primary NIC: %s\nbackup NIC: %s\n", pn.dump().c_str(), bn.dump().c_str());
-  EXPECT_EQ(pn["outbound"], "gated");
-  EXPECT_GT(pn["frames_out"].get<uint64_t>(), 200u);
-  EXPECT_GT(pn["frames_in"].get<uint64_t>(), 20u);
-  EXPECT_EQ(pn["gate_released_open"].get<uint64_t>(), 0u) << "a frame left without an ack";
-  EXPECT_EQ(bn["outbound"], "drop");
+  EXPECT_EQ(pn["outbound"], ProtoName(proto::OUTBOUND_GATED));
+  EXPECT_GT(U64(pn, "frames_out"), 200u);
+  EXPECT_GT(U64(pn, "frames_in"), 20u);
+  EXPECT_EQ(U64(pn, "gate_released_open"), 0u) << "a frame left without an ack";
+  EXPECT_EQ(bn["outbound"], ProtoName(proto::OUTBOUND_DROP));
   // QEMU's filter-replay already swallows a replaying guest's frames; ftd would drop any.
-  EXPECT_EQ(bn["frames_out"].get<uint64_t>(), 0u);
+  EXPECT_EQ(U64(bn, "frames_out"), 0u);
   EXPECT_TRUE(bn["tap"].get<std::string>().empty()) << "a backup has no port on the network";
-  EXPECT_EQ((*primary)["ft_state"], "protected");
+  EXPECT_EQ((*primary)["ft_state"], ProtoName(proto::VM_FT_STATE_PROTECTED));
 
   client.Close();
   Status drained = p.StopPrimaryAndDrain(120s);
@@ -119,12 +119,12 @@ TEST(OutputCommitTest, AHungBackupHoldsOutputOnlyUntilTheHeartbeatTimeout) {
   std::printf("hung backup: longest stream silence %lld ms (heartbeat timeout %d ms); %s\n",
               static_cast<long long>(longest.count()), options.heartbeat_timeout_ms,
               nic.dump().c_str());
-  EXPECT_EQ((*status)["ft_state"], "unprotected");
+  EXPECT_EQ((*status)["ft_state"], ProtoName(proto::VM_FT_STATE_UNPROTECTED));
   EXPECT_GE(longest.count(), 500) << "frames left while nothing acked them";
   EXPECT_LE(longest.count(), options.heartbeat_timeout_ms + 700);
-  EXPECT_EQ(nic["outbound"], "open");
-  EXPECT_EQ(nic["gate_held"].get<uint64_t>(), 0u);
-  EXPECT_GT(nic["gate_released_on_open"].get<uint64_t>(), 0u)
+  EXPECT_EQ(nic["outbound"], ProtoName(proto::OUTBOUND_OPEN));
+  EXPECT_EQ(U64(nic, "gate_held"), 0u);
+  EXPECT_GT(U64(nic, "gate_released_on_open"), 0u)
       << "no frame was held for the hung backup: the gate did not gate";
 }
 
@@ -188,7 +188,7 @@ TEST(OutputCommitTest, NoFrameReachesTheClientBeforeTheBackupHasTheLogThatCovers
   (*capture)->Stop();
   auto status = p.Status(p.primary());
   ASSERT_TRUE(status.ok());
-  EXPECT_EQ((*status)["ft_state"], "protected") << status->dump();
+  EXPECT_EQ((*status)["ft_state"], ProtoName(proto::VM_FT_STATE_PROTECTED)) << status->dump();
 
   auto frames = (*capture)->frames();
   auto gate = ReadGateTrace(traces + "/gate");

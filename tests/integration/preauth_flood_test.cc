@@ -297,15 +297,15 @@ TEST(PreauthFloodTest, ProtectedPairKeepsItsLagAndHeartbeats) {
   auto pair = LockstepPair::Start(options);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   auto& p = **pair;
-  ASSERT_TRUE(p.WaitForFtState(p.primary(), "protected", 60s).ok()) << BothLogs(p);
+  ASSERT_TRUE(p.WaitForFtState(p.primary(), proto::VM_FT_STATE_PROTECTED, 60s).ok()) << BothLogs(p);
   ASSERT_TRUE(WaitForFileContaining(p.backup().console_log(p.vm()), "cpu: round 1 ", 120s))
       << BothLogs(p);
   const uint16_t port = ListenPort(p.backup().config_path());
   ASSERT_NE(port, 0);
   auto first = p.Status(p.primary());
   ASSERT_TRUE(first.ok());
-  const uint64_t epoch = first->value("epoch", uint64_t{0});
-  const uint64_t acked_before = first->value("acked_bytes", uint64_t{0});
+  const uint64_t epoch = U64(*first, "epoch");
+  const uint64_t acked_before = U64(*first, "acked_bytes");
 
   // Both sides' status every 250 ms while the backup's port is flooded.
   std::atomic<bool> stop{false};
@@ -318,14 +318,14 @@ TEST(PreauthFloodTest, ProtectedPairKeepsItsLagAndHeartbeats) {
       auto backup = p.Status(p.backup());
       if (primary.ok() && backup.ok()) {
         ++samples;
-        if (primary->value("ft_state", "") != "protected" ||
-            backup->value("ft_state", "") != "replaying") {
+        if (primary->value("ft_state", "") != ProtoName(proto::VM_FT_STATE_PROTECTED) ||
+            backup->value("ft_state", "") != ProtoName(proto::VM_FT_STATE_REPLAYING)) {
           if (not_protected.empty()) {
             not_protected = "primary: " + primary->dump() + "\nbackup: " + backup->dump();
           }
         }
-        uint64_t end = primary->value("log_icount", uint64_t{0});
-        uint64_t replayed = backup->value("replayed_icount", uint64_t{0});
+        uint64_t end = U64(*primary, "log_icount");
+        uint64_t replayed = U64(*backup, "replayed_icount");
         double lag = end > replayed ? static_cast<double>(end - replayed) * 32 / 1e6 : 0;
         max_lag_ms = std::max(max_lag_ms.load(), lag);
       }
@@ -342,13 +342,13 @@ TEST(PreauthFloodTest, ProtectedPairKeepsItsLagAndHeartbeats) {
       "protected pair under the flood: max lag %.1f ms (bound %d) over %d samples, "
       "channel rtt %llu us, %llu log bytes acked meanwhile\n",
       max_lag_ms.load(), options.max_lag_ms, samples.load(),
-      static_cast<unsigned long long>(last->value("channel_rtt_us", uint64_t{0})),
-      static_cast<unsigned long long>(last->value("acked_bytes", uint64_t{0}) - acked_before));
+      static_cast<unsigned long long>(U64(*last, "channel_rtt_us")),
+      static_cast<unsigned long long>(U64(*last, "acked_bytes") - acked_before));
   EXPECT_GT(samples.load(), 10);
   EXPECT_TRUE(not_protected.empty()) << not_protected << BothLogs(p);
   EXPECT_LE(max_lag_ms.load(), options.max_lag_ms);
-  EXPECT_EQ(last->value("epoch", uint64_t{0}), epoch) << "a failover happened";
-  EXPECT_GT(last->value("acked_bytes", uint64_t{0}), acked_before) << "acks stopped";
+  EXPECT_EQ(U64(*last, "epoch"), epoch) << "a failover happened";
+  EXPECT_GT(U64(*last, "acked_bytes"), acked_before) << "acks stopped";
   for (FtdInstance* side : {&p.primary(), &p.backup()}) {
     const std::string log = ReadFile(side->ftd_log());
     EXPECT_EQ(log.find("no frame from peer"), std::string::npos) << BothLogs(p);

@@ -77,6 +77,13 @@ class RecordWriter {
   Status status_;
 };
 
+// The VM's status in what `ftctl enable VM --json` printed (its "vm"), an empty object if none.
+json EnabledVm(const CommandOutput& out) {
+  json printed = json::parse(out.output, nullptr, false);
+  if (!printed.is_object() || !printed.contains("vm")) return json::object();
+  return printed["vm"];
+}
+
 // Polls until `side` reports the VM as the protected primary (its reprotect status, if any,
 // is in the returned status), or fails with both logs.
 Result<json> WaitUntilProtected(FtdInstance& side, FtdInstance& other, const std::string& vm,
@@ -90,8 +97,8 @@ Result<json> WaitUntilProtected(FtdInstance& side, FtdInstance& other, const std
       const json& rp = last.contains("reprotect") ? last["reprotect"] : json();
       bool attempt_over = !rp.is_object() || rp.value("phase", "") == "protected" ||
                           rp.value("phase", "") == "failed";
-      if (last.value("role", "") == "primary" && last.value("ft_state", "") == "protected" &&
-          attempt_over) {
+      if (last.value("role", "") == ProtoName(proto::FT_ROLE_PRIMARY) &&
+          last.value("ft_state", "") == ProtoName(proto::VM_FT_STATE_PROTECTED) && attempt_over) {
         return last;
       }
     }
@@ -167,18 +174,18 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   const json& rp = (*reprotected)["reprotect"];
   ASSERT_TRUE(rp.is_object()) << reprotected->dump(2);
   EXPECT_EQ(rp.value("phase", ""), "protected") << rp.dump();
-  EXPECT_GT(rp.value("bytes_total", uint64_t{0}), 0u) << rp.dump();
-  EXPECT_EQ(rp.value("bytes_sent", uint64_t{0}), rp.value("bytes_total", uint64_t{0}));
-  EXPECT_GE(rp.value("pause_ms", int64_t{-1}), 0) << rp.dump();
-  EXPECT_EQ(reprotected->value("epoch", 0), 2) << reprotected->dump(2);
+  EXPECT_GT(U64(rp, "bytes_total"), 0u) << rp.dump();
+  EXPECT_EQ(U64(rp, "bytes_sent"), U64(rp, "bytes_total"));
+  EXPECT_GE(I64(rp, "pause_ms", -1), 0) << rp.dump();
+  EXPECT_EQ(U64(*reprotected, "epoch"), 2u) << reprotected->dump(2);
   auto a_view = View(p, a);
-  EXPECT_EQ(a_view.role, "backup") << a_view.status.dump(2);
+  EXPECT_EQ(a_view.role, ProtoName(proto::FT_ROLE_BACKUP)) << a_view.status.dump(2);
   EXPECT_EQ(a_view.epoch, 2u) << a_view.status.dump(2);
   std::printf(
       "re-protected %.1f s after host A's ftd restarted: paused %lld ms, %.1f MiB "
       "shipped\n",
-      protected_after_s, static_cast<long long>(rp.value("pause_ms", int64_t{-1})),
-      double(rp.value("bytes_total", uint64_t{0})) / (1 << 20));
+      protected_after_s, static_cast<long long>(I64(rp, "pause_ms", -1)),
+      double(U64(rp, "bytes_total")) / (1 << 20));
 
   // The client's stream and records go on through the re-protection.
   ASSERT_TRUE(Converse(f.client, 30).ok()) << BothLogs(p);
@@ -218,7 +225,7 @@ TEST(ReprotectTest, ReturningHostBecomesTheBackupAndTakesOverTheNextFailover) {
   Status served = Converse(f.client, 20);
   ASSERT_TRUE(served.ok()) << served.ToString() << "\n" << a.LogTail();
   auto a_live = View(p, a);
-  EXPECT_EQ(a_live.role, "primary") << a_live.status.dump(2);
+  EXPECT_EQ(a_live.role, ProtoName(proto::FT_ROLE_PRIMARY)) << a_live.status.dump(2);
   EXPECT_EQ(a_live.epoch, 3u) << a_live.status.dump(2);
 
   // 5. Every acknowledged record is on A's disk, in order, none torn.
@@ -263,18 +270,19 @@ TEST_F(RunningUnprotectedTest, EnableGivesItABackupWithoutARestart) {
   uint64_t seq_before = f.client.last_seq();
   auto before = a.StatusJson(p.vm());
   ASSERT_TRUE(before.ok());
-  EXPECT_NE(before->value("ft_state", ""), "protected") << before->dump(2);
+  EXPECT_NE(before->value("ft_state", ""), ProtoName(proto::VM_FT_STATE_PROTECTED))
+      << before->dump(2);
 
   // enable of the running VM: no libvirt domain needed, no restart of the guest.
   auto on = a.Ftctl({"enable", p.vm(), "--json"}, 300s);
   ASSERT_EQ(on.exit_code, 0) << on.output << BothLogs(p);
-  json reply = json::parse(on.output, nullptr, false);
-  ASSERT_FALSE(reply.is_discarded()) << on.output;
-  EXPECT_EQ(reply.value("ft_state", ""), "protected") << reply.dump(2);
+  json reply = EnabledVm(on);
+  ASSERT_FALSE(reply.empty()) << on.output;
+  EXPECT_EQ(reply.value("ft_state", ""), ProtoName(proto::VM_FT_STATE_PROTECTED)) << reply.dump(2);
   ASSERT_TRUE(reply["reprotect"].is_object()) << reply.dump(2);
   EXPECT_EQ(reply["reprotect"].value("phase", ""), "protected") << reply.dump(2);
   auto b_view = View(p, b);
-  EXPECT_EQ(b_view.role, "backup") << b_view.status.dump(2);
+  EXPECT_EQ(b_view.role, ProtoName(proto::FT_ROLE_BACKUP)) << b_view.status.dump(2);
   EXPECT_GT(b_view.qemu_pid, 0) << b_view.status.dump(2);
 
   // The same guest on the same TCP connection: its stream's sequence goes on.
@@ -283,9 +291,9 @@ TEST_F(RunningUnprotectedTest, EnableGivesItABackupWithoutARestart) {
   std::printf(
       "enable of the running VM: paused %lld ms, %.1f MiB shipped, protected after "
       "%.1f s; stream line %llu -> %llu on one connection\n",
-      static_cast<long long>(reply["reprotect"].value("pause_ms", int64_t{-1})),
-      double(reply["reprotect"].value("bytes_total", uint64_t{0})) / (1 << 20),
-      double(reply["reprotect"].value("elapsed_ms", int64_t{0})) / 1000,
+      static_cast<long long>(I64(reply["reprotect"], "pause_ms", -1)),
+      double(U64(reply["reprotect"], "bytes_total")) / (1 << 20),
+      double(I64(reply["reprotect"], "elapsed_ms")) / 1000,
       static_cast<unsigned long long>(seq_before),
       static_cast<unsigned long long>(f.client.last_seq()));
 
@@ -293,8 +301,9 @@ TEST_F(RunningUnprotectedTest, EnableGivesItABackupWithoutARestart) {
   std::this_thread::sleep_for(3s);
   auto now = a.StatusJson(p.vm());
   ASSERT_TRUE(now.ok());
-  EXPECT_EQ(now->value("ft_state", ""), "protected") << now->dump(2) << BothLogs(p);
-  EXPECT_GT(now->value("acked_bytes", uint64_t{0}), 0u) << now->dump(2);
+  EXPECT_EQ(now->value("ft_state", ""), ProtoName(proto::VM_FT_STATE_PROTECTED))
+      << now->dump(2) << BothLogs(p);
+  EXPECT_GT(U64(*now, "acked_bytes"), 0u) << now->dump(2);
 }
 
 // The peer's ftd dies while the snapshot is on its way: the VM runs on unprotected on A (it
@@ -331,18 +340,21 @@ TEST_F(RunningUnprotectedTest, APeerLostWhileShippingLeavesItRunningAndTheNextAt
   while (Clock::now() < deadline) {
     auto s = a.StatusJson(p.vm());
     if (s.ok()) st = *s;
-    if (st.value("ft_state", "") == "off" || st.value("ft_state", "") == "unprotected") break;
+    if (st.value("ft_state", "") == ProtoName(proto::VM_FT_STATE_OFF) ||
+        st.value("ft_state", "") == ProtoName(proto::VM_FT_STATE_UNPROTECTED))
+      break;
     std::this_thread::sleep_for(200ms);
   }
-  EXPECT_TRUE(st.value("ft_state", "") == "off" || st.value("ft_state", "") == "unprotected")
+  EXPECT_TRUE(st.value("ft_state", "") == ProtoName(proto::VM_FT_STATE_OFF) ||
+              st.value("ft_state", "") == ProtoName(proto::VM_FT_STATE_UNPROTECTED))
       << st.dump(2) << "\n"
       << a.LogTail();
   EXPECT_GT(st.value("qemu_pid", 0), 0) << st.dump(2);
   ASSERT_TRUE(st["reprotect"].is_object()) << st.dump(2);
   EXPECT_EQ(st["reprotect"].value("phase", ""), "failed") << st.dump(2);
   EXPECT_FALSE(st["reprotect"].value("note", "").empty()) << st.dump(2);
-  EXPECT_EQ(st.value("epoch", 0), 3) << "the failed attempt must claim the next epoch first\n"
-                                     << st.dump(2);
+  EXPECT_EQ(U64(st, "epoch"), 3u) << "the failed attempt must claim the next epoch first\n"
+                                  << st.dump(2);
   ASSERT_TRUE(Converse(f.client, 20).ok()) << a.LogTail();
   std::string vm_state = a.state_dir() + "/vms/" + p.vm();
   EXPECT_FALSE(fs::exists(vm_state + "/reprotect-out")) << "the staging copy was left behind";
@@ -361,9 +373,9 @@ TEST_F(RunningUnprotectedTest, APeerLostWhileShippingLeavesItRunningAndTheNextAt
     second = a.Ftctl({"enable", p.vm(), "--json"}, 300s);
   } while (second.exit_code == 6 && Clock::now() < deadline);
   ASSERT_EQ(second.exit_code, 0) << second.output << BothLogs(p);
-  json reply = json::parse(second.output, nullptr, false);
-  EXPECT_EQ(reply.value("ft_state", ""), "protected") << second.output;
-  EXPECT_EQ(reply.value("epoch", 0), 3) << second.output;
+  json reply = EnabledVm(second);
+  EXPECT_EQ(reply.value("ft_state", ""), ProtoName(proto::VM_FT_STATE_PROTECTED)) << second.output;
+  EXPECT_EQ(U64(reply, "epoch"), 3u) << second.output;
   for (const auto& e : fs::directory_iterator(b.state_dir() + "/vms/" + p.vm())) {
     EXPECT_EQ(e.path().string().find(".ftd-partial"), std::string::npos) << e.path();
   }

@@ -70,8 +70,8 @@ TEST(WakeupTest, ATicklessGuestAnswersPingsThroughAProtectedPairWithoutWaitingFo
   std::vector<double> ft = *rtts;
   auto primary = p.Status(p.primary());
   ASSERT_TRUE(primary.ok());
-  EXPECT_EQ((*primary)["ft_state"], "protected") << primary->dump();
-  EXPECT_EQ((*primary)["nic"]["outbound"], "gated") << primary->dump();
+  EXPECT_EQ((*primary)["ft_state"], ProtoName(proto::VM_FT_STATE_PROTECTED)) << primary->dump();
+  EXPECT_EQ((*primary)["nic"]["outbound"], ProtoName(proto::OUTBOUND_GATED)) << primary->dump();
 
   double added = Percentile(ft, 0.5) - Percentile(plain, 0.5);
   std::printf(

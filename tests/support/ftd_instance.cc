@@ -196,7 +196,10 @@ Result<nlohmann::json> FtdInstance::StatusJson(const std::string& vm) {
   }
   auto parsed = nlohmann::json::parse(out.output, nullptr, false);
   if (parsed.is_discarded()) return ProtocolError("ftctl --json printed no JSON: " + out.output);
-  return parsed;
+  if (!parsed.contains("vm") || !parsed["vm"].is_object()) {
+    return ProtocolError("ftctl status --json printed no \"vm\": " + out.output);
+  }
+  return parsed["vm"];
 }
 
 std::string WithNodeSetting(const std::string& config, const std::string& line) {

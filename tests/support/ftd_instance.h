@@ -93,7 +93,7 @@ class FtdInstance {
   // The end of ftd's log without its debug lines (QMP and pacing traffic would crowd out the
   // state changes), for failure messages.
   std::string LogTail(size_t max_bytes = 12000) const;
-  // `ftctl status VM --json`.
+  // The VM's VmStatus from `ftctl status VM --json` (its "vm"; json_fields.h reads it).
   Result<nlohmann::json> StatusJson(const std::string& vm);
   replay::ChildProcess* process() { return ftd_.get(); }
 

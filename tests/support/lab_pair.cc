@@ -11,9 +11,8 @@
 #include <fmt/format.h>
 
 #include "ft/daemon/control_socket.h"
-#include "ft/daemon/vm_status_enums.h"
-#include "ft/net/guest_nic.h"
 #include "ft/proto/control.pb.h"
+#include "ftctl_json.h"
 
 namespace ft::testing {
 
@@ -29,7 +28,7 @@ LockstepOptions LabPairOptions(Lab& lab) {
 
 Result<std::unique_ptr<LockstepPair>> StartProtected(const LockstepOptions& options) {
   FT_ASSIGN_OR_RETURN(auto pair, LockstepPair::Start(options));
-  Status protected_ = pair->WaitForFtState(pair->primary(), "protected", 60s);
+  Status protected_ = pair->WaitForFtState(pair->primary(), proto::VM_FT_STATE_PROTECTED, 60s);
   if (!protected_.ok()) {
     return protected_.WithContext("primary's ftd log:\n" + ReadFile(pair->primary().ftd_log()));
   }
@@ -146,23 +145,36 @@ Result<Clock::time_point> KillPrimaryHost(Lab& lab, LockstepPair& pair) {
   return KillHost(lab, "a", pair.primary(), pair.vm());
 }
 
-SideView ViewOf(FtdInstance& side, const std::string& vm) {
+namespace {
+
+// A SideView of `status`, a VmStatus as ftctl prints it.
+SideView ViewOfJson(nlohmann::json status) {
   SideView v;
-  auto st = side.StatusJson(vm);
-  if (!st.ok()) return v;
   v.reachable = true;
-  v.status = *st;
-  v.role = st->value("role", "");
-  v.ft_state = st->value("ft_state", "");
-  v.ft_note = st->value("ft_note", "");
-  v.epoch = st->value("epoch", uint64_t{0});
-  v.qemu_pid = st->value("qemu_pid", 0);
-  if ((*st)["failover"].is_object()) v.failover_state = (*st)["failover"].value("state", "");
+  v.status = std::move(status);
+  const auto& st = v.status;
+  v.role = st.value("role", "");
+  v.ft_state = st.value("ft_state", "");
+  v.ft_note = st.value("ft_note", "");
+  v.epoch = U64(st, "epoch");
+  v.qemu_pid = st.value("qemu_pid", 0);
+  const auto& failover = Block(st, "failover");
+  if (failover.is_object()) v.failover_state = failover.value("state", "");
   bool running = v.qemu_pid != 0;
-  v.live = v.role == "primary" && running && v.ft_state != "halted";
-  const auto& nic = (*st)["nic"];
-  v.gate_open = running && nic.is_object() && nic.value("outbound", "") == "open";
+  v.live = v.role == ProtoName(proto::FT_ROLE_PRIMARY) && running &&
+           v.ft_state != ProtoName(proto::VM_FT_STATE_HALTED);
+  const auto& nic = Block(st, "nic");
+  v.gate_open =
+      running && nic.is_object() && nic.value("outbound", "") == ProtoName(proto::OUTBOUND_OPEN);
   return v;
+}
+
+}  // namespace
+
+SideView ViewOf(FtdInstance& side, const std::string& vm) {
+  auto st = side.StatusJson(vm);
+  if (!st.ok()) return SideView();
+  return ViewOfJson(std::move(*st));
 }
 
 SideView ProbeOf(FtdInstance& side, const std::string& vm) {
@@ -176,30 +188,11 @@ SideView ProbeOf(FtdInstance& side, const std::string& vm) {
       response.code() != proto::ControlResponse::OK || response.vms_size() == 0) {
     return v;
   }
-  const proto::VmStatus& s = response.vms(0);
-  v.reachable = true;
-  v.role = daemon::FtRoleName(s.role());
-  v.ft_state = daemon::VmFtStateName(s.ft_state());
-  v.ft_note = s.ft_note();
-  v.epoch = s.epoch();
-  v.qemu_pid = s.qemu_pid();
-  v.failover_state = s.has_failover() ? daemon::VmFtStateName(s.failover().state()) : "";
-  v.live = v.role == "primary" && v.qemu_pid != 0 && v.ft_state != "halted";
-  v.gate_open = v.qemu_pid != 0 && s.has_nic() && s.nic().outbound() == proto::OUTBOUND_OPEN;
-  v.status = {{"role", v.role},
-              {"ft_state", v.ft_state},
-              {"ft_note", v.ft_note},
-              {"epoch", v.epoch},
-              {"qemu_pid", v.qemu_pid},
-              {"lag_ms", s.lag_ms()},
-              {"failover",
-               s.has_failover() ? nlohmann::json{{"state", v.failover_state}} : nlohmann::json()},
-              {"nic", s.has_nic() ? nlohmann::json{{"outbound",
-                                                    net::OutboundName(static_cast<net::Outbound>(
-                                                        s.nic().outbound()))},
-                                                   {"tap", s.nic().tap()}}
-                                  : nlohmann::json()}};
-  return v;
+  auto text = cli::ToJson(response.vms(0));
+  if (!text.ok()) return v;
+  auto status = nlohmann::json::parse(*text, nullptr, false);
+  if (status.is_discarded()) return v;
+  return ViewOfJson(std::move(status));
 }
 
 Status WaitUntilLive(FtdInstance& side, const std::string& vm, std::chrono::milliseconds timeout) {
@@ -207,8 +200,8 @@ Status WaitUntilLive(FtdInstance& side, const std::string& vm, std::chrono::mill
   SideView v;
   while (Clock::now() < deadline) {
     v = ViewOf(side, vm);
-    if (v.live && v.ft_state == "unprotected") return Status::Ok();
-    if (v.failover_state == "halted") break;
+    if (v.live && v.ft_state == ProtoName(proto::VM_FT_STATE_UNPROTECTED)) return Status::Ok();
+    if (v.failover_state == ProtoName(proto::VM_FT_STATE_HALTED)) break;
     std::this_thread::sleep_for(50ms);
   }
   return Timeout(fmt::format("'{}' on {} did not go live; status: {}\nits ftd log:\n{}", vm,

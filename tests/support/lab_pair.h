@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "guest_client.h"
+#include "json_fields.h"
 #include "lab.h"
 #include "lockstep_pair.h"
 
@@ -81,10 +82,12 @@ struct SideView {
   bool reachable = false;  // ftctl answered with the VM's status
   // A running QEMU that is the primary and not halted.
   bool live = false;
-  // A running QEMU whose NIC sends to the network: qemu_pid != 0 and outbound "open" (a
-  // protected or arbitrating primary's is "gated", a backup's "drop"). Two such copies of one
-  // VM at once are the split brain design rule 3 forbids.
+  // A running QEMU whose NIC sends to the network: qemu_pid != 0 and outbound OUTBOUND_OPEN (a
+  // protected or arbitrating primary's is OUTBOUND_GATED, a backup's OUTBOUND_DROP). Two such
+  // copies of one VM at once are the split brain design rule 3 forbids.
   bool gate_open = false;
+  // role, ft_state and failover_state as ftctl prints them: proto value names, compared with
+  // ProtoName(proto::FT_ROLE_PRIMARY) and the like; failover_state "" without a failover block.
   std::string role, ft_state, ft_note, failover_state;
   uint64_t epoch = 0;
   int qemu_pid = 0;
@@ -92,9 +95,8 @@ struct SideView {
 };
 SideView ViewOf(FtdInstance& side, const std::string& vm);
 // The same through ftd's control socket directly, not an ftctl process: a few ms instead of
-// ~100 on two busy cores, for sampling both sides every 20 ms. Its `status` holds only the
-// fields SideView reads (role, ft_state, ft_note, epoch, qemu_pid, failover.state,
-// nic.outbound and nic.tap) and lag_ms.
+// ~100 on two busy cores, for sampling both sides every 20 ms. Its `status` is the VmStatus
+// as ftctl would print it (the same printer, ftd/cli/ftctl_json.h).
 SideView ProbeOf(FtdInstance& side, const std::string& vm);
 inline SideView View(LockstepPair& p, FtdInstance& side) { return ViewOf(side, p.vm()); }
 

@@ -107,7 +107,7 @@ LockstepPair::~LockstepPair() {
 
 Result<nlohmann::json> LockstepPair::Status(FtdInstance& side) { return side.StatusJson(vm()); }
 
-ft::Status LockstepPair::WaitForFtState(FtdInstance& side, const std::string& state,
+ft::Status LockstepPair::WaitForFtState(FtdInstance& side, proto::VmFtState state,
                                         std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   std::string last;
@@ -115,12 +115,12 @@ ft::Status LockstepPair::WaitForFtState(FtdInstance& side, const std::string& st
     auto st = Status(side);
     if (st.ok()) {
       last = st->value("ft_state", "");
-      if (last == state) return ft::Status::Ok();
+      if (last == ProtoName(state)) return ft::Status::Ok();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return Timeout(
-      fmt::format("ft_state is '{}' after {} ms, expected '{}'", last, timeout.count(), state));
+  return Timeout(fmt::format("ft_state is '{}' after {} ms, expected '{}'", last, timeout.count(),
+                             ProtoName(state)));
 }
 
 ft::Status LockstepPair::StopPrimaryAndDrain(std::chrono::milliseconds timeout) {
@@ -131,10 +131,11 @@ ft::Status LockstepPair::StopPrimaryAndDrain(std::chrono::milliseconds timeout) 
   // The backup's replayer exits by itself once it has replayed the log's END.
   while (Clock::now() < deadline) {
     auto st = Status(*backup_);
-    if (st.ok() && st->value("ft_state", "") == "finished" && st->value("qemu_pid", 0) == 0) {
+    if (st.ok() && st->value("ft_state", "") == ProtoName(proto::VM_FT_STATE_FINISHED) &&
+        st->value("qemu_pid", 0) == 0) {
       return ft::Status::Ok();
     }
-    if (st.ok() && st->value("ft_state", "") == "failed") {
+    if (st.ok() && st->value("ft_state", "") == ProtoName(proto::VM_FT_STATE_FAILED)) {
       return Internal("backup failed: " + st->value("ft_note", ""));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -13,6 +13,7 @@
 
 #include "delay_proxy.h"
 #include "ftd_instance.h"
+#include "json_fields.h"
 #include "lab.h"
 
 namespace ft::testing {
@@ -64,10 +65,10 @@ class LockstepPair {
   const std::string& vm() const { return options_.vm.name; }
   DelayProxy* proxy() { return proxy_.get(); }
 
-  // `ftctl status VM --json` on one side.
+  // The VM's status from `ftctl status VM --json` on one side (FtdInstance::StatusJson).
   Result<nlohmann::json> Status(FtdInstance& side);
   // Polls until the side's ft_state is `state`.
-  ft::Status WaitForFtState(FtdInstance& side, const std::string& state,
+  ft::Status WaitForFtState(FtdInstance& side, proto::VmFtState state,
                             std::chrono::milliseconds timeout);
   // Stops the primary's ftd cleanly (its QEMU quits, the log's end reaches the backup) and
   // waits until the backup's replay has run to the end of the log.
