@@ -171,15 +171,10 @@ std::vector<std::string> BuildQemuCommand(const domain::VmSpec& spec, const Laun
   }
   // The VM-state drive comes first: savevm writes the VM state into the first writable
   // qcow2, and a snapshot shipped to a new backup must not be inside a disk the running
-  // VM keeps writing (docs/design.md, "Re-protection"). It is never flushed to stable
-  // storage (cache.no-flush): what it holds is read back on this host while it runs (the
-  // next QEMU's -loadvm, the re-protection's copy), and a host crash loses the VM it
-  // describes anyway. savevm's flush of the guest's RAM was most of go-live on a host
-  // whose run_dir is not tmpfs (docs/benchmarks.md, "Failover"). The VM's disks keep
-  // QEMU's default: their flushes are the guest's.
+  // VM keeps writing (docs/design.md, "Re-protection").
   if (IsRecordReplay(options.mode) && !paths.vm_state_drive.empty()) {
     argv.push_back("-drive");
-    argv.push_back(fmt::format("if=none,id=ft-vmstate,file={},format=qcow2,cache.no-flush=on",
+    argv.push_back(fmt::format("if=none,id=ft-vmstate,file={},format=qcow2",
                                QemuEscape(paths.vm_state_drive)));
   }
   AddDisks(spec, options.mode, argv);

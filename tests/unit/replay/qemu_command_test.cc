@@ -191,8 +191,7 @@ TEST(QemuCommandTest, OperatorMonitorIsASecondQmpSocket) {
 TEST(QemuCommandTest, VmStateDriveIsNoGuestDeviceAndOnlyInRrModes) {
   auto paths = Paths();
   paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
-  const std::string drive =
-      "if=none,id=ft-vmstate,file=/run/ftd/web1/vm-state.qcow2,format=qcow2,cache.no-flush=on";
+  const std::string drive = "if=none,id=ft-vmstate,file=/run/ftd/web1/vm-state.qcow2,format=qcow2";
   for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
     auto argv = BuildQemuCommand(Spec(), Opts(mode, false), paths);
     EXPECT_TRUE(Has(Values(argv, "-drive"), drive)) << RunModeName(mode);
