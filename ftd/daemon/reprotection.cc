@@ -36,10 +36,6 @@ constexpr auto kContinueTimeout = 60s;
 // The replica id the VM-state drive travels under (ReplicaPath on the peer).
 constexpr const char* kVmStateReplica = "ft-vmstate";
 
-int64_t MsBetween(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
-}
-
 // What goes to the peer: the VM-state drive and each disk at kBaseSnapshot, as files in
 // `dir`; `disks` names the disks alone (their digest is the handshake's).
 struct Shipment {

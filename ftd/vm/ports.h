@@ -30,6 +30,12 @@ class TimeSource {
 // std::chrono::steady_clock, for the daemon.
 TimeSource& SteadyTimeSource();
 
+// Milliseconds from `from` to `to`, or -1 if `from` never happened (a default time point).
+inline int64_t MsBetween(SteadyTime from, SteadyTime to) {
+  if (from == SteadyTime{}) return -1;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
 // The VM's authority (Failover, around the pure arbiter): a role reports what happened to
 // it and reads what it decided. Its decisions come back through FailoverHooks.
 class Authority {

@@ -10,13 +10,6 @@ namespace ft::daemon {
 
 using arbiter::FtState;
 
-namespace {
-int64_t MsBetween(SteadyTime from, SteadyTime to) {
-  if (from == SteadyTime{}) return -1;
-  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
-}
-}  // namespace
-
 PrimaryProtection::PrimaryProtection(PrimaryPorts ports, PrimaryLimits limits, const VmLog& vlog)
     : ports_(ports), limits_(limits), vlog_(vlog) {}
 

@@ -12,6 +12,7 @@
 #include "ft/daemon/vm_runner.h"
 #include "ft/net/guest_nic.h"
 #include "pacing.h"
+#include "ports.h"
 
 namespace ft::daemon {
 
@@ -131,10 +132,6 @@ class RateMeter {
 };
 
 // Milliseconds since `t`, or -1 if it never happened (a default time point).
-inline int64_t MsSince(std::chrono::steady_clock::time_point t) {
-  if (t == std::chrono::steady_clock::time_point{}) return -1;
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
-      .count();
-}
+inline int64_t MsSince(SteadyTime t) { return MsBetween(t, std::chrono::steady_clock::now()); }
 
 }  // namespace ft::daemon
