@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -82,6 +83,12 @@ Result<std::unique_ptr<FtdInstance>> FtdInstance::Create(const std::string& labe
 
 FtdInstance::~FtdInstance() {
   ftd_.reset();  // SIGKILL + reap if still running; its QEMU dies with it (PDEATHSIG)
+  // FT_TEST_KEEP_DIRS=1 keeps the host's directory (logs, images, the record log) for a
+  // post-mortem; whoever sets it removes the directories afterwards.
+  if (const char* keep = std::getenv("FT_TEST_KEEP_DIRS"); keep && std::string(keep) == "1") {
+    std::fprintf(stderr, "FT_TEST_KEEP_DIRS: kept %s\n", dir_.c_str());
+    return;
+  }
   std::error_code ec;
   fs::remove_all(dir_, ec);
 }
