@@ -59,6 +59,10 @@ TEST(DiskTest, ReplicasAreIdenticalAfterACleanRun) {
       appended = n;
     }
   });
+  // Stop once the writer is under way (a loaded machine can take seconds for an append),
+  // and has been appending for a while.
+  auto under_way = Clock::now() + 60s;
+  while (appended.load() == 60 && Clock::now() < under_way) std::this_thread::sleep_for(10ms);
   std::this_thread::sleep_for(1500ms);
   Status drained = p.StopPrimaryAndDrain(120s);
   writer.join();
