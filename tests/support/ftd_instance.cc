@@ -1,5 +1,7 @@
 #include "ftd_instance.h"
 
+#include "guest_client.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -219,13 +221,40 @@ std::string WithNodeSetting(const std::string& config, const std::string& line) 
   return text;
 }
 
+// Where a process that should have ended is: its state and each thread's wait channel from
+// /proc, and the threads' stacks when gdb is installed (a replayer that never exits).
+std::string DescribeProcess(int pid) {
+  std::string out = fmt::format("process {}: ", pid);
+  std::string stat = ReadFile(fmt::format("/proc/{}/stat", pid));
+  if (stat.empty()) return out + "gone (or not visible)";
+  out += "stat: " + stat;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::string comm = ReadFile(task.path().string() + "/comm");
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    out += fmt::format("  thread {} '{}' wchan {}\n", task.path().filename().string(), comm,
+                       ReadFile(task.path().string() + "/wchan"));
+  }
+  if (access("/usr/bin/gdb", X_OK) == 0) {
+    auto bt = RunCommand(
+        {"/usr/bin/gdb", "-p", std::to_string(pid), "-batch", "-ex", "thread apply all bt"},
+        std::chrono::seconds(60));
+    out += bt.output;
+  }
+  return out;
+}
+
 Result<replay::ExitStatus> FtdInstance::Stop(std::chrono::milliseconds timeout) {
   if (!ftd_) return FailedPrecondition("ftd was not started");
   ftd_->Signal(SIGTERM);
   auto exit = ftd_->WaitFor(timeout);
   if (!exit) {
+    // Where it hangs, before it is killed: each thread's wait channel and stack.
+    std::string where = DescribeProcess(ftd_->pid());
     ftd_->Terminate(std::chrono::milliseconds(100));
-    return Timeout(fmt::format("ftd did not stop within {} ms of SIGTERM", timeout.count()));
+    return Timeout(
+        fmt::format("ftd did not stop within {} ms of SIGTERM\n{}", timeout.count(), where));
   }
   return *exit;
 }

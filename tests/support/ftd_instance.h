@@ -37,6 +37,10 @@ CommandOutput RunCommand(const std::vector<std::string>& argv, std::chrono::mill
 // A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
 uint16_t FreeLoopbackPort();
 
+// A process's state, its threads' wait channels and (with gdb) their stacks: for a message
+// about a process that should have ended.
+std::string DescribeProcess(int pid);
+
 struct GuestVmOptions {
   std::string name = "web1";
   uint32_t memory_mib = 256;

@@ -148,30 +148,6 @@ ft::Status LockstepPair::StopPrimaryAndDrain(std::chrono::milliseconds timeout) 
   return Timeout("backup replay did not finish; status: " + (st.ok() ? st->dump() : "") + where);
 }
 
-// Where a process that should have ended is: its state and each thread's wait channel from
-// /proc, and the threads' stacks when gdb is installed (a replayer that never exits).
-std::string DescribeProcess(int pid) {
-  std::string out = fmt::format("process {}: ", pid);
-  std::string stat = ReadFile(fmt::format("/proc/{}/stat", pid));
-  if (stat.empty()) return out + "gone (or not visible)";
-  out += "stat: " + stat;
-  std::error_code ec;
-  for (const auto& task :
-       std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    std::string comm = ReadFile(task.path().string() + "/comm");
-    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-    out += fmt::format("  thread {} '{}' wchan {}\n", task.path().filename().string(), comm,
-                       ReadFile(task.path().string() + "/wchan"));
-  }
-  if (access("/usr/bin/gdb", X_OK) == 0) {
-    auto bt = RunCommand(
-        {"/usr/bin/gdb", "-p", std::to_string(pid), "-batch", "-ex", "thread apply all bt"},
-        std::chrono::seconds(60));
-    out += bt.output;
-  }
-  return out;
-}
-
 std::string LockstepPair::primary_console() const { return ReadFile(primary_->console_log(vm())); }
 std::string LockstepPair::backup_console() const { return ReadFile(backup_->console_log(vm())); }
 

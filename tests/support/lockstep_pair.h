@@ -85,10 +85,6 @@ class LockstepPair {
 };
 
 // A line-by-line comparison for failure messages: where two consoles first differ.
-// A process's state, its threads' wait channels and (with gdb) their stacks: for a message
-// about a process that should have ended.
-std::string DescribeProcess(int pid);
-
 std::string FirstDifference(const std::string& a, const std::string& b);
 
 }  // namespace ft::testing
