@@ -37,7 +37,15 @@ void AddDisks(const domain::VmSpec& spec, RunMode mode, std::vector<std::string>
     }
     argv.push_back("-device");
     if (disk.bus == domain::DiskBus::kVirtio) {
-      argv.push_back(fmt::format("virtio-blk-pci,drive={}", guest_drive));
+      // Under TCG a virtio notify with ioeventfd on only signals an eventfd, and the main
+      // loop submits the request whenever it next runs: at a host-timed point of the guest's
+      // instruction stream, different in the recorder and the replayer, so a request the
+      // guest queued just before a clean stop can reach one replica and not the other
+      // (DiskTest.ReplicasAreIdenticalAfterACleanRun). ioeventfd=off handles the notify in
+      // the vCPU, at the instruction that writes it, on both hosts.
+      argv.push_back(IsRecordReplay(mode)
+                         ? fmt::format("virtio-blk-pci,drive={},ioeventfd=off", guest_drive)
+                         : fmt::format("virtio-blk-pci,drive={}", guest_drive));
     } else {
       argv.push_back(fmt::format("ide-hd,drive={},bus=ide.{},unit={}", guest_drive, ide_index / 2,
                                  ide_index % 2));
