@@ -18,6 +18,7 @@
 #include "loop_watchdog.h"
 #include "operations.h"
 #include "peer_link.h"
+#include "repeating_wait.h"
 #include "roles.h"
 #include "service_notifier.h"
 
@@ -45,7 +46,6 @@ int RunDaemon(const Config& config) {
 
   asio::io_context io;
   asio::signal_set stop_signals(io, SIGTERM, SIGINT);
-  asio::signal_set child_signals(io, SIGCHLD);
 
   std::error_code ec;
   bool made_run_dir = !std::filesystem::exists(config.node.run_dir, ec);
@@ -64,6 +64,11 @@ int RunDaemon(const Config& config) {
     }
   }
   std::vector<std::unique_ptr<ManagedVm>> runners;
+  // A QEMU (or helper) ended: each VM looks whether it was its own. Registered before any
+  // QEMU starts, so that an exit before Start() is delivered then, not lost.
+  SignalWatch child_signals(io, SIGCHLD, [&runners] {
+    for (auto& r : runners) r->OnChildSignal();
+  });
   int started = 0;
   for (const auto& spec : config.vms) {
     auto runner = MakeManagedVm(io, config.node, spec, config.RoleOf(spec.name));
@@ -140,14 +145,7 @@ int RunDaemon(const Config& config) {
   LoopWatchdog watchdog(io);
   watchdog.Start();
 
-  std::function<void()> wait_child = [&] {
-    child_signals.async_wait([&](const std::error_code& e, int) {
-      if (e) return;
-      for (auto& r : runners) r->OnChildSignal();
-      wait_child();
-    });
-  };
-  wait_child();
+  child_signals.Start();
 
   stop_signals.async_wait([&](const std::error_code& e, int signo) {
     if (e) return;
@@ -161,7 +159,7 @@ int RunDaemon(const Config& config) {
     auto all_done = [&] {
       watchdog.Stop();
       systemd.Close();
-      child_signals.cancel();
+      child_signals.Stop();
       stop_signals.cancel();
     };
     if (*remaining == 0) all_done();

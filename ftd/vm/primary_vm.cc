@@ -19,6 +19,7 @@
 #include "pacing.h"
 #include "ports.h"
 #include "primary_protection.h"
+#include "repeating_wait.h"
 #include "roles.h"
 #include "vm_log.h"
 
@@ -109,8 +110,8 @@ class PrimaryVm : public ManagedVm {
           log(Logger("lockstep")),
           vlog(log, s.name, [this] { return LogPosition(); }),
           reconnect_timer(io_context),
-          tick_timer(io_context),
           stop_timer(io_context),
+          ticker(io_context, kTickInterval, [this] { OnTick(); }),
           record_log(*this),
           backup_link(*this),
           output_gate(*this),
@@ -126,7 +127,8 @@ class PrimaryVm : public ManagedVm {
     VmRunner runner;
     std::shared_ptr<spdlog::logger> log;
     VmLog vlog;  // "vm 'web1' (epoch 3, log 1048576): " on every line about this VM
-    asio::steady_timer reconnect_timer, tick_timer, stop_timer;
+    asio::steady_timer reconnect_timer, stop_timer;
+    RepeatingTimer ticker;  // every kTickInterval until Shutdown(): OnTick
     channel::Identity identity;
     std::string fifo_path, counters_path;
     std::shared_ptr<replay::RrLogTap> tap;
@@ -330,7 +332,7 @@ class PrimaryVm : public ManagedVm {
         return served.status();
       }
       nic = std::move(served).value();
-      Tick();
+      ticker.Start();
       // A re-protection's disks are digested as shipped (their contents at kBaseSnapshot).
       if (!live && !reprotect && !spec.disks.empty()) {
         note = "hashing the disk images before QEMU starts (the handshake compares them)";
@@ -885,15 +887,9 @@ class PrimaryVm : public ManagedVm {
       StopWaitingForBackup();
     }
 
-    void Tick() {
-      tick_timer.expires_after(kTickInterval);
-      tick_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
-        auto self = weak.lock();
-        if (!self || ec) return;
-        if (self->tap) self->rate.Add(self->tap->offset());
-        self->protection.OnTick();  // the replay-stall guard, then pacing
-        self->Tick();
-      });
+    void OnTick() {
+      if (tap) rate.Add(tap->offset());
+      protection.OnTick();  // the replay-stall guard, then pacing
     }
 
     // ---- orderly stop: QEMU quits (END goes into the log), the tap reads to EOF, the
@@ -959,7 +955,7 @@ class PrimaryVm : public ManagedVm {
     void Shutdown() {
       digest_job.reset();
       reconnect_timer.cancel();
-      tick_timer.cancel();
+      ticker.Stop();
       stop_timer.cancel();
       drain_timer.cancel();
       if (silent_session) silent_session->Close();
