@@ -356,6 +356,9 @@ class BackupVm : public ManagedVm {
         Fail("corrupt log from the primary: " + s.message());
         return;
       }
+      // With END fed, the replayer runs the log out and exits: that is how a backup finishes.
+      if (feeder->stats().ended)
+        runner.ExpectExit("the replay reached the end of the primary's log");
       if (!replayer_started && feeder->ready_to_start()) StartReplayer();
       SendAck();
     }

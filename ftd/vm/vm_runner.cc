@@ -8,6 +8,7 @@
 #include <asio.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -75,6 +76,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
   RunOptions run;
   std::function<void()> on_running;
   std::function<void(const std::string&)> on_failed;
+  std::optional<std::string> expected_exit;  // why QEMU will end by itself, once told
 
   Status Start(RunOptions run_options) {
     run = std::move(run_options);
@@ -278,6 +280,14 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     auto exit = qemu->TryReap();
     if (!exit) return;
     if (state == VmState::kStopping) return;  // the stop sequence notices it itself
+    if (expected_exit && exit->clean()) {
+      vlog.info("QEMU pid {} {}: {}", qemu->pid(), exit->Describe(), *expected_exit);
+      state = VmState::kStopped;
+      if (qmp) qmp->Close();
+      RemoveRuntime();
+      if (on_failed) on_failed(fmt::format("QEMU {} ({})", exit->Describe(), *expected_exit));
+      return;
+    }
     std::string tail = replay::TailOfFile(paths.qemu_log, 600);
     vlog.error("QEMU pid {} {} unexpectedly; its last output:\n{}", qemu->pid(), exit->Describe(),
                tail.empty() ? "(none)" : tail);
@@ -386,6 +396,7 @@ Status VmRunner::Start(RunOptions options) {
   return s;
 }
 void VmRunner::OnRunning(std::function<void()> fn) { impl_->on_running = std::move(fn); }
+void VmRunner::ExpectExit(std::string why) { impl_->expected_exit = std::move(why); }
 void VmRunner::OnFailed(std::function<void(const std::string&)> fn) {
   impl_->on_failed = std::move(fn);
 }

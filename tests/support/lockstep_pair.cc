@@ -133,6 +133,12 @@ ft::Status LockstepPair::StopPrimaryAndDrain(std::chrono::milliseconds timeout) 
     auto st = Status(*backup_);
     if (st.ok() && st->value("ft_state", "") == ProtoName(proto::VM_FT_STATE_FINISHED) &&
         st->value("qemu_pid", 0) == 0) {
+      // A replayer that ran its log out ended as it should: stopped, with no error to show.
+      if (st->value("state", "") != ProtoName(proto::RUN_STATE_STOPPED) ||
+          !st->value("last_error", "").empty()) {
+        return Internal("the backup finished, but its replayer is reported as " +
+                        st->value("state", "") + ": " + st->value("last_error", ""));
+      }
       return ft::Status::Ok();
     }
     if (st.ok() && st->value("ft_state", "") == ProtoName(proto::VM_FT_STATE_FAILED)) {

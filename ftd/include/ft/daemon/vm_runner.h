@@ -57,6 +57,10 @@ class VmRunner {
   void OnRunning(std::function<void()> fn);
   // QEMU ended or failed without Stop() being asked for; `why` says how.
   void OnFailed(std::function<void(const std::string& why)> fn);
+  // QEMU will end by itself, for `why` (a replayer fed its log's END). A clean exit after
+  // this is the end of a run, not a failure: logged as such, the runner ends stopped with no
+  // last error, and OnFailed still hears of it. An exit that is not clean is still a failure.
+  void ExpectExit(std::string why);
   // ftd's QMP connection to this QEMU (null before Start).
   std::shared_ptr<replay::QmpClient> qmp() const;
   // Stops QEMU in order and removes the runtime files; `done` runs once it is gone.
