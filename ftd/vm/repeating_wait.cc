@@ -5,8 +5,25 @@
 
 namespace ft::daemon {
 
-// Both waits count their Start()s: a completion armed before a Stop() carries an older
-// generation, so it is recognised even if the wait was started again meanwhile.
+namespace {
+
+// Whether a wait runs, and which Start() a completion belongs to: one armed before a Stop()
+// carries an older generation, so it is recognised even if the wait was started again since.
+struct Run {
+  bool stopped = true;
+  uint64_t generation = 0;
+
+  bool Begin() {
+    if (!stopped) return false;
+    stopped = false;
+    ++generation;
+    return true;
+  }
+  // Checked, not only the error code: a completion queued before Stop() has none.
+  bool Live(uint64_t armed) const { return !stopped && armed == generation; }
+};
+
+}  // namespace
 
 struct RepeatingTimer::Impl : std::enable_shared_from_this<Impl> {
   Impl(asio::io_context& io, std::chrono::milliseconds p, std::function<void()> fn)
@@ -14,17 +31,15 @@ struct RepeatingTimer::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer timer;
   std::chrono::milliseconds period;
   std::function<void()> tick;
-  bool stopped = true;
-  uint64_t generation = 0;
+  Run run;
 
   void Arm() {
     timer.expires_after(period);
-    timer.async_wait([weak = weak_from_this(), armed = generation](const std::error_code& ec) {
+    timer.async_wait([weak = weak_from_this(), armed = run.generation](const std::error_code& ec) {
       auto self = weak.lock();
-      // Checked, not only `ec`: a completion queued before Stop() arrives without an error.
-      if (!self || ec || self->stopped || armed != self->generation) return;
+      if (!self || ec || !self->run.Live(armed)) return;
       self->tick();
-      if (!self->stopped && armed == self->generation) self->Arm();  // `tick` may stop us
+      if (self->run.Live(armed)) self->Arm();  // `tick` may have stopped it
     });
   }
 };
@@ -36,14 +51,11 @@ RepeatingTimer::RepeatingTimer(asio::io_context& io, std::chrono::milliseconds p
 RepeatingTimer::~RepeatingTimer() { Stop(); }
 
 void RepeatingTimer::Start() {
-  if (!impl_->stopped) return;
-  impl_->stopped = false;
-  ++impl_->generation;
-  impl_->Arm();
+  if (impl_->run.Begin()) impl_->Arm();
 }
 
 void RepeatingTimer::Stop() {
-  impl_->stopped = true;
+  impl_->run.stopped = true;
   impl_->timer.cancel();
 }
 
@@ -52,16 +64,15 @@ struct SignalWatch::Impl : std::enable_shared_from_this<Impl> {
       : signals(io, signo), on_signal(std::move(fn)) {}
   asio::signal_set signals;
   std::function<void()> on_signal;
-  bool stopped = true;
-  uint64_t generation = 0;
+  Run run;
 
   void Arm() {
     signals.async_wait(
-        [weak = weak_from_this(), armed = generation](const std::error_code& ec, int) {
+        [weak = weak_from_this(), armed = run.generation](const std::error_code& ec, int) {
           auto self = weak.lock();
-          if (!self || ec || self->stopped || armed != self->generation) return;
+          if (!self || ec || !self->run.Live(armed)) return;
           self->on_signal();
-          if (!self->stopped && armed == self->generation) self->Arm();
+          if (self->run.Live(armed)) self->Arm();  // `on_signal` may have stopped it
         });
   }
 };
@@ -72,14 +83,11 @@ SignalWatch::SignalWatch(asio::io_context& io, int signo, std::function<void()> 
 SignalWatch::~SignalWatch() { Stop(); }
 
 void SignalWatch::Start() {
-  if (!impl_->stopped) return;
-  impl_->stopped = false;
-  ++impl_->generation;
-  impl_->Arm();
+  if (impl_->run.Begin()) impl_->Arm();
 }
 
 void SignalWatch::Stop() {
-  impl_->stopped = true;
+  impl_->run.stopped = true;
   std::error_code ignored;
   impl_->signals.cancel(ignored);
 }
