@@ -282,9 +282,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     if (state == VmState::kStopping) return;  // the stop sequence notices it itself
     if (expected_exit && exit->clean()) {
       vlog.info("QEMU pid {} {}: {}", qemu->pid(), exit->Describe(), *expected_exit);
-      state = VmState::kStopped;
-      if (qmp) qmp->Close();
-      RemoveRuntime();
+      Stopped();  // as an ordered stop ends (no Stop() waits on it); OnFailed tells the owner
       if (on_failed) on_failed(fmt::format("QEMU {} ({})", exit->Describe(), *expected_exit));
       return;
     }

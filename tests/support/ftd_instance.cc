@@ -1,7 +1,5 @@
 #include "ftd_instance.h"
 
-#include "guest_client.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,6 +13,8 @@
 #include <fstream>
 
 #include <fmt/format.h>
+
+#include "guest_client.h"
 
 namespace ft::testing {
 namespace {
