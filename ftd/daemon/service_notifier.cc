@@ -6,11 +6,13 @@
 #include <asio.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "ft/log.h"
+#include "repeating_wait.h"
 
 namespace ft::daemon {
 namespace {
@@ -61,16 +63,19 @@ std::string ServiceStatusLine(const std::vector<VmReport>& vms) {
   return line;
 }
 
-struct ServiceNotifier::Impl : std::enable_shared_from_this<ServiceNotifier::Impl> {
-  Impl(asio::io_context& io, std::function<std::string()> status_fn)
-      : status(std::move(status_fn)),
-        watchdog_timer(io),
-        status_timer(io),
+struct ServiceNotifier::Impl {
+  Impl(asio::io_context& io_context, std::function<std::string()> status_fn)
+      : io(io_context),
+        status(std::move(status_fn)),
+        status_ticker(io_context, kStatusCheckInterval, [this] { SendStatusIfChanged(); }),
         enabled(NotifySocketSet()),
         log(Logger("ftd")) {}
 
+  asio::io_context& io;
   std::function<std::string()> status;
-  asio::steady_timer watchdog_timer, status_timer;
+  RepeatingTimer status_ticker;
+  // Pings from the io_context's thread: if the loop stops turning, the pings stop.
+  std::optional<RepeatingTimer> watchdog_ticker;  // only when systemd asks for pings
   const bool enabled;
   std::shared_ptr<spdlog::logger> log;
   std::chrono::microseconds watchdog_interval{0};
@@ -102,11 +107,12 @@ struct ServiceNotifier::Impl : std::enable_shared_from_this<ServiceNotifier::Imp
     Send("READY=1\nSTATUS=" + last_status + (watchdog_interval.count() ? "\nWATCHDOG=1" : ""));
     if (watchdog_interval.count()) {
       log->info("systemd: ready; watchdog ping every {} ms", watchdog_interval.count() / 1000);
-      ArmWatchdog();
+      watchdog_ticker.emplace(io, watchdog_interval, [this] { Send("WATCHDOG=1"); });
+      watchdog_ticker->Start();
     } else {
       log->info("systemd: ready");
     }
-    ArmStatus();
+    status_ticker.Start();
   }
 
   void Stopping() {
@@ -118,34 +124,15 @@ struct ServiceNotifier::Impl : std::enable_shared_from_this<ServiceNotifier::Imp
 
   void Close() {
     closed = true;
-    watchdog_timer.cancel();
-    status_timer.cancel();
+    if (watchdog_ticker) watchdog_ticker->Stop();
+    status_ticker.Stop();
   }
 
-  // On the io_context's thread: if the loop stops turning, the pings stop.
-  void ArmWatchdog() {
-    watchdog_timer.expires_after(watchdog_interval);
-    std::weak_ptr<Impl> weak = shared_from_this();
-    watchdog_timer.async_wait([weak](const std::error_code& ec) {
-      auto self = weak.lock();
-      if (ec || !self || self->closed) return;
-      self->Send("WATCHDOG=1");
-      self->ArmWatchdog();
-    });
-  }
-
-  void ArmStatus() {
-    status_timer.expires_after(kStatusCheckInterval);
-    std::weak_ptr<Impl> weak = shared_from_this();
-    status_timer.async_wait([weak](const std::error_code& ec) {
-      auto self = weak.lock();
-      if (ec || !self || self->closed) return;
-      if (std::string now = self->CurrentStatus(); now != self->last_status) {
-        self->last_status = now;
-        self->Send("STATUS=" + now);
-      }
-      self->ArmStatus();
-    });
+  void SendStatusIfChanged() {
+    if (std::string now = CurrentStatus(); now != last_status) {
+      last_status = now;
+      Send("STATUS=" + now);
+    }
   }
 };
 

@@ -26,10 +26,10 @@ struct Run {
 }  // namespace
 
 struct RepeatingTimer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::io_context& io, std::chrono::milliseconds p, std::function<void()> fn)
+  Impl(asio::io_context& io, std::chrono::steady_clock::duration p, std::function<void()> fn)
       : timer(io), period(p), tick(std::move(fn)) {}
   asio::steady_timer timer;
-  std::chrono::milliseconds period;
+  std::chrono::steady_clock::duration period;
   std::function<void()> tick;
   Run run;
 
@@ -44,7 +44,7 @@ struct RepeatingTimer::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-RepeatingTimer::RepeatingTimer(asio::io_context& io, std::chrono::milliseconds period,
+RepeatingTimer::RepeatingTimer(asio::io_context& io, std::chrono::steady_clock::duration period,
                                std::function<void()> tick)
     : impl_(std::make_shared<Impl>(io, period, std::move(tick))) {}
 

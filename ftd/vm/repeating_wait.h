@@ -23,7 +23,7 @@ namespace ft::daemon {
 // nothing is left pending on the loop. `tick` may call Stop().
 class RepeatingTimer {
  public:
-  RepeatingTimer(asio::io_context& io, std::chrono::milliseconds period,
+  RepeatingTimer(asio::io_context& io, std::chrono::steady_clock::duration period,
                  std::function<void()> tick);
   ~RepeatingTimer();
   RepeatingTimer(const RepeatingTimer&) = delete;
