@@ -25,8 +25,10 @@
 #include "enabled_vms.h"
 #include "failover.h"
 #include "ft/log.h"
+#include "ft/replay/guest_ram.h"
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/replay_feeder.h"
+#include "ft/replay/savevm.h"
 #include "ft/replay/vm_state_drive.h"
 #include "ft/utc_time.h"
 #include "go_live.h"
@@ -122,6 +124,7 @@ class BackupVm : public ManagedVm {
     std::shared_ptr<replay::ReplayFeeder> feeder;
     std::shared_ptr<net::GuestNic> nic;  // nic = bridge: frames the replayed guest sends end here
     std::string fifo_path;
+    std::shared_ptr<replay::GuestRam> guest_ram;  // the replayer's RAM (go-live hands it on)
     bool replayer_started = false;
     bool replayer_running = false;  // its QMP answered: the feeder drives it
     bool stopping = false;          // Stop() was called: a go-live in progress goes no further
@@ -180,10 +183,11 @@ class BackupVm : public ManagedVm {
       void SaveSnapshot(std::function<void(Status)> done) override {
         auto qmp = impl.runner.qmp();
         if (!qmp) return done(Unavailable("the replayer's monitor is not connected"));
-        qmp->ExecuteHmp(std::string("savevm ") + replay::kGoLiveSnapshot, 30s,
-                        [weak = impl.weak_from_this(), done](Status saved) {
-                          if (weak.lock()) done(saved);
-                        });
+        // The RAM stays in the replayer's RAM file, which the recording QEMU maps.
+        replay::SaveVm(qmp, replay::kGoLiveSnapshot, replay::SnapshotRam::kInGuestRamFile, 30s,
+                       [weak = impl.weak_from_this(), done](Status saved) {
+                         if (weak.lock()) done(saved);
+                       });
       }
       void StopReplayer(std::function<void()> done) override { impl.StopReplayer(std::move(done)); }
       void StartLiveCopy(std::function<void(Status)> done) override {
@@ -371,6 +375,16 @@ class BackupVm : public ManagedVm {
       run.start_paused = true;
       run.vm_state_drive = true;                         // where go-live saves the VM
       if (from) run.rrsnapshot = replay::kBaseSnapshot;  // in place before Start()
+      // The guest's RAM in a file this role holds: at go-live it stays for the recording
+      // QEMU, and the snapshot carries only the device state (docs/design.md, "Failover").
+      // A new file for each replayer: one that boots must see RAM as the recorder did.
+      auto ram = replay::GuestRam::Create(spec.name, uint64_t{spec.memory_mib} << 20);
+      if (!ram.ok()) {
+        vlog.error("cannot start the replayer: {}", ram.status().ToString());
+        return Fail(ram.status().message());
+      }
+      guest_ram = std::move(ram).value();
+      run.guest_ram = guest_ram;
       std::weak_ptr<Impl> weak = shared_from_this();
       runner.OnRunning([weak] {
         auto self = weak.lock();
@@ -503,6 +517,7 @@ class BackupVm : public ManagedVm {
       if (!fifo_path.empty()) fs::remove(fifo_path, ec);
       LiveStart live;
       live.snapshot = replay::kGoLiveSnapshot;
+      live.guest_ram = std::move(guest_ram);
       live.guest_ipv4 = live_guest_ipv4;
       live.why = fmt::format("live in epoch {} after {}", failover->epoch() + 1, follow.note());
       live.on_started = [weak = weak_from_this(), done](Status s) {

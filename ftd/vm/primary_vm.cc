@@ -15,6 +15,7 @@
 #include "ft/replay/qmp_client.h"
 #include "ft/replay/rr_log_tap.h"
 #include "ft/replay/rr_stream.h"
+#include "ft/replay/savevm.h"
 #include "ft/replay/vm_state_drive.h"
 #include "pacing.h"
 #include "ports.h"
@@ -306,7 +307,12 @@ class PrimaryVm : public ManagedVm {
       run.rr_file = fifo_path;
       run.extra_env = replay::RrShimEnv({shim, fifo_path, counters_path, 500, 1 << 20});
       run.vm_state_drive = true;
-      if (live) run.loadvm = live->snapshot;
+      if (live) {
+        run.loadvm = live->snapshot;
+        // The replayer's RAM file, with the guest's RAM the snapshot leaves out.
+        run.guest_ram = live->guest_ram;
+        run.loadvm_without_ram = live->guest_ram != nullptr;
+      }
       if (reprotect) {
         run.loadvm = replay::kReprotectSnapshot;
         run.rrsnapshot = replay::kBaseSnapshot;
@@ -790,9 +796,9 @@ class PrimaryVm : public ManagedVm {
     void TrySaveForReprotect(int attempt, std::function<void(Result<ReprotectPoint>)> done) {
       auto qmp = runner.qmp();
       if (!qmp || stopping) return ResumeAfterFailedSave(Aborted("ftd is stopping"), done);
-      std::string command = std::string("savevm ") + replay::kReprotectSnapshot;
-      qmp->ExecuteHmp(
-          command, 60s,
+      // With the RAM: the next copy's backup, on the peer, loads it from this snapshot.
+      replay::SaveVm(
+          qmp, replay::kReprotectSnapshot, replay::SnapshotRam::kIncluded, 60s,
           [weak = weak_from_this(), attempt, done = std::move(done)](Status saved) mutable {
             auto self = weak.lock();
             if (!self) return done(Aborted("the primary is gone"));

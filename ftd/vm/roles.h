@@ -23,7 +23,10 @@ std::unique_ptr<ManagedVm> MakePrimaryVm(asio::io_context& io, const NodeConfig&
 // A backup that went live continues as this: a recording primary started from the go-live
 // snapshot, running alone in the epoch it won, its NIC open and announced on this host.
 struct LiveStart {
-  std::string snapshot;                // in the VM-state drive (replay::kGoLiveSnapshot)
+  std::string snapshot;  // in the VM-state drive (replay::kGoLiveSnapshot)
+  // The replayer's RAM file: `snapshot` holds the device state only (x-ignore-shared) and the
+  // guest's RAM is in here. Null: the snapshot holds the RAM.
+  std::shared_ptr<replay::GuestRam> guest_ram;
   std::optional<uint32_t> guest_ipv4;  // learnt by the backup's NIC, for the announcement
   std::string why;                     // for status: why this copy runs alone
   // QEMU runs from the snapshot (ok) or could not start; called once.

@@ -14,6 +14,7 @@
 
 #include "ft/disk/image_use.h"
 #include "ft/log.h"
+#include "ft/replay/guest_ram.h"
 #include "ft/replay/process.h"
 #include "ft/replay/qemu_command.h"
 #include "ft/replay/qmp_client.h"
@@ -154,6 +155,10 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
       launch_options.loadvm = run.loadvm;
       launch_options.rrsnapshot = run.rrsnapshot;
     }
+    if (run.guest_ram && run.mode != replay::RunMode::kPlain) {
+      launch.guest_ram = run.guest_ram->path_in_child();
+      launch_options.loadvm_without_ram = run.loadvm_without_ram;
+    }
     auto argv = replay::BuildQemuCommand(spec, launch_options, launch);
     {
       std::ofstream qlog(paths.qemu_log, std::ios::app);
@@ -167,6 +172,7 @@ struct VmRunner::Impl : std::enable_shared_from_this<VmRunner::Impl> {
     options.output_path = paths.qemu_log;
     options.extra_env = run.extra_env;
     options.nice = 0;  // ftd runs above its VMs (RunDaemon); QEMU at the normal priority
+    if (!launch.guest_ram.empty()) options.inherit_fds.push_back(run.guest_ram->fd());
     auto child = replay::ChildProcess::Spawn(argv, options);
     if (!child.ok()) {
       RemoveRuntime();

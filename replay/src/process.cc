@@ -32,7 +32,8 @@ ExitStatus FromWaitStatus(int wstatus) {
 
 // Runs in the forked child: only async-signal-safe calls until exec.
 [[noreturn]] void ExecChild(char* const* argv, char* const* envp, int output_fd, int error_pipe,
-                            bool die_with_parent, pid_t parent, const int* nice_value) {
+                            bool die_with_parent, pid_t parent, const int* nice_value,
+                            const std::vector<int>& inherit_fds) {
   if (nice_value) setpriority(PRIO_PROCESS, 0, *nice_value);
   if (die_with_parent) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -51,6 +52,14 @@ ExitStatus FromWaitStatus(int wstatus) {
   if (output_fd >= 0) {
     dup2(output_fd, STDOUT_FILENO);
     dup2(output_fd, STDERR_FILENO);
+  }
+  for (int fd : inherit_fds) {
+    if (fcntl(fd, F_SETFD, 0) != 0) {
+      int err = errno;
+      ssize_t unused = write(error_pipe, &err, sizeof err);
+      (void)unused;
+      _exit(127);
+    }
   }
   execvpe(argv[0], argv, envp);
   int err = errno;
@@ -73,6 +82,11 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(const std::vector<std:
                                                           const SpawnOptions& options) {
   if (argv.empty()) return InvalidArgument("empty command line");
 
+  for (int fd : options.inherit_fds) {
+    if (fcntl(fd, F_GETFD) < 0) {
+      return ErrnoStatus(fmt::format("descriptor {} for '{}' to inherit", fd, argv[0]), errno);
+    }
+  }
   int output_fd = -1;
   if (!options.output_path.empty()) {
     output_fd = open(options.output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -107,7 +121,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(const std::vector<std:
   }
   if (pid == 0) {
     ExecChild(cargv.data(), cenv.data(), output_fd, pipe_fds[1], options.die_with_parent, parent,
-              options.nice ? &*options.nice : nullptr);
+              options.nice ? &*options.nice : nullptr, options.inherit_fds);
   }
   close(pipe_fds[1]);
   if (output_fd >= 0) close(output_fd);

@@ -112,12 +112,15 @@ const char* RunModeName(RunMode mode) {
 
 std::vector<std::string> BuildQemuCommand(const domain::VmSpec& spec, const LaunchOptions& options,
                                           const LaunchPaths& paths) {
+  // The guest's RAM in ftd's memory file, under the RAM block name a QEMU without it uses
+  // ("pc.ram"), so snapshots of either kind load in the other.
+  bool ram_file = IsRecordReplay(options.mode) && !paths.guest_ram.empty();
   std::vector<std::string> argv = {
       spec.qemu_binary,
       "-name",
       fmt::format("guest={},debug-threads=on", spec.name),
       "-machine",
-      "pc",
+      ram_file ? "pc,memory-backend=pc.ram" : "pc",
       "-accel",
       "tcg",
       "-smp",
@@ -131,6 +134,17 @@ std::vector<std::string> BuildQemuCommand(const domain::VmSpec& spec, const Laun
       // A guest reboot ends the process: a rebooted guest would silently leave lockstep.
       "-no-reboot",
   };
+  if (ram_file) {
+    argv.push_back("-object");
+    argv.push_back(
+        fmt::format("memory-backend-file,id=pc.ram,size={}M,mem-path={},share=on,"
+                    "x-use-canonical-path-for-ramblock-id=off",
+                    spec.memory_mib, QemuEscape(paths.guest_ram)));
+    if (options.loadvm_without_ram && !options.loadvm.empty()) {
+      argv.push_back("-global");
+      argv.push_back("migration.x-ignore-shared=on");
+    }
+  }
   if (options.start_paused) argv.push_back("-S");
   switch (options.mode) {
     case RunMode::kPlain:

@@ -219,6 +219,40 @@ TEST(QemuCommandTest, LoadvmStartsFromTheSnapshot) {
                   "file,id=console0,path=/var/lib/ftd/web1/console.log,append=on"));
 }
 
+TEST(QemuCommandTest, GuestRamIsASharedMemoryFileUnderTheDefaultRamBlockName) {
+  auto paths = Paths();
+  paths.guest_ram = "/proc/self/fd/7";
+  const std::string backend =
+      "memory-backend-file,id=pc.ram,size=256M,mem-path=/proc/self/fd/7,share=on,"
+      "x-use-canonical-path-for-ramblock-id=off";
+  for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
+    auto argv = BuildQemuCommand(Spec(), Opts(mode, false), paths);
+    EXPECT_EQ(Values(argv, "-object")[0], backend) << RunModeName(mode);
+    EXPECT_EQ(Values(argv, "-machine"), std::vector<std::string>{"pc,memory-backend=pc.ram"});
+    EXPECT_EQ(Values(argv, "-m"), std::vector<std::string>{"256"});  // must match the backend
+    EXPECT_TRUE(Values(argv, "-global").empty()) << "a snapshot with RAM loads as usual";
+  }
+  // Plain QEMU keeps its own RAM.
+  auto plain = BuildQemuCommand(Spec(), Opts(RunMode::kPlain, false), paths);
+  EXPECT_EQ(Values(plain, "-machine"), std::vector<std::string>{"pc"});
+  EXPECT_FALSE(Has(Values(plain, "-object"), backend));
+}
+
+TEST(QemuCommandTest, LoadvmWithoutRamLoadsWithIgnoreShared) {
+  auto paths = Paths();
+  paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
+  paths.guest_ram = "/proc/self/fd/7";
+  LaunchOptions options = Opts(RunMode::kRecord, false);
+  options.loadvm = "ft-golive";
+  options.loadvm_without_ram = true;
+  auto argv = BuildQemuCommand(Spec(), options, paths);
+  EXPECT_EQ(Values(argv, "-global"), std::vector<std::string>{"migration.x-ignore-shared=on"});
+  EXPECT_EQ(Values(argv, "-loadvm"), std::vector<std::string>{"ft-golive"});
+  // Without the RAM file there is nothing to load the RAM from: no such start.
+  paths.guest_ram.clear();
+  EXPECT_TRUE(Values(BuildQemuCommand(Spec(), options, paths), "-global").empty());
+}
+
 TEST(QemuCommandTest, RrsnapshotNamesTheStartingPointOfARecordingOrAReplay) {
   auto paths = Paths();
   paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";

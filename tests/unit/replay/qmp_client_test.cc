@@ -17,11 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <asio.hpp>
 
 #include "fake_qmp_server.h"
+#include "ft/replay/savevm.h"
 
 namespace ft::replay {
 namespace {
@@ -195,6 +197,44 @@ TEST_F(QmpClientTest, HmpCommandFailsWithTheTextTheHumanMonitorPrinted) {
   Status failed = run("savevm ft-golive");
   EXPECT_EQ(failed.code(), StatusCode::kRemote);
   EXPECT_EQ(failed.message(), "savevm ft-golive: Error: No block device can accept snapshots");
+}
+
+// Every snapshot sets x-ignore-shared for itself before savevm: a go-live save leaves the
+// RAM in the RAM file, and a re-protection save carries it even in a QEMU whose command line
+// turned the capability on (the recorder that went live).
+TEST_F(QmpClientTest, SaveVmSetsIgnoreSharedForThisSaveFirst) {
+  ASSERT_NO_FATAL_FAILURE(StartServerAndConnect());
+  server_->Script("migrate-set-capabilities", QmpScript::Return());
+  server_->Script("human-monitor-command", QmpScript::Return(""));
+  for (auto [ram, ignore] :
+       {std::pair{SnapshotRam::kInGuestRamFile, true}, std::pair{SnapshotRam::kIncluded, false}}) {
+    size_t before = server_->received().size();
+    std::optional<Status> result;
+    SaveVm(client_, "ft-golive", ram, 2s, [&](Status s) { result = s; });
+    ASSERT_TRUE(RunUntil([&] { return result.has_value(); }));
+    EXPECT_TRUE(result->ok()) << result->ToString();
+    const auto& got = server_->received();
+    ASSERT_EQ(got.size(), before + 2);
+    EXPECT_EQ(got[before]["execute"], "migrate-set-capabilities");
+    EXPECT_EQ(got[before]["arguments"]["capabilities"],
+              Json::parse(fmt::format(R"([{{"capability":"x-ignore-shared","state":{}}}])",
+                                      ignore ? "true" : "false")));
+    EXPECT_EQ(got[before + 1]["arguments"]["command-line"], "savevm ft-golive");
+  }
+}
+
+TEST_F(QmpClientTest, SaveVmDoesNotSaveWhenTheCapabilityCannotBeSet) {
+  ASSERT_NO_FATAL_FAILURE(StartServerAndConnect());
+  server_->Script("migrate-set-capabilities",
+                  QmpScript::Error("GenericError", "There's a migration process in progress"));
+  server_->Script("human-monitor-command", QmpScript::Return(""));
+  std::optional<Status> result;
+  SaveVm(client_, "ft-reprotect", SnapshotRam::kIncluded, 2s, [&](Status s) { result = s; });
+  ASSERT_TRUE(RunUntil([&] { return result.has_value(); }));
+  EXPECT_EQ(result->code(), StatusCode::kRemote);
+  EXPECT_THAT(result->message(), HasSubstr("migrate-set-capabilities"));
+  EXPECT_EQ(server_->received().back()["execute"], "migrate-set-capabilities")
+      << "a snapshot without the RAM must never leave this host";
 }
 
 TEST_F(QmpClientTest, UnknownCommandIsCommandNotFoundAsQemuSaysIt) {

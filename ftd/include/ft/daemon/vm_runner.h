@@ -16,8 +16,9 @@
 #include "ft/status.h"
 
 namespace ft::replay {
+class GuestRam;
 class QmpClient;
-}
+}  // namespace ft::replay
 
 namespace asio {
 class io_context;
@@ -39,6 +40,11 @@ struct RunOptions {
   // rr modes: a recorder saves its starting point under this name; a replayer starts from
   // it (re-protection, docs/design.md).
   std::string rrsnapshot;
+  // rr modes: the guest's RAM lives in this memory file, which the role holds across QEMU
+  // processes (go-live hands the replayer's to the recording QEMU). Null: QEMU's own RAM.
+  std::shared_ptr<replay::GuestRam> guest_ram;
+  // `loadvm` holds no RAM (saved with x-ignore-shared): it is already in guest_ram.
+  bool loadvm_without_ram = false;
 };
 
 class VmRunner {

@@ -35,6 +35,9 @@ struct SpawnOptions {
   // The child's scheduling nice value (e.g. 0 for a QEMU spawned by an ftd that raised its
   // own priority); nullopt = inherit.
   std::optional<int> nice;
+  // Descriptors of ftd (opened close-on-exec) that the child inherits under the same
+  // numbers, e.g. the guest's RAM file (GuestRam). No other descriptor is inherited.
+  std::vector<int> inherit_fds;
 };
 
 class ChildProcess {

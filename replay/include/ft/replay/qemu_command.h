@@ -31,6 +31,9 @@ struct LaunchPaths {
   // It is no guest device, so record and replay see the same machine with or without it.
   // Empty: none.
   std::string vm_state_drive = {};
+  // rr modes: a memory file QEMU maps shared as the guest's RAM (GuestRam::path_in_child()),
+  // so the RAM outlives the process. Empty: QEMU's own anonymous RAM.
+  std::string guest_ram = {};
 };
 
 struct LaunchOptions {
@@ -39,6 +42,9 @@ struct LaunchOptions {
   bool start_paused = false;       // -S: the vCPU waits for QMP `cont` (a replayer needs its
                                    // first replay-break set before it runs)
   std::string loadvm = {};         // -loadvm: start from this snapshot in vm_state_drive
+  // `loadvm` was saved with x-ignore-shared: the snapshot holds no RAM, which is already in
+  // paths.guest_ram (go-live). Needs guest_ram and ftd's QEMU (replay/qemu-patches/).
+  bool loadvm_without_ram = false;
   // rr modes: -icount rrsnapshot=NAME. A recorder saves its starting point under NAME
   // before it runs (after -loadvm); a replayer loads NAME before it replays. How a backup
   // starts from a running primary (re-protection, docs/design.md).
