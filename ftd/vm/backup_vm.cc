@@ -125,6 +125,9 @@ class BackupVm : public ManagedVm {
     std::shared_ptr<net::GuestNic> nic;  // nic = bridge: frames the replayed guest sends end here
     std::string fifo_path;
     std::shared_ptr<replay::GuestRam> guest_ram;  // the replayer's RAM (go-live hands it on)
+    // The replayer's QEMU said it can start a copy from a snapshot without the RAM
+    // (replay::ProbeLoadvmWithoutRam); until it has, go-live saves the RAM.
+    bool loadvm_without_ram = false;
     bool replayer_started = false;
     bool replayer_running = false;  // its QMP answered: the feeder drives it
     bool stopping = false;          // Stop() was called: a go-live in progress goes no further
@@ -183,8 +186,11 @@ class BackupVm : public ManagedVm {
       void SaveSnapshot(std::function<void(Status)> done) override {
         auto qmp = impl.runner.qmp();
         if (!qmp) return done(Unavailable("the replayer's monitor is not connected"));
-        // The RAM stays in the replayer's RAM file, which the recording QEMU maps.
-        replay::SaveVm(qmp, replay::kGoLiveSnapshot, replay::SnapshotRam::kInGuestRamFile, 30s,
+        // The RAM stays in the replayer's RAM file, which the recording QEMU maps, if this
+        // QEMU can load it that way; otherwise it goes through the snapshot.
+        auto ram = impl.loadvm_without_ram ? replay::SnapshotRam::kInGuestRamFile
+                                           : replay::SnapshotRam::kIncluded;
+        replay::SaveVm(qmp, replay::kGoLiveSnapshot, ram, 30s,
                        [weak = impl.weak_from_this(), done](Status saved) {
                          if (weak.lock()) done(saved);
                        });
@@ -391,6 +397,17 @@ class BackupVm : public ManagedVm {
         if (!self || !self->feeder) return;
         self->replayer_running = true;
         self->feeder->Start(self->runner.qmp());
+        replay::ProbeLoadvmWithoutRam(self->runner.qmp(), [weak](bool can) {
+          auto me = weak.lock();
+          if (!me) return;
+          me->loadvm_without_ram = can;
+          if (!can) {
+            me->vlog.warn(
+                "this QEMU cannot start from a snapshot without the guest's RAM (it lacks "
+                "replay/qemu-patches/loadvm-without-ram-from-a-shared-memory-file.patch): a "
+                "go-live will save and load all of the RAM, about 0.3 s slower");
+          }
+        });
       });
       runner.OnFailed([weak](const std::string& why) {
         if (auto self = weak.lock()) self->OnReplayerEnded(why);
@@ -517,7 +534,7 @@ class BackupVm : public ManagedVm {
       if (!fifo_path.empty()) fs::remove(fifo_path, ec);
       LiveStart live;
       live.snapshot = replay::kGoLiveSnapshot;
-      live.guest_ram = std::move(guest_ram);
+      if (loadvm_without_ram) live.guest_ram = std::move(guest_ram);
       live.guest_ipv4 = live_guest_ipv4;
       live.why = fmt::format("live in epoch {} after {}", failover->epoch() + 1, follow.note());
       live.on_started = [weak = weak_from_this(), done](Status s) {

@@ -19,4 +19,17 @@ void SaveVm(const std::shared_ptr<QmpClient>& qmp, const std::string& name, Snap
                });
 }
 
+void ProbeLoadvmWithoutRam(const std::shared_ptr<QmpClient>& qmp, std::function<void(bool)> done) {
+  qmp->Execute("qom-list-properties", {{"typename", "migration"}}, std::chrono::seconds(5),
+               [done = std::move(done)](Result<Json> properties) {
+                 bool found = false;
+                 if (properties.ok() && properties->is_array()) {
+                   for (const auto& p : *properties) {
+                     if (p.is_object() && p.value("name", "") == "x-ignore-shared") found = true;
+                   }
+                 }
+                 done(found);
+               });
+}
+
 }  // namespace ft::replay

@@ -237,6 +237,29 @@ TEST_F(QmpClientTest, SaveVmDoesNotSaveWhenTheCapabilityCannotBeSet) {
       << "a snapshot without the RAM must never leave this host";
 }
 
+TEST_F(QmpClientTest, LoadvmWithoutRamNeedsTheMigrationPropertyOfFtdsQemu) {
+  ASSERT_NO_FATAL_FAILURE(StartServerAndConnect());
+  auto probe = [&] {
+    std::optional<bool> result;
+    ProbeLoadvmWithoutRam(client_, [&](bool can) { result = can; });
+    EXPECT_TRUE(RunUntil([&] { return result.has_value(); }));
+    return result.value_or(true);
+  };
+  // What ftd's build and Debian's answer (qom-list-properties typename=migration).
+  server_->Script("qom-list-properties",
+                  QmpScript::Return(Json::parse(R"([{"name":"x-block","type":"bool"},
+                                                    {"name":"x-ignore-shared","type":"bool"}])")));
+  EXPECT_TRUE(probe());
+  EXPECT_EQ(server_->received().back()["arguments"]["typename"], "migration");
+  server_->Script("qom-list-properties",
+                  QmpScript::Return(Json::parse(R"([{"name":"x-block","type":"bool"}])")));
+  EXPECT_FALSE(probe());
+  server_->Script("qom-list-properties", QmpScript::Error("GenericError", "no such type"));
+  EXPECT_FALSE(probe());
+  server_->Script("qom-list-properties", QmpScript::Return(Json::object()));
+  EXPECT_FALSE(probe());
+}
+
 TEST_F(QmpClientTest, UnknownCommandIsCommandNotFoundAsQemuSaysIt) {
   ASSERT_NO_FATAL_FAILURE(StartServerAndConnect());
   Result<Json> r = ExecuteBlocking(io_, *client_, "no-such-command", Json(), 2s);

@@ -26,4 +26,11 @@ enum class SnapshotRam {
 void SaveVm(const std::shared_ptr<QmpClient>& qmp, const std::string& name, SnapshotRam ram,
             std::chrono::milliseconds timeout, std::function<void(Status)> done);
 
+// Whether this QEMU can start from a kInGuestRamFile snapshot: ftd's build
+// (replay/qemu-patches/loadvm-without-ram-from-a-shared-memory-file.patch) has
+// `x-ignore-shared` among the migration object's properties, which -loadvm needs and a
+// QEMU without the patch lacks. `done` gets false on any failure: the RAM then goes
+// through the snapshot, slower but loadable by any QEMU.
+void ProbeLoadvmWithoutRam(const std::shared_ptr<QmpClient>& qmp, std::function<void(bool)> done);
+
 }  // namespace ft::replay
