@@ -16,6 +16,12 @@
  * byte). ftd paces the primary through icount_limit: a vCPU that has logged past it waits
  * at its next event, so the limit is kept on what QEMU wrote, not on what ftd has read.
  *
+ * Sends: ftd holds each frame the guest sends until the backup has the log event that
+ * starts at or after it, normally written microseconds after the send (e1000's TX-done
+ * interrupt). QEMU's netdev stream sends frames with sendmsg(); the shim intercepts it and
+ * wakes the flush thread as soon as that next event is complete, so the frame's wait in
+ * ftd's output gate no longer includes up to FTD_RR_FLUSH_US of this buffer.
+ *
  * Seeks: QEMU seeks to 12 at start (past the file header) and back to 0 at exit to write
  * the header. On a pipe neither can work; the shim accepts the first (so nothing is
  * written) and, at the second, discards everything after it (QEMU's 4-byte header would
@@ -32,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,7 +74,13 @@ struct shim {
   struct counters* ctr;
   struct counters local;
   struct ftd_rr_scan scan; /* under mu: the stream as QEMU wrote it */
+  int wake_armed;          /* under mu: a send happened; flush once the next event is whole */
+  uint64_t wake_after;     /* under mu: produced at that send */
 };
+
+/* The log QEMU writes (one per process), for sendmsg(). Never freed once set: a send on
+ * another thread may still hold it while QEMU closes the log at exit. */
+static struct shim* _Atomic g_log;
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -182,9 +195,30 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
     if (ftd_rr_scan_feed(&s->scan, data, size) != 0) atomic_store(&s->ctr->scan_errors, 1);
     atomic_store(&s->ctr->icount, s->scan.icount);
   }
-  atomic_fetch_add(&s->ctr->produced, (uint64_t)size);
+  uint64_t produced = atomic_fetch_add(&s->ctr->produced, (uint64_t)size) + size;
+  if (s->wake_armed && produced > s->wake_after && (s->scan.failed || s->scan.pos == 0)) {
+    s->wake_armed = 0; /* an event that starts at or after the send is complete */
+    pthread_cond_signal(&s->work);
+  }
   pthread_mutex_unlock(&s->mu);
   return (ssize_t)size;
+}
+
+typedef ssize_t (*sendmsg_fn)(int, const struct msghdr*, int);
+
+ssize_t sendmsg(int fd, const struct msghdr* msg, int flags) {
+  static sendmsg_fn real;
+  if (!real) real = (sendmsg_fn)dlsym(RTLD_NEXT, "sendmsg");
+  struct shim* s = atomic_load(&g_log);
+  if (s) {
+    pthread_mutex_lock(&s->mu);
+    if (!s->closing) {
+      s->wake_armed = 1;
+      s->wake_after = atomic_load(&s->ctr->produced);
+    }
+    pthread_mutex_unlock(&s->mu);
+  }
+  return real(fd, msg, flags);
 }
 
 static int cookie_seek(void* c, off64_t* offset, int whence) {
@@ -215,8 +249,17 @@ static int cookie_close(void* c) {
   pthread_join(s->thread, NULL);
   atomic_store(&s->ctr->finished, 1);
   int rc = close(s->fd);
-  if (s->ctr != &s->local) munmap(s->ctr, sizeof(struct counters));
   free(s->buf);
+  s->buf = NULL;
+  if (atomic_load(&g_log) == s) {
+    /* A send may still hold s: it stays, with its counters redirected to local ones. */
+    pthread_mutex_lock(&s->mu);
+    if (s->ctr != &s->local) munmap(s->ctr, sizeof(struct counters));
+    s->ctr = &s->local;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+  }
+  if (s->ctr != &s->local) munmap(s->ctr, sizeof(struct counters));
   free(s);
   return rc;
 }
@@ -278,6 +321,8 @@ static FILE* wrap(const char* path, const char* mode, const char* symbol) {
   }
   setvbuf(f, NULL, _IONBF, 0); /* every putc reaches cookie_write: exact produced count */
   pthread_create(&s->thread, NULL, flusher, s);
+  struct shim* none = NULL;
+  atomic_compare_exchange_strong(&g_log, &none, s);
   return f;
 }
 

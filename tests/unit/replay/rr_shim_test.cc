@@ -187,13 +187,15 @@ struct ShimWriter {
   std::string go_path = dir.path() + "/go";
   std::unique_ptr<ChildProcess> process;
 
-  Status Start(const std::string& log, const char* mode, const char* thread, bool wait_for_go) {
+  Status Start(const std::string& log, const char* mode, const char* thread, bool wait_for_go,
+               std::vector<std::string> env = {"FTD_RR_FLUSH_US=200"}) {
     std::string input = dir.path() + "/input.bin";
     std::ofstream(input, std::ios::binary) << log;
     SpawnOptions options;
     options.output_path = dir.path() + "/writer.out";
     options.extra_env = {"LD_PRELOAD=" FT_RR_SHIM_PATH, "FTD_RR_PATH=" + log_path,
-                         "FTD_RR_COUNTERS=" + counters_path, "FTD_RR_FLUSH_US=200"};
+                         "FTD_RR_COUNTERS=" + counters_path};
+    for (auto& e : env) options.extra_env.push_back(std::move(e));
     std::vector<std::string> argv = {FT_RR_SHIM_WRITER, input, mode, thread};
     if (wait_for_go) argv.push_back(go_path);
     FT_ASSIGN_OR_RETURN(process, ChildProcess::Spawn(argv, options));
@@ -294,6 +296,27 @@ TEST(ShimPacingTest, LimitHoldsAWorkerAtTheNextEventAndRaisingItLetsGo) {
   EXPECT_EQ(c->icount(), 100'000u);
   EXPECT_EQ(c->held(), 0);
   EXPECT_GE(c->blocked(), 200ms);
+}
+
+// A frame QEMU sends is covered by the log event that starts at or after it; the shim
+// flushes as soon as that event is whole instead of at its next period (100 ms here).
+TEST(ShimSendTest, ASendFlushesOnceTheNextEventIsWholeNotAtThePeriod) {
+  ShimWriter w;
+  // The send comes after 5 spans (30 bytes); the event after it ends at byte 35.
+  ASSERT_TRUE(
+      w.Start(Spans(), "bytes", "worker", true,
+              {"FTD_RR_FLUSH_US=100000", "FT_WRITER_SEND_AT=30", "FT_WRITER_LINGER_MS=1000"})
+          .ok());
+  auto c = w.Counters(false);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto go = std::chrono::steady_clock::now();
+  w.Go();
+  ASSERT_TRUE(Eventually([&] { return c->flushed() >= 35; }, 2s)) << "flushed " << c->flushed();
+  auto took = std::chrono::steady_clock::now() - go;
+  EXPECT_LT(took, 50ms) << "the covering event waited for the flush period";
+  ExitStatus exit = w.Finish();
+  ASSERT_TRUE(exit.clean()) << exit.Describe() << ": " << w.Output();
+  EXPECT_EQ(c->flushed(), Spans().size()) << "everything goes out at the close";
 }
 
 TEST(ShimPacingTest, MainThreadIsNeverHeld) {

@@ -9,12 +9,17 @@
  * that ignore event boundaries. worker: the writes come from a second thread (the shim
  * holds only those; QEMU's vCPU is one). GO_FILE: after the fopen, wait until it exists, so
  * a test can set the counters up before the first byte. Exit 0 when everything was written.
+ * FT_WRITER_SEND_AT=N: after the first N bytes, send one byte with sendmsg() on a socket
+ * pair, as QEMU's netdev stream sends a guest's frame. FT_WRITER_LINGER_MS=N: wait that
+ * long after the last byte before closing the log.
  */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,11 +31,27 @@ struct job {
   int failed;
 };
 
+static void send_frame(void) {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) return;
+  char byte = 'f';
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (sendmsg(pair[0], &msg, 0) != 1) perror("sendmsg");
+  close(pair[0]);
+  close(pair[1]);
+}
+
 static void* write_log(void* arg) {
   struct job* j = arg;
   size_t at = 0;
   unsigned piece = 1;
+  const char* send_env = getenv("FT_WRITER_SEND_AT");
+  long send_at = send_env ? atol(send_env) : -1;
   while (at < j->size) {
+    if ((long)at == send_at) send_frame();
     if (!j->chunks) {
       if (putc(j->bytes[at], j->log) == EOF) j->failed = 1;
       at++;
@@ -89,6 +110,11 @@ int main(int argc, char** argv) {
     pthread_join(t, NULL);
   } else {
     write_log(&j);
+  }
+  const char* linger = getenv("FT_WRITER_LINGER_MS");
+  if (linger) {
+    struct timespec t = {atol(linger) / 1000, (atol(linger) % 1000) * 1000000L};
+    nanosleep(&t, NULL);
   }
   /* QEMU at exit: the header at offset 0 (the shim discards it on a stream). */
   fseek(j.log, 0, SEEK_SET);
