@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
-#include <filesystem>
 #include <optional>
 #include <regex>
 
@@ -23,24 +22,12 @@
 #include "ft/replay/vm_state_drive.h"
 #include "ftd_instance.h"
 #include "guest_client.h"
+#include "temp_dir.h"
 
 namespace ft::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-struct TempDir {
-  TempDir() {
-    char t[] = "/tmp/ftd-go-live-ram-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 std::string Ram(const replay::GuestRam& ram) {
   std::string bytes(ram.bytes(), '\0');
@@ -62,12 +49,12 @@ class GoLiveRamTest : public ::testing::Test {
   // A recording QEMU of `spec` on `ram`, its log in `rr_file`.
   std::unique_ptr<replay::ChildProcess> Start(const std::string& tag,
                                               const replay::LaunchOptions& options) {
-    replay::LaunchPaths paths{dir_.path + "/" + tag + ".qmp", console_,
-                              dir_.path + "/" + tag + ".rr", "", ""};
-    paths.vm_state_drive = dir_.path + "/vm-state.qcow2";
+    replay::LaunchPaths paths{dir_.path() + "/" + tag + ".qmp", console_,
+                              dir_.path() + "/" + tag + ".rr", "", ""};
+    paths.vm_state_drive = dir_.path() + "/vm-state.qcow2";
     paths.guest_ram = ram_->path_in_child();
     replay::SpawnOptions spawn;
-    spawn.output_path = dir_.path + "/qemu.log";
+    spawn.output_path = dir_.path() + "/qemu.log";
     spawn.inherit_fds = {ram_->fd()};
     auto child = replay::ChildProcess::Spawn(BuildQemuCommand(spec_, options, paths), spawn);
     EXPECT_TRUE(child.ok()) << child.status().ToString();
@@ -85,19 +72,20 @@ class GoLiveRamTest : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_FALSE(GuestDir().empty()) << "guest not built (scripts/build.sh)";
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp";
     spec_.name = "ram1";
     spec_.kernel = GuestKernel();
     spec_.qemu_binary = QemuBinary();
     spec_.initrd = GuestDir() + "/initrd.img";
     spec_.cmdline = "console=ttyS0 ftguest.workload=timer nohz=off";
-    console_ = dir_.path + "/console.log";
-    ASSERT_TRUE(replay::CreateVmStateDrive(dir_.path + "/vm-state.qcow2").ok());
+    console_ = dir_.path() + "/console.log";
+    ASSERT_TRUE(replay::CreateVmStateDrive(dir_.path() + "/vm-state.qcow2").ok());
     auto ram = replay::GuestRam::Create(spec_.name, uint64_t{spec_.memory_mib} << 20);
     ASSERT_TRUE(ram.ok()) << ram.status().ToString();
     ram_ = std::move(ram).value();
   }
 
-  TempDir dir_;
+  TempDir dir_{"ftd-go-live-ram-"};
   asio::io_context io_;
   domain::VmSpec spec_;
   std::string console_;
@@ -129,9 +117,9 @@ TEST_F(GoLiveRamTest, ACopyStartsFromASnapshotWithoutTheRamAndTheGuestGoesOn) {
   load.loadvm = replay::kGoLiveSnapshot;
   load.loadvm_without_ram = true;
   auto second = Start("second", load);
-  ASSERT_TRUE(second) << replay::TailOfFile(dir_.path + "/qemu.log");
+  ASSERT_TRUE(second) << replay::TailOfFile(dir_.path() + "/qemu.log");
   ASSERT_TRUE(second->running()) << "QEMU did not start from the snapshot:\n"
-                                 << replay::TailOfFile(dir_.path + "/qemu.log");
+                                 << replay::TailOfFile(dir_.path() + "/qemu.log");
   std::string ram_loaded = Ram(*ram_);
   size_t changed = 0;
   for (size_t page = 0; page < ram_loaded.size(); page += 4096) {
@@ -147,7 +135,7 @@ TEST_F(GoLiveRamTest, ACopyStartsFromASnapshotWithoutTheRamAndTheGuestGoesOn) {
   EXPECT_TRUE(WaitForFileContaining(console_, next, 60s))
       << "the guest did not go on after tick " << ticks_before << "; console tail:\n"
       << replay::TailOfFile(console_) << "\nQEMU said:\n"
-      << replay::TailOfFile(dir_.path + "/qemu.log");
+      << replay::TailOfFile(dir_.path() + "/qemu.log");
   EXPECT_TRUE(second->running()) << "the guest ended (a triple fault ends it: -no-reboot)";
   (void)Execute("quit");
   if (!second->WaitFor(30s)) second->Terminate(1s);

@@ -11,7 +11,6 @@
 #include <asio/io_context.hpp>
 #include <atomic>
 #include <deque>
-#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -27,25 +26,13 @@
 #include "ftd_instance.h"
 #include "guest_client.h"
 #include "stats.h"
+#include "temp_dir.h"
 
 namespace ft::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using replay::RrLogParser;
-
-struct TempDir {
-  TempDir() {
-    char t[] = "/tmp/ftd-rr-stream-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 domain::VmSpec GuestSpec() {
   domain::VmSpec spec;
@@ -59,22 +46,24 @@ domain::VmSpec GuestSpec() {
 
 TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built";
-  TempDir dir;
-  auto version = replay::ProbeRrVersion(QemuBinary(), dir.path, 20s);
+  TempDir dir("ftd-rr-stream-");
+  ASSERT_FALSE(dir.path().empty()) << "mkdtemp";
+  auto version = replay::ProbeRrVersion(QemuBinary(), dir.path(), 20s);
   ASSERT_TRUE(version.ok()) << version.status().ToString();
   EXPECT_EQ(*version, replay::rr::kVersion) << "this QEMU writes another log version";
 
-  std::string fifo = dir.path + "/rr.fifo";
+  std::string fifo = dir.path() + "/rr.fifo";
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   // Open the read end first (non-blocking) so QEMU's fopen of the write end returns.
   int rfd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   ASSERT_GE(rfd, 0);
 
   auto spec = GuestSpec();
-  replay::LaunchPaths rec_paths{dir.path + "/rec.qmp", dir.path + "/rec-console.log", fifo, "", ""};
+  replay::LaunchPaths rec_paths{dir.path() + "/rec.qmp", dir.path() + "/rec-console.log", fifo, "",
+                                ""};
   replay::SpawnOptions rec_options;
-  rec_options.output_path = dir.path + "/rec-qemu.log";
-  replay::RrShimEnvironment shim{FT_RR_SHIM, fifo, dir.path + "/counters", 500, 1 << 20};
+  rec_options.output_path = dir.path() + "/rec-qemu.log";
+  replay::RrShimEnvironment shim{FT_RR_SHIM, fifo, dir.path() + "/counters", 500, 1 << 20};
   rec_options.extra_env = replay::RrShimEnv(shim);
   auto recorder = replay::ChildProcess::Spawn(
       replay::BuildQemuCommand(spec, {replay::RunMode::kRecord, false}, rec_paths), rec_options);
@@ -170,7 +159,7 @@ TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
   EXPECT_LT(p99, 50.0);
 
   // Replay the streamed log (as a regular file: 12-byte header first) and compare consoles.
-  std::string rr_file = dir.path + "/streamed.rr";
+  std::string rr_file = dir.path() + "/streamed.rr";
   {
     std::ofstream out(rr_file, std::ios::binary);
     std::string header = replay::EncodeVersion(*version);
@@ -178,10 +167,10 @@ TEST(RrStreamTest, ShimStreamsTheLogLiveAndTheStreamReplaysIdentically) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     out.write(log.data(), static_cast<std::streamsize>(log.size()));
   }
-  replay::LaunchPaths rep_paths{dir.path + "/rep.qmp", dir.path + "/rep-console.log", rr_file, "",
-                                ""};
+  replay::LaunchPaths rep_paths{dir.path() + "/rep.qmp", dir.path() + "/rep-console.log", rr_file,
+                                "", ""};
   replay::SpawnOptions rep_options;
-  rep_options.output_path = dir.path + "/rep-qemu.log";
+  rep_options.output_path = dir.path() + "/rep-qemu.log";
   auto replayer = replay::ChildProcess::Spawn(
       replay::BuildQemuCommand(spec, {replay::RunMode::kReplay, false}, rep_paths), rep_options);
   ASSERT_TRUE(replayer.ok());

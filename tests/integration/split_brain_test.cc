@@ -35,6 +35,7 @@
 #include "lab_pair.h"
 #include "libvirt_domains.h"
 #include "lockstep_pair.h"
+#include "temp_dir.h"
 
 namespace ft::testing {
 namespace {
@@ -269,25 +270,6 @@ void ExpectTheReturningHostStaysStale(Lab& lab, FtdInstance& a, FtdInstance& b,
 Status RestartWithTheOldConfig(FtdInstance& a) {
   return a.Restart(WithNodeSetting(ReadFile(a.config_path()), "max_unacked_mib = 1"));
 }
-
-// A directory under /tmp for the life of the object.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix) {
-    std::string templ = (fs::temp_directory_path() / (prefix + "XXXXXX")).string();
-    if (mkdtemp(templ.data())) path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A small tmpfs mounted (mount -t tmpfs) on a directory of its own for the life of the
 // object: unmounted and the directory removed whatever happens. Needs root.
