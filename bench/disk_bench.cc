@@ -8,7 +8,10 @@
 //        - with FT: a protected pair (A records, B replays), every ack held in the primary's
 //          output gate until B acknowledged the log that covers it.
 //      Prints records/s, the per-record latency p50/p99 (and a histogram), the rate ratio,
-//      and the block requests one record costs (QEMU's query-blockstats on the VM's monitor).
+//      and the block requests one record costs (QEMU's query-blockstats on the VM's monitor),
+//      for each core layout asked for (--cores, core_layout.h: the hosts sharing every CPU,
+//      or host A's ftd and QEMU on one half of the CPUs and host B's on the other, the VM
+//      without FT on host A's), then the layouts side by side.
 //   2. creating a backup's disk replica: a qcow2 image with `--replica-gib` GiB written,
 //      copied to the peer by `EnableRequest` on two real ftds on loopback (read, sha256,
 //      1 MiB chunks over the channel, written, sha256 again, fsync'd, renamed), against a
@@ -41,6 +44,7 @@
 #include "ft/daemon/config.h"
 #include "ft/daemon/control_socket.h"
 #include "ft/proto/control.pb.h"
+#include "core_layout.h"
 #include "guest_client.h"
 #include "lab.h"
 #include "lab_pair.h"
@@ -212,7 +216,13 @@ void PrintRecords(const char* label, const RecordFigures& f) {
   std::printf("            latency histogram (ms: count):%s\n", Histogram(f.latency_ms).c_str());
 }
 
-int RunRecords(int warmup, int count, const std::string& guest_args) {
+// What one layout's record runs came to, for the side-by-side table.
+struct RecordsSummary {
+  double rate_ratio = 0, added_p50_ms = 0;
+};
+
+int RunRecords(int warmup, int count, const std::string& guest_args, const HostCpus& cpus,
+               RecordsSummary* summary) {
   auto lab = Lab::Create();
   if (!lab.ok()) {
     std::fprintf(stderr, "lab: %s\n", lab.status().ToString().c_str());
@@ -236,6 +246,7 @@ int RunRecords(int warmup, int count, const std::string& guest_args) {
   {
     auto ftd = FtdInstance::Create(std::string(kInstanceLabel) + "-plain");
     if (!ftd.ok()) return 1;
+    (*ftd)->set_cpus(cpus.a);
     if (!(*ftd)->WriteConfig((*ftd)->GuestVmConfig(vm)).ok() ||
         !(*ftd)->Start({}, {}, (*lab)->ns_a()).ok()) {
       std::fprintf(stderr, "without FT: ftd did not start\n");
@@ -263,6 +274,8 @@ int RunRecords(int warmup, int count, const std::string& guest_args) {
     LockstepOptions options;
     options.vm = vm;
     options.lab = lab->get();
+    options.primary_cpus = cpus.a;
+    options.backup_cpus = cpus.b;
     auto pair = StartProtected(options);  // the primary's ftd log is in the error
     if (!pair.ok()) {
       std::fprintf(stderr, "with FT: %s\n", pair.status().ToString().c_str());
@@ -299,8 +312,10 @@ int RunRecords(int warmup, int count, const std::string& guest_args) {
   PrintRecords("with FT:", ft);
   std::printf("            %s (the primary's QEMU)\n", ft_io.c_str());
   std::printf("%s\n", primary_note.c_str());
+  summary->rate_ratio = plain.rate() > 0 ? ft.rate() / plain.rate() : 0.0;
+  summary->added_p50_ms = Percentile(ft.latency_ms, 0.5) - Percentile(plain.latency_ms, 0.5);
   std::printf("records/s FT/no-FT: %.3f   added latency p50 %+.3f ms p99 %+.3f ms\n",
-              plain.rate() > 0 ? ft.rate() / plain.rate() : 0.0,
+              summary->rate_ratio,
               Percentile(ft.latency_ms, 0.5) - Percentile(plain.latency_ms, 0.5),
               Percentile(ft.latency_ms, 0.99) - Percentile(plain.latency_ms, 0.99));
   std::fflush(stdout);
@@ -588,9 +603,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--guest-args", guest_args, "extra guest kernel arguments (records measure)")
       ->capture_default_str();
+  std::string cores = "both";
+  app.add_option("--cores", cores, "core layouts for the record measure: shared, per-host or both")
+      ->capture_default_str();
   app.add_flag("--skip-records", skip_records, "only the replica measure");
   app.add_flag("--skip-replica", skip_replica, "only the record measure");
   CLI11_PARSE(app, argc, argv);
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
+  auto layouts = ft::testing::ParseCoreLayouts(cores);
+  if (!layouts.ok()) {
+    std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
+    return 1;
+  }
   if (ft::testing::GuestDir().empty()) {
     std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");
     return 1;
@@ -603,7 +627,28 @@ int main(int argc, char** argv) {
   std::printf("%u CPUs, QEMU %s\n", std::thread::hardware_concurrency(),
               ft::testing::QemuBinary().c_str());
   int rc = 0;
-  if (!skip_records) rc |= ft::testing::RunRecords(warmup, records, guest_args);
+  if (!skip_records) {
+    std::vector<std::pair<ft::testing::CoreLayout, ft::testing::RecordsSummary>> rows;
+    for (ft::testing::CoreLayout layout : *layouts) {
+      auto cpus = ft::testing::CpusFor(layout);
+      if (!cpus.ok()) {
+        std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
+        return 1;
+      }
+      std::printf("\n== cores %s\n", ft::testing::Describe(layout, *cpus).c_str());
+      ft::testing::RecordsSummary summary;
+      int run_rc = ft::testing::RunRecords(warmup, records, guest_args, *cpus, &summary);
+      rc |= run_rc;
+      if (run_rc == 0) rows.emplace_back(layout, summary);
+    }
+    std::printf("\n%-28s", "side by side");
+    for (const auto& [layout, r] : rows) std::printf(" %10s", ft::testing::CoreLayoutName(layout));
+    std::printf("\n%-28s", "fsync'd records/s FT/no-FT");
+    for (const auto& [layout, r] : rows) std::printf(" %10.3f", r.rate_ratio);
+    std::printf("\n%-28s", "added latency p50 ms");
+    for (const auto& [layout, r] : rows) std::printf(" %+10.3f", r.added_p50_ms);
+    std::printf("\n\n");
+  }
   if (!skip_replica) rc |= ft::testing::RunReplica(replica_gib);
   return rc;
 }

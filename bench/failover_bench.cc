@@ -13,6 +13,10 @@
 //   go-live     both done -> QEMU records from the snapshot (replay to the end, savevm,
 //               quit, start with -loadvm)
 //   network     live -> the client's first byte (announce, the guest's TCP resending)
+//
+// The drills run in each core layout asked for (--cores, core_layout.h: the hosts sharing
+// every CPU, or host A's ftd and QEMU on one half of the CPUs and host B's on the other),
+// and a table at the end puts the layouts side by side.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -20,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include "core_layout.h"
 #include "guest_client.h"
 #include "lab.h"
 #include "lab_pair.h"
@@ -44,9 +49,11 @@ int64_t Ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-Result<Drill> RunDrill(Lab& lab, int heartbeat_timeout_ms) {
+Result<Drill> RunDrill(Lab& lab, int heartbeat_timeout_ms, const HostCpus& cpus) {
   FT_ASSIGN_OR_RETURN(auto store, ClaimStore::Create());
   LockstepOptions options = LabPairOptions(lab);
+  options.primary_cpus = cpus.a;
+  options.backup_cpus = cpus.b;
   options.shared_storage = store->dir();
   options.heartbeat_timeout_ms = heartbeat_timeout_ms;
   FT_ASSIGN_OR_RETURN(auto pair, StartProtected(options));
@@ -114,7 +121,16 @@ int Main(int argc, char** argv) {
   app.add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms, "both ftds' heartbeat_timeout_ms")
       ->check(CLI::Range(100, 10000))
       ->capture_default_str();
+  std::string cores = "both";
+  app.add_option("--cores", cores, "core layouts: shared, per-host or both")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
+  auto layouts = ParseCoreLayouts(cores);
+  if (!layouts.ok()) {
+    std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
+    return 1;
+  }
   if (GuestDir().empty()) {
     std::fprintf(stderr, "the guest is not built (scripts/build.sh)\n");
     return 1;
@@ -124,36 +140,54 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "lab: %s\n", lab.status().ToString().c_str());
     return 1;
   }
-  std::vector<Drill> results;
-  for (int i = 1; i <= drills; ++i) {
-    auto d = RunDrill(**lab, heartbeat_timeout_ms);
-    if (!d.ok()) {
-      std::fprintf(stderr, "drill %d failed: %s\n", i, d.status().ToString().c_str());
+  std::vector<std::pair<CoreLayout, std::vector<double>>> totals;
+  for (CoreLayout layout : *layouts) {
+    auto cpus = CpusFor(layout);
+    if (!cpus.ok()) {
+      std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
       return 1;
     }
-    std::printf(
-        "drill %2d: %6.0f ms to the first byte (detection %4.0f, catch-up %3.0f, arbitration "
-        "%3.0f, go-live %4.0f = replay-end %3.0f + savevm %3.0f + restart %3.0f, network %4.0f)\n",
-        i, d->total_ms, d->detection_ms, d->catch_up_ms, d->arbitration_ms, d->go_live_ms,
-        d->replay_end_ms, d->savevm_ms, d->restart_ms, d->network_ms);
-    std::fflush(stdout);
-    results.push_back(*d);
+    std::printf("\n== cores %s\n", Describe(layout, *cpus).c_str());
+    std::vector<Drill> results;
+    for (int i = 1; i <= drills; ++i) {
+      auto d = RunDrill(**lab, heartbeat_timeout_ms, *cpus);
+      if (!d.ok()) {
+        std::fprintf(stderr, "drill %d failed: %s\n", i, d.status().ToString().c_str());
+        return 1;
+      }
+      std::printf(
+          "drill %2d: %6.0f ms to the first byte (detection %4.0f, catch-up %3.0f, arbitration "
+          "%3.0f, go-live %4.0f = replay-end %3.0f + savevm %3.0f + restart %3.0f, network "
+          "%4.0f)\n",
+          i, d->total_ms, d->detection_ms, d->catch_up_ms, d->arbitration_ms, d->go_live_ms,
+          d->replay_end_ms, d->savevm_ms, d->restart_ms, d->network_ms);
+      results.push_back(*d);
+    }
+    auto column = [&](double Drill::*field) {
+      std::vector<double> v;
+      for (const auto& d : results) v.push_back(d.*field);
+      return v;
+    };
+    std::printf("\n%d drills, heartbeat_timeout_ms %d, cores %s:\n", drills, heartbeat_timeout_ms,
+                CoreLayoutName(layout));
+    PrintPercentiles("death -> client's first byte", "ms", column(&Drill::total_ms));
+    PrintPercentiles("detection", "ms", column(&Drill::detection_ms));
+    PrintPercentiles("catch-up", "ms", column(&Drill::catch_up_ms));
+    PrintPercentiles("arbitration (beside it)", "ms", column(&Drill::arbitration_ms));
+    PrintPercentiles("go-live", "ms", column(&Drill::go_live_ms));
+    PrintPercentiles("  replay to the log's end", "ms", column(&Drill::replay_end_ms));
+    PrintPercentiles("  savevm", "ms", column(&Drill::savevm_ms));
+    PrintPercentiles("  quit, new QEMU -loadvm", "ms", column(&Drill::restart_ms));
+    PrintPercentiles("network (announce, TCP)", "ms", column(&Drill::network_ms));
+    totals.emplace_back(layout, column(&Drill::total_ms));
   }
-  auto column = [&](double Drill::*field) {
-    std::vector<double> v;
-    for (const auto& d : results) v.push_back(d.*field);
-    return v;
-  };
-  std::printf("\n%d drills, heartbeat_timeout_ms %d:\n", drills, heartbeat_timeout_ms);
-  PrintPercentiles("death -> client's first byte", "ms", column(&Drill::total_ms));
-  PrintPercentiles("detection", "ms", column(&Drill::detection_ms));
-  PrintPercentiles("catch-up", "ms", column(&Drill::catch_up_ms));
-  PrintPercentiles("arbitration (beside it)", "ms", column(&Drill::arbitration_ms));
-  PrintPercentiles("go-live", "ms", column(&Drill::go_live_ms));
-  PrintPercentiles("  replay to the log's end", "ms", column(&Drill::replay_end_ms));
-  PrintPercentiles("  savevm", "ms", column(&Drill::savevm_ms));
-  PrintPercentiles("  quit, new QEMU -loadvm", "ms", column(&Drill::restart_ms));
-  PrintPercentiles("network (announce, TCP)", "ms", column(&Drill::network_ms));
+  std::printf("\n%-34s", "side by side");
+  for (const auto& [layout, v] : totals) std::printf(" %10s", CoreLayoutName(layout));
+  std::printf("\n%-34s", "death -> first byte p50 ms");
+  for (const auto& [layout, v] : totals) std::printf(" %10.0f", Percentile(v, 0.5));
+  std::printf("\n%-34s", "death -> first byte p99 ms");
+  for (const auto& [layout, v] : totals) std::printf(" %10.0f", Percentile(v, 0.99));
+  std::printf("\n");
   return 0;
 }
 

@@ -5,10 +5,16 @@
 //   2. with FT: the same guest protected by two real ftd processes (record -> logging
 //      channel on loopback -> live replay).
 //
-// Prints the time ratio, log bandwidth, the backup's lag (p50/p99, sampled from the
+// Prints the boot time (start to the guest's "ftguest: ready" line) and its ratio, the
+// workload's time ratio, log bandwidth, the backup's lag (p50/p99, sampled from the
 // primary's ftctl status), and the delay from a log byte being written by QEMU (the flush
 // shim's `produced` counter, polled every 100 us) to the backup's ftd receiving it (the
 // backup's FTD_TRACE_LOG_RECEIPTS trace).
+//
+// Both runs are made in each core layout asked for (--cores, core_layout.h): "shared" (the
+// two hosts compete for every CPU) and "per-host" (host A's ftd and QEMU on one half of the
+// CPUs, host B's on the other; the VM without FT on host A's); a table at the end puts the
+// layouts side by side.
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +31,7 @@
 #include "ft/replay/process.h"
 #include "ft/replay/qemu_command.h"
 #include "ft/replay/rr_stream.h"
+#include "core_layout.h"
 #include "guest_client.h"
 #include "lockstep_pair.h"
 #include "stats.h"
@@ -63,10 +70,34 @@ Result<double> TimeBetween(const std::string& console, const std::string& from,
                              timeout.count()));
 }
 
+// When `line` first appears in `console` (polled every 5 ms).
+Result<Clock::time_point> WaitForLine(const std::string& console, const std::string& line,
+                                      std::chrono::seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (ReadFile(console).find(line) != std::string::npos) return Clock::now();
+    std::this_thread::sleep_for(5ms);
+  }
+  return Timeout(fmt::format("'{}' did not appear in {} within {} s", line, console,
+                             timeout.count()));
+}
+
+double SecondsSince(Clock::time_point start, Clock::time_point end) {
+  return std::chrono::duration<double>(end - start).count();
+}
+
+// The guest's init prints this once its services listen and its workload has started.
+constexpr char kReadyLine[] = "ftguest: ready";
+
 std::string Workload(int rounds) { return fmt::format("cpu ftguest.cpu_rounds={}", rounds); }
 
-// 1. The same guest on plain QEMU with the same icount shift.
-Result<double> RunWithoutFt(int rounds) {
+struct PlainResult {
+  double boot_seconds = 0;  // QEMU started -> kReadyLine
+  double seconds = 0;       // the workload
+};
+
+// 1. The same guest on plain QEMU with the same icount shift, on `cpus` ("" = any).
+Result<PlainResult> RunWithoutFt(int rounds, const std::string& cpus) {
   char templ[] = "/tmp/ftd-bench-plain-XXXXXX";
   if (!mkdtemp(templ)) return ErrnoStatus("mkdtemp", errno);
   std::string dir = templ;
@@ -81,15 +112,24 @@ Result<double> RunWithoutFt(int rounds) {
   launch.plain_with_icount = true;
   replay::SpawnOptions options;
   options.output_path = dir + "/qemu.log";
-  auto qemu = replay::ChildProcess::Spawn(replay::BuildQemuCommand(spec, launch, paths), options);
+  auto started = Clock::now();
+  auto qemu = replay::ChildProcess::Spawn(
+      PinnedTo(cpus, replay::BuildQemuCommand(spec, launch, paths)), options);
   if (!qemu.ok()) return qemu.status();
-  auto t = TimeBetween(paths.console_log, "cpu: round 1 ", "cpu: done", 900s);
+  PlainResult result;
+  auto ready = WaitForLine(paths.console_log, kReadyLine, 300s);
+  auto t = ready.ok() ? TimeBetween(paths.console_log, "cpu: round 1 ", "cpu: done", 900s)
+                      : Result<double>(ready.status());
   (*qemu)->Terminate(1s);
   fs::remove_all(dir);
-  return t;
+  if (!t.ok()) return t.status();
+  result.boot_seconds = SecondsSince(started, *ready);
+  result.seconds = *t;
+  return result;
 }
 
 struct FtResult {
+  double boot_seconds = 0;  // both ftds started -> kReadyLine on the primary's console
   double seconds = 0;
   uint64_t log_bytes = 0;
   std::vector<double> lag_ms, delay_ms;
@@ -97,8 +137,8 @@ struct FtResult {
   bool identical = false;
 };
 
-// 2. The same guest under two ftds.
-Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
+// 2. The same guest under two ftds, host A's on `cpus.a` and host B's on `cpus.b`.
+Result<FtResult> RunWithFt(int rounds, int max_lag_ms, const HostCpus& cpus) {
   FtResult result;
   LockstepOptions options;
   options.vm.name = "bench";
@@ -111,6 +151,9 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
   close(trace_fd);
   std::string trace = trace_templ;
   options.backup_env = {"FTD_TRACE_LOG_RECEIPTS=" + trace};
+  options.primary_cpus = cpus.a;
+  options.backup_cpus = cpus.b;
+  auto started = Clock::now();
   FT_ASSIGN_OR_RETURN(auto pair, LockstepPair::Start(options));
 
   // Produced-offset samples from the primary's shim counters, every 100 us.
@@ -143,8 +186,11 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms) {
       std::this_thread::sleep_for(100ms);
     }
   });
-  auto t = TimeBetween(pair->primary().console_log("bench"), "cpu: round 1 ", "cpu: done", 900s,
-                       &measuring_since);
+  auto ready = WaitForLine(pair->primary().console_log("bench"), kReadyLine, 600s);
+  if (ready.ok()) result.boot_seconds = SecondsSince(started, *ready);
+  auto t = ready.ok() ? TimeBetween(pair->primary().console_log("bench"), "cpu: round 1 ",
+                                    "cpu: done", 900s, &measuring_since)
+                      : Result<double>(ready.status());
   auto st = pair->Status(pair->primary());
   stop = true;
   poller.join();
@@ -183,39 +229,77 @@ int main(int argc, char** argv) {
   CLI::App app{"ftd-bench-lockstep - virtual lockstep vs the same VM without FT"};
   int rounds = 20;
   int max_lag_ms = 2000;
+  std::string cores = "both";
   app.add_option("--rounds", rounds, "CPU workload rounds")->check(CLI::Range(1, 10000));
   app.add_option("--max-lag-ms", max_lag_ms, "the pair's lag bound (guest ms)");
+  app.add_option("--cores", cores, "core layouts: shared, per-host or both")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
+  auto layouts = ParseCoreLayouts(cores);
+  if (!layouts.ok()) {
+    std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
+    return 1;
+  }
   if (GuestDir().empty()) {
     std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");
     return 1;
   }
   std::printf("workload: guest cpu, %d rounds, -icount shift=5; %u CPUs\n", rounds,
               std::thread::hardware_concurrency());
-  auto plain = RunWithoutFt(rounds);
-  if (!plain.ok()) {
-    std::fprintf(stderr, "without FT: %s\n", plain.status().ToString().c_str());
-    return 1;
+  struct Row {
+    CoreLayout layout;
+    PlainResult plain;
+    FtResult ft;
+  };
+  std::vector<Row> rows;
+  bool identical = true;
+  for (CoreLayout layout : *layouts) {
+    auto cpus = CpusFor(layout);
+    if (!cpus.ok()) {
+      std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("\n== cores %s\n", Describe(layout, *cpus).c_str());
+    auto plain = RunWithoutFt(rounds, cpus->a);
+    if (!plain.ok()) {
+      std::fprintf(stderr, "without FT: %s\n", plain.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("without FT: boot %.2f s, workload %.2f s\n", plain->boot_seconds,
+                plain->seconds);
+    auto ft = RunWithFt(rounds, max_lag_ms, *cpus);
+    if (!ft.ok()) {
+      std::fprintf(stderr, "with FT: %s\n", ft.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("with FT:    boot %.2f s, workload %.2f s (primary paced %.2f s, incl. boot)\n",
+                ft->boot_seconds, ft->seconds, static_cast<double>(ft->paced_ms) / 1000);
+    std::printf("boot ratio FT/no-FT:        %.3f\n", ft->boot_seconds / plain->boot_seconds);
+    std::printf("time ratio FT/no-FT:        %.3f\n", ft->seconds / plain->seconds);
+    std::printf("log bandwidth:              %.1f KiB/s (%llu bytes)\n",
+                static_cast<double>(ft->log_bytes) / 1024 / ft->seconds,
+                static_cast<unsigned long long>(ft->log_bytes));
+    std::printf("lag (guest ms):             p50 %.1f  p99 %.1f  (%zu samples, bound %d)\n",
+                Percentile(ft->lag_ms, 0.5), Percentile(ft->lag_ms, 0.99), ft->lag_ms.size(),
+                max_lag_ms);
+    std::printf("log write -> backup (ms):   p50 %.3f  p99 %.3f  max %.3f  (%zu samples)\n",
+                Percentile(ft->delay_ms, 0.5), Percentile(ft->delay_ms, 0.99),
+                Percentile(ft->delay_ms, 1.0), ft->delay_ms.size());
+    std::printf("backup console identical:   %s\n", ft->identical ? "yes" : "NO");
+    identical = identical && ft->identical;
+    rows.push_back({layout, *plain, *ft});
   }
-  std::printf("without FT: %.2f s\n", *plain);
-  auto ft = RunWithFt(rounds, max_lag_ms);
-  if (!ft.ok()) {
-    std::fprintf(stderr, "with FT: %s\n", ft.status().ToString().c_str());
-    return 1;
-  }
-  std::printf("with FT:    %.2f s (primary paced %.2f s)\n", ft->seconds,
-              static_cast<double>(ft->paced_ms) / 1000);
-  std::printf("time ratio FT/no-FT:        %.3f\n", ft->seconds / *plain);
-  std::printf("log bandwidth:              %.1f KiB/s (%llu bytes)\n",
-              static_cast<double>(ft->log_bytes) / 1024 / ft->seconds,
-              static_cast<unsigned long long>(ft->log_bytes));
-  std::printf("lag (guest ms):             p50 %.1f  p99 %.1f  (%zu samples, bound %d)\n",
-              Percentile(ft->lag_ms, 0.5), Percentile(ft->lag_ms, 0.99), ft->lag_ms.size(),
-              max_lag_ms);
-  std::printf("log write -> backup (ms):   p50 %.3f  p99 %.3f  max %.3f  (%zu samples)\n",
-              Percentile(ft->delay_ms, 0.5), Percentile(ft->delay_ms, 0.99),
-              Percentile(ft->delay_ms, 1.0), ft->delay_ms.size());
-  std::printf("backup console identical:   %s\n", ft->identical ? "yes" : "NO");
-  return ft->identical ? 0 : 1;
+  std::printf("\n%-28s", "side by side");
+  for (const Row& r : rows) std::printf(" %12s", CoreLayoutName(r.layout));
+  std::printf("\n%-28s", "boot FT/no-FT");
+  for (const Row& r : rows) std::printf(" %12.3f", r.ft.boot_seconds / r.plain.boot_seconds);
+  std::printf("\n%-28s", "CPU-bound time FT/no-FT");
+  for (const Row& r : rows) std::printf(" %12.3f", r.ft.seconds / r.plain.seconds);
+  std::printf("\n%-28s", "lag p99 (guest ms)");
+  for (const Row& r : rows) std::printf(" %12.1f", Percentile(r.ft.lag_ms, 0.99));
+  std::printf("\n%-28s", "log write -> backup p99 ms");
+  for (const Row& r : rows) std::printf(" %12.3f", Percentile(r.ft.delay_ms, 0.99));
+  std::printf("\n");
+  return identical ? 0 : 1;
 }

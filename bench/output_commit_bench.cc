@@ -9,15 +9,20 @@
 // From the client namespace: ping RTT, TCP request/response RTT (an echo line on the
 // guest's stream service, its periodic stream paused), and TCP throughput (the stream
 // service at full rate, every line's sequence and CRC checked). Prints p50/p99, the added
-// RTT and the throughput ratio.
+// RTT and the throughput ratio, for each core layout asked for (--cores, core_layout.h:
+// the hosts sharing every CPU, or host A's ftd and QEMU on one half of the CPUs and host B's
+// on the other, the VM without FT on host A's), then the layouts side by side. The client
+// runs on any CPU in both layouts.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "core_layout.h"
 #include "guest_client.h"
 #include "lab.h"
 #include "lab_pair.h"
@@ -86,11 +91,18 @@ void Print(const char* label, const NetFigures& f) {
       static_cast<unsigned long long>(f.lines));
 }
 
-int Run(int pings, int requests, int bulk_s, bool ft_only, const std::string& guest_args) {
+// What one layout's runs add, for the side-by-side table.
+struct Added {
+  double ping_p50 = 0, tcp_rr_p50 = 0, throughput_ratio = 0;
+};
+
+// Both runs in one layout; nullopt when one failed (the reason is printed).
+std::optional<Added> Run(int pings, int requests, int bulk_s, bool ft_only,
+                         const std::string& guest_args, const HostCpus& cpus) {
   auto lab = Lab::Create();
   if (!lab.ok()) {
     std::fprintf(stderr, "lab: %s\n", lab.status().ToString().c_str());
-    return 1;
+    return std::nullopt;
   }
   GuestVmOptions vm;
   vm.workload = "none";
@@ -103,17 +115,18 @@ int Run(int pings, int requests, int bulk_s, bool ft_only, const std::string& gu
   NetFigures plain;
   if (!ft_only) {
     auto ftd = FtdInstance::Create("bench-plain");
-    if (!ftd.ok()) return 1;
+    if (!ftd.ok()) return std::nullopt;
+    (*ftd)->set_cpus(cpus.a);
     if (!(*ftd)->WriteConfig((*ftd)->GuestVmConfig(vm)).ok() ||
         !(*ftd)->Start({}, {}, (*lab)->ns_a()).ok()) {
       std::fprintf(stderr, "without FT: ftd did not start\n");
-      return 1;
+      return std::nullopt;
     }
     auto f = Measure(**lab, pings, requests, std::chrono::seconds(bulk_s));
     if (!f.ok()) {
       std::fprintf(stderr, "without FT: %s\n%s", f.status().ToString().c_str(),
                    ReadFile((*ftd)->ftd_log()).c_str());
-      return 1;
+      return std::nullopt;
     }
     plain = *f;
   }
@@ -125,16 +138,18 @@ int Run(int pings, int requests, int bulk_s, bool ft_only, const std::string& gu
     LockstepOptions options;
     options.vm = vm;
     options.lab = lab->get();
+    options.primary_cpus = cpus.a;
+    options.backup_cpus = cpus.b;
     auto pair = StartProtected(options);  // the primary's ftd log is in the error
     if (!pair.ok()) {
       std::fprintf(stderr, "with FT: %s\n", pair.status().ToString().c_str());
-      return 1;
+      return std::nullopt;
     }
     auto& p = **pair;
     auto f = Measure(**lab, pings, requests, std::chrono::seconds(bulk_s));
     if (!f.ok()) {
       std::fprintf(stderr, "with FT: %s\n", f.status().ToString().c_str());
-      return 1;
+      return std::nullopt;
     }
     ft = *f;
     auto st = p.Status(p.primary());
@@ -151,39 +166,73 @@ int Run(int pings, int requests, int bulk_s, bool ft_only, const std::string& gu
   }
   Print("with FT:", ft);
   std::printf("%s\n", gate.c_str());
+  Added added;
+  added.ping_p50 = Percentile(ft.ping_ms, 0.5) - Percentile(plain.ping_ms, 0.5);
+  added.tcp_rr_p50 = Percentile(ft.tcp_rr_ms, 0.5) - Percentile(plain.tcp_rr_ms, 0.5);
+  added.throughput_ratio = plain.throughput_bytes_per_s > 0
+                               ? ft.throughput_bytes_per_s / plain.throughput_bytes_per_s
+                               : 0.0;
   std::printf("added ping RTT:    p50 %+.3f ms  p99 %+.3f ms\n",
               Percentile(ft.ping_ms, 0.5) - Percentile(plain.ping_ms, 0.5),
               Percentile(ft.ping_ms, 0.99) - Percentile(plain.ping_ms, 0.99));
   std::printf("added TCP RR RTT:  p50 %+.3f ms  p99 %+.3f ms\n",
               Percentile(ft.tcp_rr_ms, 0.5) - Percentile(plain.tcp_rr_ms, 0.5),
               Percentile(ft.tcp_rr_ms, 0.99) - Percentile(plain.tcp_rr_ms, 0.99));
-  std::printf("throughput FT/no-FT: %.3f\n",
-              plain.throughput_bytes_per_s > 0
-                  ? ft.throughput_bytes_per_s / plain.throughput_bytes_per_s
-                  : 0.0);
-  return 0;
+  std::printf("throughput FT/no-FT: %.3f\n", added.throughput_ratio);
+  return added;
 }
 
 }  // namespace
 }  // namespace ft::testing
 
 int main(int argc, char** argv) {
+  using namespace ft::testing;
   CLI::App app{"ftd-bench-output-commit - the VM's network with FT vs without"};
   int pings = 200, requests = 200, bulk_s = 10;
   bool ft_only = false;
   std::string guest_args = "nohz=off";
+  std::string cores = "both";
   app.add_option("--pings", pings, "pings per run")->check(CLI::Range(10, 10000));
   app.add_option("--requests", requests, "TCP request/responses per run")
       ->check(CLI::Range(10, 10000));
   app.add_option("--bulk-seconds", bulk_s, "TCP throughput run")->check(CLI::Range(2, 120));
   app.add_flag("--ft-only", ft_only, "skip the run without FT (diagnostics)");
   app.add_option("--guest-args", guest_args, "extra guest kernel arguments")->capture_default_str();
+  app.add_option("--cores", cores, "core layouts: shared, per-host or both")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (ft::testing::GuestDir().empty()) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
+  auto layouts = ParseCoreLayouts(cores);
+  if (!layouts.ok()) {
+    std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
+    return 1;
+  }
+  if (GuestDir().empty()) {
     std::fprintf(stderr, "guest not built: run scripts/build.sh first\n");
     return 1;
   }
   std::printf("network lab, guest idle, %u CPUs; client in its own namespace\n",
               std::thread::hardware_concurrency());
-  return ft::testing::Run(pings, requests, bulk_s, ft_only, guest_args);
+  std::vector<std::pair<CoreLayout, Added>> rows;
+  for (CoreLayout layout : *layouts) {
+    auto cpus = CpusFor(layout);
+    if (!cpus.ok()) {
+      std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("\n== cores %s\n", Describe(layout, *cpus).c_str());
+    auto added = Run(pings, requests, bulk_s, ft_only, guest_args, *cpus);
+    if (!added) return 1;
+    rows.emplace_back(layout, *added);
+  }
+  std::printf("\n%-24s", "side by side");
+  for (const auto& [layout, a] : rows) std::printf(" %10s", CoreLayoutName(layout));
+  std::printf("\n%-24s", "added ping p50 ms");
+  for (const auto& [layout, a] : rows) std::printf(" %+10.3f", a.ping_p50);
+  std::printf("\n%-24s", "added TCP RR p50 ms");
+  for (const auto& [layout, a] : rows) std::printf(" %+10.3f", a.tcp_rr_p50);
+  std::printf("\n%-24s", "throughput FT/no-FT");
+  for (const auto& [layout, a] : rows) std::printf(" %10.3f", a.throughput_ratio);
+  std::printf("\n");
+  return 0;
 }

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "core_layout.h"
 #include "guest_client.h"
 
 namespace ft::testing {
@@ -164,7 +165,7 @@ Status FtdInstance::Start(const std::vector<std::string>& extra_args,
   replay::SpawnOptions options;
   options.output_path = ftd_log();
   options.extra_env = extra_env;
-  FT_ASSIGN_OR_RETURN(ftd_, replay::ChildProcess::Spawn(argv, options));
+  FT_ASSIGN_OR_RETURN(ftd_, replay::ChildProcess::Spawn(PinnedTo(cpus_, argv), options));
   start_args_ = extra_args;
   start_env_ = extra_env;
   start_netns_ = netns;

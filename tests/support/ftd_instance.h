@@ -72,6 +72,9 @@ class FtdInstance {
   // `netns`: run ftd inside that network namespace (a lab host).
   Status Start(const std::vector<std::string>& extra_args = {},
                const std::vector<std::string>& extra_env = {}, const std::string& netns = "");
+  // Runs ftd, and so everything it spawns, on these CPUs (`taskset -c` syntax, e.g. "1"),
+  // from the next Start or Restart on; "" (the default): on any CPU. See core_layout.h.
+  void set_cpus(std::string cpus) { cpus_ = std::move(cpus); }
   // SIGTERM and wait; returns how ftd ended.
   Result<replay::ExitStatus> Stop(std::chrono::milliseconds timeout);
   // Starts ftd again after it ended (stopped or killed), with `config_text` as its config and
@@ -108,6 +111,7 @@ class FtdInstance {
   std::unique_ptr<replay::ChildProcess> ftd_;
   std::vector<std::string> start_args_, start_env_;
   std::string start_netns_;
+  std::string cpus_;
 };
 
 // `config` with `line` (e.g. "max_unacked_mib = 1") added to its [node] section.

@@ -88,6 +88,8 @@ Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions&
   FT_RETURN_IF_ERROR(pair->primary_->WriteConfig(
       PairConfig(*pair->primary_, primary_options, "primary", primary_channel)));
   if (options.prepare_backup) FT_RETURN_IF_ERROR(options.prepare_backup(*pair->backup_));
+  pair->backup_->set_cpus(options.backup_cpus);
+  pair->primary_->set_cpus(options.primary_cpus);
   FT_RETURN_IF_ERROR(pair->backup_->Start({}, options.backup_env, lab ? lab->ns_b() : ""));
   if (!WaitForFileContaining(pair->backup_->ftd_log(), "logging channel: listening",
                              std::chrono::seconds(30))) {

@@ -26,6 +26,9 @@ struct LockstepOptions {
   std::chrono::milliseconds channel_delay{0};  // > 0: relay the channel through a DelayProxy
   std::vector<std::string> backup_env;         // e.g. FTD_TRACE_LOG_RECEIPTS=...
   std::vector<std::string> primary_env;        // e.g. FTD_TRACE_GATE=...
+  // The CPUs the primary's and the backup's ftd (and all they spawn) run on: `taskset -c`
+  // lists from CpusFor (core_layout.h); "" = any CPU.
+  std::string primary_cpus, backup_cpus;
   // Run the pair in the network lab: the primary's ftd on host A, the backup's on host B,
   // the channel over the lab's channel network, the VM's NIC served by ftd on br0 (the
   // DelayProxy, if any, runs inside host A). Null: both on loopback, QEMU user networking.
