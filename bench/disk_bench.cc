@@ -41,10 +41,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core_layout.h"
 #include "ft/daemon/config.h"
 #include "ft/daemon/control_socket.h"
 #include "ft/proto/control.pb.h"
-#include "core_layout.h"
 #include "guest_client.h"
 #include "lab.h"
 #include "lab_pair.h"

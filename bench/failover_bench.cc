@@ -122,8 +122,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(100, 10000))
       ->capture_default_str();
   std::string cores = "both";
-  app.add_option("--cores", cores, "core layouts: shared, per-host or both")
-      ->capture_default_str();
+  app.add_option("--cores", cores, "core layouts: shared, per-host or both")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
   auto layouts = ParseCoreLayouts(cores);

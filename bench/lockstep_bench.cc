@@ -28,10 +28,10 @@
 
 #include <fmt/format.h>
 
+#include "core_layout.h"
 #include "ft/replay/process.h"
 #include "ft/replay/qemu_command.h"
 #include "ft/replay/rr_stream.h"
-#include "core_layout.h"
 #include "guest_client.h"
 #include "lockstep_pair.h"
 #include "stats.h"
@@ -78,8 +78,8 @@ Result<Clock::time_point> WaitForLine(const std::string& console, const std::str
     if (ReadFile(console).find(line) != std::string::npos) return Clock::now();
     std::this_thread::sleep_for(5ms);
   }
-  return Timeout(fmt::format("'{}' did not appear in {} within {} s", line, console,
-                             timeout.count()));
+  return Timeout(
+      fmt::format("'{}' did not appear in {} within {} s", line, console, timeout.count()));
 }
 
 double SecondsSince(Clock::time_point start, Clock::time_point end) {
@@ -232,8 +232,7 @@ int main(int argc, char** argv) {
   std::string cores = "both";
   app.add_option("--rounds", rounds, "CPU workload rounds")->check(CLI::Range(1, 10000));
   app.add_option("--max-lag-ms", max_lag_ms, "the pair's lag bound (guest ms)");
-  app.add_option("--cores", cores, "core layouts: shared, per-host or both")
-      ->capture_default_str();
+  app.add_option("--cores", cores, "core layouts: shared, per-host or both")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
   auto layouts = ParseCoreLayouts(cores);
@@ -266,8 +265,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "without FT: %s\n", plain.status().ToString().c_str());
       return 1;
     }
-    std::printf("without FT: boot %.2f s, workload %.2f s\n", plain->boot_seconds,
-                plain->seconds);
+    std::printf("without FT: boot %.2f s, workload %.2f s\n", plain->boot_seconds, plain->seconds);
     auto ft = RunWithFt(rounds, max_lag_ms, *cpus);
     if (!ft.ok()) {
       std::fprintf(stderr, "with FT: %s\n", ft.status().ToString().c_str());

@@ -198,8 +198,7 @@ int main(int argc, char** argv) {
   app.add_option("--bulk-seconds", bulk_s, "TCP throughput run")->check(CLI::Range(2, 120));
   app.add_flag("--ft-only", ft_only, "skip the run without FT (diagnostics)");
   app.add_option("--guest-args", guest_args, "extra guest kernel arguments")->capture_default_str();
-  app.add_option("--cores", cores, "core layouts: shared, per-host or both")
-      ->capture_default_str();
+  app.add_option("--cores", cores, "core layouts: shared, per-host or both")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
   auto layouts = ParseCoreLayouts(cores);
