@@ -11,7 +11,9 @@
 //      and the block requests one record costs (QEMU's query-blockstats on the VM's monitor),
 //      for each core layout asked for (--cores, core_layout.h: the hosts sharing every CPU,
 //      or host A's ftd and QEMU on one half of the CPUs and host B's on the other, the VM
-//      without FT on host A's), then the layouts side by side.
+//      without FT on host A's), then the layouts side by side. Both hosts' copies of the
+//      data disk share this machine's filesystem unless --backup-storage puts host B's on
+//      another: then the backup's replayed flushes no longer queue behind the primary's.
 //   2. creating a backup's disk replica: a qcow2 image with `--replica-gib` GiB written,
 //      copied to the peer by `EnableRequest` on two real ftds on loopback (read, sha256,
 //      1 MiB chunks over the channel, written, sha256 again, fsync'd, renamed), against a
@@ -222,7 +224,7 @@ struct RecordsSummary {
 };
 
 int RunRecords(int warmup, int count, const std::string& guest_args, const HostCpus& cpus,
-               RecordsSummary* summary) {
+               const std::string& backup_storage, RecordsSummary* summary) {
   auto lab = Lab::Create();
   if (!lab.ok()) {
     std::fprintf(stderr, "lab: %s\n", lab.status().ToString().c_str());
@@ -277,6 +279,7 @@ int RunRecords(int warmup, int count, const std::string& guest_args, const HostC
     options.lab = lab->get();
     options.primary_cpus = cpus.a;
     options.backup_cpus = cpus.b;
+    options.backup_parent_dir = backup_storage;
     auto pair = StartProtected(options);  // the primary's ftd log is in the error
     if (!pair.ok()) {
       std::fprintf(stderr, "with FT: %s\n", pair.status().ToString().c_str());
@@ -606,6 +609,11 @@ int main(int argc, char** argv) {
   app.add_option("--guest-args", guest_args, "extra guest kernel arguments (records measure)")
       ->capture_default_str();
   std::string cores = "both";
+  std::string backup_storage;
+  app.add_option("--backup-storage", backup_storage,
+                 "a directory on another filesystem for host B's copy of the data disk "
+                 "(default: beside host A's, on one disk)")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--cores", cores, "core layouts for the record measure: shared, per-host or both")
       ->capture_default_str();
   app.add_flag("--skip-records", skip_records, "only the replica measure");
@@ -628,6 +636,9 @@ int main(int argc, char** argv) {
   }
   std::printf("%u CPUs, QEMU %s\n", std::thread::hardware_concurrency(),
               ft::testing::QemuBinary().c_str());
+  std::printf("host B's disk copy in %s\n", backup_storage.empty()
+                                                ? std::filesystem::temp_directory_path().c_str()
+                                                : backup_storage.c_str());
   int rc = 0;
   if (!skip_records) {
     std::vector<std::pair<ft::testing::CoreLayout, ft::testing::RecordsSummary>> rows;
@@ -639,7 +650,8 @@ int main(int argc, char** argv) {
       }
       std::printf("\n== cores %s\n", ft::testing::Describe(layout, *cpus).c_str());
       ft::testing::RecordsSummary summary;
-      int run_rc = ft::testing::RunRecords(warmup, records, guest_args, *cpus, &summary);
+      int run_rc =
+          ft::testing::RunRecords(warmup, records, guest_args, *cpus, backup_storage, &summary);
       rc |= run_rc;
       if (run_rc == 0) rows.emplace_back(layout, summary);
     }

@@ -78,8 +78,10 @@ uint16_t FreeLoopbackPort() {
   return ntohs(addr.sin_port);
 }
 
-Result<std::unique_ptr<FtdInstance>> FtdInstance::Create(const std::string& label) {
-  std::string templ = (fs::temp_directory_path() / ("ftd-test-" + label + "-XXXXXX")).string();
+Result<std::unique_ptr<FtdInstance>> FtdInstance::Create(const std::string& label,
+                                                         const std::string& parent_dir) {
+  fs::path parent = parent_dir.empty() ? fs::temp_directory_path() : fs::path(parent_dir);
+  std::string templ = (parent / ("ftd-test-" + label + "-XXXXXX")).string();
   if (!mkdtemp(templ.data())) return ErrnoStatus("mkdtemp", errno);
   return std::unique_ptr<FtdInstance>(new FtdInstance(templ, "test-" + label));
 }

@@ -59,8 +59,10 @@ struct GuestVmOptions {
 
 class FtdInstance {
  public:
-  // Makes a temp dir (state, run, config, a copy of the data disk).
-  static Result<std::unique_ptr<FtdInstance>> Create(const std::string& label);
+  // Makes a temp dir (state, run, config, a copy of the data disk) in `parent_dir` ("" = the
+  // system's temp dir, TMPDIR or /tmp).
+  static Result<std::unique_ptr<FtdInstance>> Create(const std::string& label,
+                                                     const std::string& parent_dir = "");
   ~FtdInstance();  // SIGKILLs ftd if still running, then removes the temp dir
 
   // The config text for one guest VM under this instance's dirs.

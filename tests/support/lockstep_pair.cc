@@ -36,7 +36,7 @@ std::string PairConfig(FtdInstance& side, const LockstepOptions& o, const std::s
 
 Result<std::unique_ptr<LockstepPair>> LockstepPair::Start(const LockstepOptions& options) {
   std::unique_ptr<LockstepPair> pair(new LockstepPair(options));
-  FT_ASSIGN_OR_RETURN(pair->backup_, FtdInstance::Create("backup"));
+  FT_ASSIGN_OR_RETURN(pair->backup_, FtdInstance::Create("backup", options.backup_parent_dir));
   FT_ASSIGN_OR_RETURN(pair->primary_, FtdInstance::Create("primary"));
   Lab* lab = options.lab;
   // In the lab the backup listens on host B's channel address; each host is a fresh

@@ -29,6 +29,11 @@ struct LockstepOptions {
   // The CPUs the primary's and the backup's ftd (and all they spawn) run on: `taskset -c`
   // lists from CpusFor (core_layout.h); "" = any CPU.
   std::string primary_cpus, backup_cpus;
+  // Where the backup's host directory (state, run dir, its copy of the data disk) is made;
+  // "" = the system's temp dir, as the primary's. Another filesystem gives the lab's host B
+  // storage of its own: otherwise both hosts' images share one disk, and the backup's
+  // replayed flushes queue behind the primary's in the same journal.
+  std::string backup_parent_dir;
   // Run the pair in the network lab: the primary's ftd on host A, the backup's on host B,
   // the channel over the lab's channel network, the VM's NIC served by ftd on br0 (the
   // DelayProxy, if any, runs inside host A). Null: both on loopback, QEMU user networking.
