@@ -74,6 +74,7 @@ struct shim {
   struct counters* ctr;
   struct counters local;
   struct ftd_rr_scan scan; /* under mu: the stream as QEMU wrote it */
+  int flush_requested;     /* under mu: a writer asked for a flush before the period ends */
   int wake_armed;          /* under mu: a send happened; flush once the next event is whole */
   uint64_t wake_after;     /* under mu: produced at that send */
 };
@@ -95,6 +96,13 @@ static int is_main_thread(void) { return (pid_t)syscall(SYS_gettid) == getpid();
 static int over_icount_limit(struct shim* s) {
   uint64_t limit = atomic_load(&s->ctr->icount_limit);
   return limit != 0 && !s->scan.failed && s->scan.icount > limit;
+}
+
+/* Called with mu held. The flag, not only the signal: a signal sent while the flusher is not
+ * yet waiting (its thread just started) would be lost, and the flush would wait a period. */
+static void request_flush(struct shim* s) {
+  s->flush_requested = 1;
+  pthread_cond_signal(&s->work);
 }
 
 static void drain(struct shim* s) {
@@ -135,7 +143,8 @@ static void* flusher(void* arg) {
       until.tv_sec += until.tv_nsec / 1000000000L;
       until.tv_nsec %= 1000000000L;
     }
-    pthread_cond_timedwait(&s->work, &s->mu, &until);
+    if (!s->flush_requested && !s->closing) pthread_cond_timedwait(&s->work, &s->mu, &until);
+    s->flush_requested = 0;
     /* Writers do not signal each byte: what arrives during one period goes out together. */
     drain(s);
   }
@@ -159,7 +168,7 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
      * not interrupted runs on without writing. */
     uint64_t t0 = now_ns();
     atomic_fetch_add(&s->ctr->held, 1);
-    pthread_cond_signal(&s->work);
+    request_flush(s);
     while (over_icount_limit(s) && !s->broken && !s->closing) {
       pthread_mutex_unlock(&s->mu);
       struct timespec pause = {0, 200 * 1000};
@@ -171,7 +180,7 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
   }
   if (s->len + size > s->max_buffer) {
     uint64_t t0 = now_ns();
-    pthread_cond_signal(&s->work);
+    request_flush(s);
     while (s->len + size > s->max_buffer && s->len > 0 && !s->broken) {
       pthread_cond_wait(&s->space, &s->mu);
     }
@@ -198,7 +207,7 @@ static ssize_t cookie_write(void* c, const char* data, size_t size) {
   uint64_t produced = atomic_fetch_add(&s->ctr->produced, (uint64_t)size) + size;
   if (s->wake_armed && produced > s->wake_after && (s->scan.failed || s->scan.pos == 0)) {
     s->wake_armed = 0; /* an event that starts at or after the send is complete */
-    pthread_cond_signal(&s->work);
+    request_flush(s);
   }
   pthread_mutex_unlock(&s->mu);
   return (ssize_t)size;
