@@ -142,12 +142,17 @@ struct ReplayFeeder::Impl : std::enable_shared_from_this<ReplayFeeder::Impl> {
                  });
   }
 
+  std::chrono::steady_clock::time_point last_position_query{};
   void Tick() {
     timer.expires_after(kBreakInterval);
     timer.async_wait([self = shared_from_this()](const std::error_code& ec) {
       if (ec || self->failed || self->going_live) return;
       self->Advance();
-      self->QueryPosition();
+      auto now = std::chrono::steady_clock::now();
+      if (now - self->last_position_query >= kPositionInterval) {
+        self->last_position_query = now;
+        self->QueryPosition();
+      }
       self->Tick();
     });
   }
