@@ -620,7 +620,7 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-replica", skip_replica, "only the record measure");
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
-  auto layouts = ft::testing::ParseCoreLayouts(cores);
+  auto layouts = ft::testing::LayoutsToRun(cores);
   if (!layouts.ok()) {
     std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
     return 1;
@@ -642,16 +642,11 @@ int main(int argc, char** argv) {
   int rc = 0;
   if (!skip_records) {
     std::vector<std::pair<ft::testing::CoreLayout, ft::testing::RecordsSummary>> rows;
-    for (ft::testing::CoreLayout layout : *layouts) {
-      auto cpus = ft::testing::CpusFor(layout);
-      if (!cpus.ok()) {
-        std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
-        return 1;
-      }
-      std::printf("\n== cores %s\n", ft::testing::Describe(layout, *cpus).c_str());
+    for (const auto& [layout, cpus] : *layouts) {
+      std::printf("\n== cores %s\n", ft::testing::Describe(layout, cpus).c_str());
       ft::testing::RecordsSummary summary;
       int run_rc =
-          ft::testing::RunRecords(warmup, records, guest_args, *cpus, backup_storage, &summary);
+          ft::testing::RunRecords(warmup, records, guest_args, cpus, backup_storage, &summary);
       rc |= run_rc;
       if (run_rc == 0) rows.emplace_back(layout, summary);
     }

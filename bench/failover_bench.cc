@@ -125,7 +125,7 @@ int Main(int argc, char** argv) {
   app.add_option("--cores", cores, "core layouts: shared, per-host or both")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
-  auto layouts = ParseCoreLayouts(cores);
+  auto layouts = LayoutsToRun(cores);
   if (!layouts.ok()) {
     std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
     return 1;
@@ -140,16 +140,11 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::vector<std::pair<CoreLayout, std::vector<double>>> totals;
-  for (CoreLayout layout : *layouts) {
-    auto cpus = CpusFor(layout);
-    if (!cpus.ok()) {
-      std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
-      return 1;
-    }
-    std::printf("\n== cores %s\n", Describe(layout, *cpus).c_str());
+  for (const auto& [layout, cpus] : *layouts) {
+    std::printf("\n== cores %s\n", Describe(layout, cpus).c_str());
     std::vector<Drill> results;
     for (int i = 1; i <= drills; ++i) {
-      auto d = RunDrill(**lab, heartbeat_timeout_ms, *cpus);
+      auto d = RunDrill(**lab, heartbeat_timeout_ms, cpus);
       if (!d.ok()) {
         std::fprintf(stderr, "drill %d failed: %s\n", i, d.status().ToString().c_str());
         return 1;

@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
   app.add_option("--cores", cores, "core layouts: shared, per-host or both")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
-  auto layouts = ParseCoreLayouts(cores);
+  auto layouts = LayoutsToRun(cores);
   if (!layouts.ok()) {
     std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
     return 1;
@@ -253,20 +253,15 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   bool identical = true;
-  for (CoreLayout layout : *layouts) {
-    auto cpus = CpusFor(layout);
-    if (!cpus.ok()) {
-      std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
-      return 1;
-    }
-    std::printf("\n== cores %s\n", Describe(layout, *cpus).c_str());
-    auto plain = RunWithoutFt(rounds, cpus->a);
+  for (const auto& [layout, cpus] : *layouts) {
+    std::printf("\n== cores %s\n", Describe(layout, cpus).c_str());
+    auto plain = RunWithoutFt(rounds, cpus.a);
     if (!plain.ok()) {
       std::fprintf(stderr, "without FT: %s\n", plain.status().ToString().c_str());
       return 1;
     }
     std::printf("without FT: boot %.2f s, workload %.2f s\n", plain->boot_seconds, plain->seconds);
-    auto ft = RunWithFt(rounds, max_lag_ms, *cpus);
+    auto ft = RunWithFt(rounds, max_lag_ms, cpus);
     if (!ft.ok()) {
       std::fprintf(stderr, "with FT: %s\n", ft.status().ToString().c_str());
       return 1;

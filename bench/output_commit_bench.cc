@@ -203,7 +203,7 @@ int main(int argc, char** argv) {
   app.add_option("--cores", cores, "core layouts: shared, per-host or both")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
-  auto layouts = ParseCoreLayouts(cores);
+  auto layouts = LayoutsToRun(cores);
   if (!layouts.ok()) {
     std::fprintf(stderr, "%s\n", layouts.status().ToString().c_str());
     return 1;
@@ -215,14 +215,9 @@ int main(int argc, char** argv) {
   std::printf("network lab, guest idle, %u CPUs; client in its own namespace\n",
               std::thread::hardware_concurrency());
   std::vector<std::pair<CoreLayout, Added>> rows;
-  for (CoreLayout layout : *layouts) {
-    auto cpus = CpusFor(layout);
-    if (!cpus.ok()) {
-      std::fprintf(stderr, "%s\n", cpus.status().ToString().c_str());
-      return 1;
-    }
-    std::printf("\n== cores %s\n", Describe(layout, *cpus).c_str());
-    auto added = Run(pings, requests, bulk_s, ft_only, guest_args, *cpus);
+  for (const auto& [layout, cpus] : *layouts) {
+    std::printf("\n== cores %s\n", Describe(layout, cpus).c_str());
+    auto added = Run(pings, requests, bulk_s, ft_only, guest_args, cpus);
     if (!added) return 1;
     rows.emplace_back(layout, *added);
   }

@@ -39,6 +39,16 @@ Result<HostCpus> CpusFor(CoreLayout layout) {
   return HostCpus{fmt::format("{}", fmt::join(a, ",")), fmt::format("{}", fmt::join(b, ","))};
 }
 
+Result<std::vector<LayoutToRun>> LayoutsToRun(const std::string& cores_option) {
+  FT_ASSIGN_OR_RETURN(auto layouts, ParseCoreLayouts(cores_option));
+  std::vector<LayoutToRun> runs;
+  for (CoreLayout layout : layouts) {
+    FT_ASSIGN_OR_RETURN(auto cpus, CpusFor(layout));
+    runs.push_back({layout, cpus});
+  }
+  return runs;
+}
+
 std::string Describe(CoreLayout layout, const HostCpus& cpus) {
   if (layout == CoreLayout::kShared) return "shared: both hosts may run on every CPU";
   return fmt::format("per-host: host A on CPU {}, host B on CPU {}", cpus.a, cpus.b);

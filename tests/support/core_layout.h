@@ -29,6 +29,14 @@ struct HostCpus {
 };
 Result<HostCpus> CpusFor(CoreLayout layout);
 
+// The layouts a benchmark's --cores option names ("shared", "per-host" or "both"), each with
+// its hosts' CPUs, in the order to run them.
+struct LayoutToRun {
+  CoreLayout layout;
+  HostCpus cpus;
+};
+Result<std::vector<LayoutToRun>> LayoutsToRun(const std::string& cores_option);
+
 // One line for a benchmark's header, e.g. "per-host: host A on CPU 0, host B on CPU 1".
 std::string Describe(CoreLayout layout, const HostCpus& cpus);
 
