@@ -172,11 +172,9 @@ std::optional<Added> Run(int pings, int requests, int bulk_s, bool ft_only,
   added.throughput_ratio = plain.throughput_bytes_per_s > 0
                                ? ft.throughput_bytes_per_s / plain.throughput_bytes_per_s
                                : 0.0;
-  std::printf("added ping RTT:    p50 %+.3f ms  p99 %+.3f ms\n",
-              Percentile(ft.ping_ms, 0.5) - Percentile(plain.ping_ms, 0.5),
+  std::printf("added ping RTT:    p50 %+.3f ms  p99 %+.3f ms\n", added.ping_p50,
               Percentile(ft.ping_ms, 0.99) - Percentile(plain.ping_ms, 0.99));
-  std::printf("added TCP RR RTT:  p50 %+.3f ms  p99 %+.3f ms\n",
-              Percentile(ft.tcp_rr_ms, 0.5) - Percentile(plain.tcp_rr_ms, 0.5),
+  std::printf("added TCP RR RTT:  p50 %+.3f ms  p99 %+.3f ms\n", added.tcp_rr_p50,
               Percentile(ft.tcp_rr_ms, 0.99) - Percentile(plain.tcp_rr_ms, 0.99));
   std::printf("throughput FT/no-FT: %.3f\n", added.throughput_ratio);
   return added;
