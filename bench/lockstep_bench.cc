@@ -48,32 +48,10 @@ int64_t NowNs() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-// Seconds between the console lines `from` and `to` appearing (polled every 5 ms);
-// `started` (optional) gets the moment `from` was seen.
-Result<double> TimeBetween(const std::string& console, const std::string& from,
-                           const std::string& to, std::chrono::seconds timeout,
-                           std::atomic<int64_t>* started = nullptr) {
-  auto deadline = Clock::now() + timeout;
-  std::optional<Clock::time_point> start;
-  while (Clock::now() < deadline) {
-    std::string text = ReadFile(console);
-    if (!start && text.find(from) != std::string::npos) {
-      start = Clock::now();
-      if (started) *started = NowNs();
-    }
-    if (start && text.find(to) != std::string::npos) {
-      return std::chrono::duration<double>(Clock::now() - *start).count();
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  return Timeout(fmt::format("'{}' did not appear in {} within {} s", start ? to : from, console,
-                             timeout.count()));
-}
-
-// When `line` first appears in `console` (polled every 5 ms).
+// When `line` first appears in `console` (polled every 5 ms), or a timeout at `deadline`;
+// `timeout` is the caller's whole wait, for the message.
 Result<Clock::time_point> WaitForLine(const std::string& console, const std::string& line,
-                                      std::chrono::seconds timeout) {
-  auto deadline = Clock::now() + timeout;
+                                      Clock::time_point deadline, std::chrono::seconds timeout) {
   while (Clock::now() < deadline) {
     if (ReadFile(console).find(line) != std::string::npos) return Clock::now();
     std::this_thread::sleep_for(5ms);
@@ -81,9 +59,25 @@ Result<Clock::time_point> WaitForLine(const std::string& console, const std::str
   return Timeout(
       fmt::format("'{}' did not appear in {} within {} s", line, console, timeout.count()));
 }
+Result<Clock::time_point> WaitForLine(const std::string& console, const std::string& line,
+                                      std::chrono::seconds timeout) {
+  return WaitForLine(console, line, Clock::now() + timeout, timeout);
+}
 
 double SecondsSince(Clock::time_point start, Clock::time_point end) {
   return std::chrono::duration<double>(end - start).count();
+}
+
+// Seconds between the console lines `from` and `to` appearing, both within `timeout`;
+// `started` (optional) gets the moment `from` was seen.
+Result<double> TimeBetween(const std::string& console, const std::string& from,
+                           const std::string& to, std::chrono::seconds timeout,
+                           std::atomic<int64_t>* started = nullptr) {
+  auto deadline = Clock::now() + timeout;
+  FT_ASSIGN_OR_RETURN(auto start, WaitForLine(console, from, deadline, timeout));
+  if (started) *started = NowNs();
+  FT_ASSIGN_OR_RETURN(auto end, WaitForLine(console, to, deadline, timeout));
+  return SecondsSince(start, end);
 }
 
 // The guest's init prints this once its services listen and its workload has started.
