@@ -9,9 +9,7 @@
 
 namespace ft::testing {
 
-const char* CoreLayoutName(CoreLayout layout) {
-  return layout == CoreLayout::kShared ? "shared" : "per-host";
-}
+namespace {
 
 Result<std::vector<CoreLayout>> ParseCoreLayouts(const std::string& text) {
   if (text == "shared") return std::vector<CoreLayout>{CoreLayout::kShared};
@@ -37,6 +35,12 @@ Result<HostCpus> CpusFor(CoreLayout layout) {
   std::vector<int> a(usable.begin(), usable.begin() + static_cast<std::ptrdiff_t>(half));
   std::vector<int> b(usable.begin() + static_cast<std::ptrdiff_t>(half), usable.end());
   return HostCpus{fmt::format("{}", fmt::join(a, ",")), fmt::format("{}", fmt::join(b, ","))};
+}
+
+}  // namespace
+
+const char* CoreLayoutName(CoreLayout layout) {
+  return layout == CoreLayout::kShared ? "shared" : "per-host";
 }
 
 Result<std::vector<LayoutToRun>> LayoutsToRun(const std::string& cores_option) {

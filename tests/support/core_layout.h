@@ -19,18 +19,15 @@ enum class CoreLayout { kShared, kPerHost };
 
 const char* CoreLayoutName(CoreLayout layout);
 
-// "shared", "per-host" or "both" (shared first): the layouts a benchmark runs.
-Result<std::vector<CoreLayout>> ParseCoreLayouts(const std::string& text);
-
-// The CPU lists (`taskset -c` syntax, e.g. "0" or "0-3") of the two lab hosts; both "" for
-// the shared layout. Per-host needs at least two usable CPUs.
+// The CPU lists (`taskset -c` syntax, e.g. "0" or "0,1") of the two lab hosts; both "" for
+// the shared layout.
 struct HostCpus {
   std::string a, b;
 };
-Result<HostCpus> CpusFor(CoreLayout layout);
 
-// The layouts a benchmark's --cores option names ("shared", "per-host" or "both"), each with
-// its hosts' CPUs, in the order to run them.
+// The layouts a benchmark's --cores option names ("shared", "per-host" or "both", shared
+// first), each with its hosts' CPUs, in the order to run them. Per-host needs at least two
+// CPUs this process may use.
 struct LayoutToRun {
   CoreLayout layout;
   HostCpus cpus;

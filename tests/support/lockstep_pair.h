@@ -27,7 +27,7 @@ struct LockstepOptions {
   std::vector<std::string> backup_env;         // e.g. FTD_TRACE_LOG_RECEIPTS=...
   std::vector<std::string> primary_env;        // e.g. FTD_TRACE_GATE=...
   // The CPUs the primary's and the backup's ftd (and all they spawn) run on: `taskset -c`
-  // lists from CpusFor (core_layout.h); "" = any CPU.
+  // lists from LayoutsToRun (core_layout.h); "" = any CPU.
   std::string primary_cpus, backup_cpus;
   // Where the backup's host directory (state, run dir, its copy of the data disk) is made;
   // "" = the system's temp dir, as the primary's. Another filesystem gives the lab's host B
