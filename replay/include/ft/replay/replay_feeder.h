@@ -51,9 +51,9 @@ class ReplayFeeder : public std::enable_shared_from_this<ReplayFeeder> {
  public:
   static constexpr auto kBreakInterval = std::chrono::milliseconds(10);
   // How often the replay position is asked for between stops (a stop asks at once). Every
-  // QMP command costs the replayer's QEMU one poll round per byte in its monitor thread
-  // (QEMU 7.2's monitor_can_read lets the chardev read one byte at a time): asked every
-  // 10 ms, query-replay alone took 23% of a one-core host's CPU away from the replaying vCPU.
+  // QMP command costs the replayer's core: on Debian's QEMU 7.2 one monitor poll round per
+  // byte, where asking every 10 ms took 23% of a one-core host from the replaying vCPU; on
+  // ftd's build (monitor-qmp-reads-more-than-one-byte.patch) ~30 us of monitor CPU each.
   // The position goes to the primary in acks every 20 ms; 50 ms more staleness holds the
   // primary slightly earlier, never later (docs/design.md, "Pacing").
   static constexpr auto kPositionInterval = std::chrono::milliseconds(50);
