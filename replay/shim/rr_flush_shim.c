@@ -143,7 +143,7 @@ static void* flusher(void* arg) {
       until.tv_sec += until.tv_nsec / 1000000000L;
       until.tv_nsec %= 1000000000L;
     }
-    if (!s->flush_requested && !s->closing) pthread_cond_timedwait(&s->work, &s->mu, &until);
+    if (!s->flush_requested) pthread_cond_timedwait(&s->work, &s->mu, &until);
     s->flush_requested = 0;
     /* Writers do not signal each byte: what arrives during one period goes out together. */
     drain(s);
