@@ -93,14 +93,37 @@ TEST(QemuCommandTest, RecordModeWrapsDisksInBlkreplayAndFiltersTheNic) {
   EXPECT_EQ(Values(argv, "-icount"),
             std::vector<std::string>{"shift=5,rr=record,rrfile=/tmp/rr.log"});
   EXPECT_EQ(Values(argv, "-drive"),
-            (std::vector<std::string>{"file=/img/data,,1.qcow2,if=none,id=vda-direct,format=qcow2",
-                                      "driver=blkreplay,if=none,image=vda-direct,id=vda"}));
+            (std::vector<std::string>{
+                "file=/img/data,,1.qcow2,if=none,id=vda-direct,format=qcow2,cache-clean-interval=0",
+                "driver=blkreplay,if=none,image=vda-direct,id=vda"}));
   // The guest's disk requests are submitted at the instruction that queued them.
   EXPECT_TRUE(Has(Values(argv, "-device"), "virtio-blk-pci,drive=vda,ioeventfd=off"));
   EXPECT_EQ(Values(argv, "-object"),
             std::vector<std::string>{"filter-replay,id=net0-replay,netdev=net0"});
   EXPECT_EQ(Values(argv, "-netdev"),
             std::vector<std::string>{"user,id=net0,hostfwd=tcp:127.0.0.1:17000-:7000"});
+}
+
+// A qcow2 cache-clean timer wakes the main loop at every -icount clock notification, and each
+// main loop pass is written to the log for the replayer's main loop to consume (Qcow2Options).
+// Record and replay must open the images alike; a raw image has no such option.
+TEST(QemuCommandTest, RrModesOpenQcow2ImagesWithoutACacheCleanTimer) {
+  auto spec = Spec();
+  spec.disks.push_back({"vdb", "/img/raw.img", "raw", DiskBus::kVirtio});
+  for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
+    auto drives = Values(BuildQemuCommand(spec, Opts(mode, false), Paths()), "-drive");
+    EXPECT_TRUE(Has(drives,
+                    "file=/img/data,,1.qcow2,if=none,id=vda-direct,format=qcow2,"
+                    "cache-clean-interval=0"))
+        << RunModeName(mode);
+    EXPECT_TRUE(Has(drives, "file=/img/raw.img,if=none,id=vdb-direct,format=raw"))
+        << RunModeName(mode);
+  }
+  // Without record/replay the timer costs nothing worth a changed default.
+  for (const auto& drive :
+       Values(BuildQemuCommand(spec, Opts(RunMode::kPlain, false), Paths()), "-drive")) {
+    EXPECT_EQ(drive.find("cache-clean-interval"), std::string::npos) << drive;
+  }
 }
 
 TEST(QemuCommandTest, ReplayModeReadsTheLogAndNeverBindsForwardedPorts) {
@@ -192,7 +215,8 @@ TEST(QemuCommandTest, OperatorMonitorIsASecondQmpSocket) {
 TEST(QemuCommandTest, VmStateDriveIsNoGuestDeviceAndOnlyInRrModes) {
   auto paths = Paths();
   paths.vm_state_drive = "/run/ftd/web1/vm-state.qcow2";
-  const std::string drive = "if=none,id=ft-vmstate,file=/run/ftd/web1/vm-state.qcow2,format=qcow2";
+  const std::string drive =
+      "if=none,id=ft-vmstate,file=/run/ftd/web1/vm-state.qcow2,format=qcow2,cache-clean-interval=0";
   for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
     auto argv = BuildQemuCommand(Spec(), Opts(mode, false), paths);
     EXPECT_TRUE(Has(Values(argv, "-drive"), drive)) << RunModeName(mode);
