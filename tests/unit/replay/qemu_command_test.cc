@@ -107,6 +107,18 @@ TEST(QemuCommandTest, RecordModeWrapsDisksInBlkreplayAndFiltersTheNic) {
 // A qcow2 cache-clean timer wakes the main loop at every -icount clock notification, and each
 // main loop pass is written to the log for the replayer's main loop to consume (Qcow2Options).
 // Record and replay must open the images alike; a raw image has no such option.
+// Every pass of a recorder's main loop with an RTC timer on the host clock is a log event
+// only the replayer's main loop takes; on the virtual clock there is none.
+TEST(QemuCommandTest, RrModesRunTheRtcOnTheVirtualClock) {
+  for (RunMode mode : {RunMode::kRecord, RunMode::kReplay}) {
+    EXPECT_EQ(Values(BuildQemuCommand(Spec(), Opts(mode, false), Paths()), "-rtc"),
+              std::vector<std::string>{"clock=vm"})
+        << RunModeName(mode);
+  }
+  EXPECT_TRUE(
+      Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, true), Paths()), "-rtc").empty());
+}
+
 TEST(QemuCommandTest, RrModesOpenQcow2ImagesWithoutACacheCleanTimer) {
   auto spec = Spec();
   spec.disks.push_back({"vdb", "/img/raw.img", "raw", DiskBus::kVirtio});
