@@ -128,10 +128,11 @@ TEST(RrLogDensityTest, ABootingGuestWritesEventsForWhatItDoesNotForHowItWaits) {
   // Measured on the 2-core build machine: 820,849 short spans without the PAUSE patch
   // (450,415 of 16 instructions, the link's udelay() loops), 7,108 with it.
   EXPECT_LT(shape->short_spans, 50'000u) << "the guest's PAUSE loops write log events";
-  // The RTC on the host clock and the cache-clean timer: 27,823 in this run; now 0.
+  // With the RTC on the host clock and the cache-clean timer: 27,823; now 0.
   EXPECT_LT(shape->by_kind[kCheckpointClockHost], 100u)
       << "passes of the main loop write CHECKPOINT_CLOCK_HOST: an RTC timer on the host clock";
-  // The cache-clean timer woke the main loop at each virtual-clock notification.
+  // The cache-clean timer woke the main loop at each virtual-clock notification: 11,014 a
+  // second with it, 2 without.
   EXPECT_LT(wakeups, 100.0) << "something wakes the recorder's main loop while the guest computes";
 }
 
