@@ -7,9 +7,9 @@
 //
 // Prints the boot time (start to the guest's "ftguest: ready" line) and its ratio, the
 // workload's time ratio, log bandwidth, the backup's lag (p50/p99, sampled from the
-// primary's ftctl status), and the delay from a log byte being written by QEMU (the flush
-// shim's `produced` counter, polled every 100 us) to the backup's ftd receiving it (the
-// backup's FTD_TRACE_LOG_RECEIPTS trace).
+// primary's ftctl status every 250 ms), and the delay from a log byte being written by QEMU
+// (the flush shim's `produced` counter, polled every 100 us during the workload's first 5 s)
+// to the backup's ftd receiving it (the backup's FTD_TRACE_LOG_RECEIPTS trace).
 //
 // Both runs are made in each core layout asked for (--cores, core_layout.h): "shared" (the
 // two hosts compete for every CPU) and "per-host" (host A's ftd and QEMU on one half of the
@@ -131,6 +131,12 @@ struct FtResult {
   bool identical = false;
 };
 
+// How long the log-write -> backup delay is sampled (from the workload's start), and how
+// often the lag is asked for (each time an `ftctl status` process): the samplers run on the
+// machine's two cores beside the QEMUs they measure.
+constexpr int64_t kDelayWindowNs = 5'000'000'000;
+constexpr auto kLagSamplePeriod = std::chrono::milliseconds(250);
+
 // 2. The same guest under two ftds, host A's on `cpus.a` and host B's on `cpus.b`.
 Result<FtResult> RunWithFt(int rounds, int max_lag_ms, const HostCpus& cpus) {
   FtResult result;
@@ -150,14 +156,18 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms, const HostCpus& cpus) {
   auto started = Clock::now();
   FT_ASSIGN_OR_RETURN(auto pair, LockstepPair::Start(options));
 
-  // Produced-offset samples from the primary's shim counters, every 100 us.
+  // Produced-offset samples from the primary's shim counters, every 100 us, for the first
+  // kDelayWindowNs of the workload only: the poller's ~10,000 wake-ups a second take CPU from
+  // the QEMU on the core the scheduler puts it on.
   std::atomic<bool> stop{false};
+  std::atomic<int64_t> measuring_since{0};
   std::vector<std::pair<uint64_t, int64_t>> produced;  // offset, first seen at
   std::thread poller([&] {
     std::string path = pair->primary().run_dir() + "/bench/rr-counters";
     std::optional<replay::RrShimCounters> counters;
     uint64_t last = 0;
     while (!stop) {
+      if (measuring_since.load() != 0 && NowNs() - measuring_since.load() > kDelayWindowNs) break;
       if (!counters) {
         auto c = replay::RrShimCounters::Open(path);
         if (c.ok()) counters.emplace(std::move(c).value());
@@ -168,7 +178,6 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms, const HostCpus& cpus) {
       std::this_thread::sleep_for(100us);
     }
   });
-  std::atomic<int64_t> measuring_since{0};
   uint64_t bytes_at_start = 0;
   std::thread lag_sampler([&] {
     while (!stop) {
@@ -177,7 +186,7 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms, const HostCpus& cpus) {
         if (measuring_since.load() == 0) bytes_at_start = U64(*st, "log_bytes");
         if (measuring_since.load() != 0) result.lag_ms.push_back(st->value("lag_ms", 0.0));
       }
-      std::this_thread::sleep_for(100ms);
+      std::this_thread::sleep_for(kLagSamplePeriod);
     }
   });
   auto ready = WaitForLine(pair->primary().console_log("bench"), kReadyLine, 600s);
