@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -167,7 +168,9 @@ class QmpPoker {
     std::string pending;
     auto command = [&](const std::string& text) {
       std::string bytes = text + "\r\n";
-      if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+      // MSG_NOSIGNAL: a QEMU that has gone is an answer of false, not a SIGPIPE.
+      if (send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(bytes.size())) {
         return false;
       }
       while (pending.find("\"return\"") == std::string::npos) {
@@ -243,9 +246,10 @@ TEST(RrLogDensityTest, AReplayerTakesEventsOnlyItsMainLoopCanTake) {
   {
     auto recorder = replay::ChildProcess::Spawn(qemu_argv("record"), options);
     ASSERT_TRUE(recorder.ok()) << recorder.status().ToString();
-    QmpPoker poker(dir.path() + "/qmp-record.sock", 5ms);
+    std::optional<QmpPoker> poker(std::in_place, dir.path() + "/qmp-record.sock", 5ms);
     bool done = WaitForFileContaining(recorded, "cpu: done", 120s);
-    answered = poker.answered();
+    answered = poker->answered();
+    poker.reset();               // stopped before its QEMU is
     (*recorder)->Terminate(2s);  // the log ends with what was written; replay stops there
     ASSERT_TRUE(done) << "the recording guest did not finish within 120 s:\n"
                       << ReadFile(recorded) << ReadFile(options.output_path);
