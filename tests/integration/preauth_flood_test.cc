@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <asio/io_context.hpp>
 #include <atomic>
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -27,6 +26,7 @@
 #include "guest_client.h"
 #include "lab_pair.h"
 #include "lockstep_pair.h"
+#include "proc_status.h"
 
 namespace ft::testing {
 namespace {
@@ -41,15 +41,6 @@ constexpr int kFloodConnections = 400;
 constexpr auto kFloodDuration = 10s;
 // What the flood sends: a header announcing a frame of the channel's default maximum, 4 MiB.
 constexpr uint32_t kAnnouncedBytes = 4u << 20;
-
-long VmRssKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  }
-  return -1;
-}
 
 // Samples a process's VmRSS until stopped; keeps the largest.
 struct RssSampler {

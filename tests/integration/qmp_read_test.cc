@@ -31,6 +31,7 @@
 #include "ft/replay/rr_log.h"
 #include "ftd_instance.h"
 #include "guest_client.h"
+#include "proc_status.h"
 #include "temp_dir.h"
 
 namespace ft::testing {
@@ -176,23 +177,6 @@ TEST_F(QmpReadTest, TheMonitorThreadSpendsLittleCpuPerCommand) {
   EXPECT_LT(us_per_command, 120.0) << "QEMU's QMP monitor reads its input a byte per poll round";
 }
 
-// Context switches of a thread so far (voluntary and not): each poll round that sleeps.
-std::optional<uint64_t> Switches(pid_t pid, pid_t tid) {
-  std::ifstream in(fmt::format("/proc/{}/task/{}/status", pid, tid));
-  std::string key;
-  uint64_t total = 0, value = 0;
-  int found = 0;
-  while (in >> key) {
-    if (key == "voluntary_ctxt_switches:" || key == "nonvoluntary_ctxt_switches:") {
-      if (!(in >> value)) return std::nullopt;
-      total += value;
-      ++found;
-    }
-  }
-  if (found != 2) return std::nullopt;
-  return total;
-}
-
 TEST_F(QmpReadTest, AnIdleMonitorSleepsWhileAnIcountGuestRuns) {
   ASSERT_FALSE(GuestDir().empty()) << "guest not built (scripts/build.sh)";
   ASSERT_NO_FATAL_FAILURE(
@@ -200,10 +184,10 @@ TEST_F(QmpReadTest, AnIdleMonitorSleepsWhileAnIcountGuestRuns) {
              GuestKernel(), "-initrd", GuestDir() + "/initrd.img", "-append",
              "console=ttyS0 ftguest.workload=timer"}));
   std::this_thread::sleep_for(1s);  // the guest is booting: the vCPU moves the clock
-  auto before = Switches(qemu_->pid(), mon_tid_);
+  auto before = ContextSwitches(qemu_->pid(), mon_tid_);
   ASSERT_TRUE(before) << "no context switch counts for the monitor thread";
   std::this_thread::sleep_for(2s);
-  auto after = Switches(qemu_->pid(), mon_tid_);
+  auto after = ContextSwitches(qemu_->pid(), mon_tid_);
   ASSERT_TRUE(after);
   ASSERT_FALSE(qemu_->TryReap().has_value())
       << "QEMU ended: " << ReadFile(dir_.path() + "/qemu.log");
@@ -212,17 +196,6 @@ TEST_F(QmpReadTest, AnIdleMonitorSleepsWhileAnIcountGuestRuns) {
   // Measured on the 2-core build machine, 3 runs each: 0 a second with the patch, 2162-3023
   // with the same build without it.
   EXPECT_LT(per_second, 100.0) << "the virtual clock's notifications wake the QMP monitor";
-}
-
-// Resident memory of a process in KiB (VmRSS), 0 if unknown.
-uint64_t RssKib(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
-  std::string key;
-  uint64_t value = 0;
-  while (in >> key) {
-    if (key == "VmRSS:" && in >> value) return value;
-  }
-  return 0;
 }
 
 TEST_F(QmpReadTest, MovingAReplayersBreakLeaksNothing) {
@@ -248,13 +221,12 @@ TEST_F(QmpReadTest, MovingAReplayersBreakLeaksNothing) {
     }
   };
   ASSERT_NO_FATAL_FAILURE(move_break(2000, 1'000'000'000));  // allocations that stay
-  uint64_t before = RssKib(qemu_->pid());
+  long before = VmRssKib(qemu_->pid());
   constexpr int kBreaks = 20000;
   ASSERT_NO_FATAL_FAILURE(move_break(kBreaks, 2'000'000'000));
-  uint64_t after = RssKib(qemu_->pid());
-  ASSERT_GT(before, 0u) << "no VmRSS for QEMU";
-  std::printf("replayer RSS %llu -> %llu KiB over %d replay-break commands\n",
-              static_cast<unsigned long long>(before), static_cast<unsigned long long>(after),
+  long after = VmRssKib(qemu_->pid());
+  ASSERT_GT(before, 0) << "no VmRSS for QEMU";
+  std::printf("replayer RSS %ld -> %ld KiB over %d replay-break commands\n", before, after,
               kBreaks);
   // Measured by hand on this build's QEMU without the patch: 61 bytes per command (5,964 KiB
   // for 100,000), which is ~1,200 KiB here.

@@ -17,7 +17,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <thread>
@@ -31,6 +30,7 @@
 #include "ft/replay/vm_state_drive.h"
 #include "ftd_instance.h"
 #include "guest_client.h"
+#include "proc_status.h"
 #include "temp_dir.h"
 
 namespace ft::testing {
@@ -66,19 +66,6 @@ Result<LogShape> ReadLogShape(const std::string& path) {
   return shape;
 }
 
-// Context switches of QEMU's main thread so far: each pass of its main loop that slept.
-uint64_t MainThreadSwitches(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
-  std::string key;
-  uint64_t total = 0, value = 0;
-  while (in >> key) {
-    if (key == "voluntary_ctxt_switches:" || key == "nonvoluntary_ctxt_switches:") {
-      if (in >> value) total += value;
-    }
-  }
-  return total;
-}
-
 std::string Kernel() { return GuestKernel(); }
 std::string Initrd() { return GuestDir() + "/initrd.img"; }
 
@@ -109,16 +96,18 @@ TEST(RrLogDensityTest, ABootingGuestWritesEventsForWhatItDoesNotForHowItWaits) {
   ASSERT_TRUE(qemu.ok()) << qemu.status().ToString();
   // Booted and the link up (the init script configures eth0 first): the first round is done.
   bool computing = WaitForFileContaining(paths.console_log, "cpu: round 1 ", 120s);
-  uint64_t before = MainThreadSwitches((*qemu)->pid());
+  // QEMU's main thread (tid = pid): each pass of its main loop that slept is a switch.
+  auto before = ContextSwitches((*qemu)->pid(), (*qemu)->pid());
   std::this_thread::sleep_for(2s);
-  uint64_t after = MainThreadSwitches((*qemu)->pid());
+  auto after = ContextSwitches((*qemu)->pid(), (*qemu)->pid());
   (*qemu)->Terminate(2s);
   ASSERT_TRUE(computing) << "the guest did not start its workload within 120 s; console:\n"
                          << ReadFile(paths.console_log) << "\nQEMU:\n"
                          << ReadFile(options.output_path);
   auto shape = ReadLogShape(paths.rr_file);
   ASSERT_TRUE(shape.ok()) << shape.status().ToString();
-  double wakeups = static_cast<double>(after - before) / 2;
+  ASSERT_TRUE(before && after) << "no context switch counts for QEMU's main thread";
+  double wakeups = static_cast<double>(*after - *before) / 2;
   std::printf(
       "record log: %llu events, %llu spans under 32 instructions, %llu WARP_ACCOUNT, %llu "
       "CLOCK_HOST checkpoints; main loop %.0f wake-ups a second while the guest computes\n",
