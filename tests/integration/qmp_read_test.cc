@@ -15,7 +15,6 @@
 // `replay-break` leaked the previous break's timer, and ftd moves a backup's break up to 100
 // times a second.
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -75,22 +74,11 @@ class QmpReadTest : public ::testing::Test {
     auto qemu = replay::ChildProcess::Spawn(argv, options);
     ASSERT_TRUE(qemu.ok()) << qemu.status().ToString();
     qemu_ = std::move(qemu).value();
-    auto deadline = Clock::now() + 30s;
-    while (fd_ < 0 && Clock::now() < deadline) {
-      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      ASSERT_GE(fd, 0);
-      sockaddr_un addr{};
-      addr.sun_family = AF_UNIX;
-      std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", socket.c_str());
-      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-        fd_ = fd;
-      } else {
-        close(fd);
-        std::this_thread::sleep_for(20ms);
-      }
-    }
-    ASSERT_GE(fd_, 0) << "QEMU's QMP socket did not accept within 30 s; QEMU said:\n"
-                      << ReadFile(options.output_path);
+    auto fd = ConnectUnix(socket, 30s);
+    ASSERT_TRUE(fd.ok()) << "QEMU's QMP socket did not accept within 30 s ("
+                         << fd.status().ToString() << "); QEMU said:\n"
+                         << ReadFile(options.output_path);
+    fd_ = *fd;
     timeval timeout{10, 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     ASSERT_NE(ReadLine().find("\"QMP\""), std::string::npos) << "no QMP greeting";

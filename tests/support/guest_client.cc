@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -91,6 +92,27 @@ Result<int> ConnectTcp(const std::string& host, uint16_t port, std::chrono::mill
   return ErrnoStatus(
       fmt::format("connect {}:{} (gave up after {} ms)", host, port, timeout.count()),
       last_errno ? last_errno : ETIMEDOUT);
+}
+
+Result<int> ConnectUnix(const std::string& path, std::chrono::milliseconds timeout) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    return InvalidArgument(fmt::format("unix socket path too long: '{}'", path));
+  }
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  auto deadline = Clock::now() + timeout;
+  int last_errno = 0;
+  while (Clock::now() < deadline) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoStatus("socket", errno);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    last_errno = errno;
+    close(fd);
+    std::this_thread::sleep_for(20ms);
+  }
+  return ErrnoStatus(fmt::format("connect {} (gave up after {} ms)", path, timeout.count()),
+                     last_errno ? last_errno : ETIMEDOUT);
 }
 
 StreamClient::~StreamClient() { Close(); }

@@ -18,6 +18,10 @@ using Clock = std::chrono::steady_clock;
 // accept before the guest's service listens, then reset).
 Result<int> ConnectTcp(const std::string& host, uint16_t port, std::chrono::milliseconds timeout);
 
+// Connects to the unix socket at `path`, retrying until `timeout` (a QEMU creates its
+// monitor socket some time after it starts).
+Result<int> ConnectUnix(const std::string& path, std::chrono::milliseconds timeout);
+
 class StreamClient {
  public:
   ~StreamClient();
