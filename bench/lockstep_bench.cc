@@ -167,7 +167,8 @@ Result<FtResult> RunWithFt(int rounds, int max_lag_ms, const HostCpus& cpus) {
     std::optional<replay::RrShimCounters> counters;
     uint64_t last = 0;
     while (!stop) {
-      if (measuring_since.load() != 0 && NowNs() - measuring_since.load() > kDelayWindowNs) break;
+      int64_t since = measuring_since.load();
+      if (since != 0 && NowNs() - since > kDelayWindowNs) break;
       if (!counters) {
         auto c = replay::RrShimCounters::Open(path);
         if (c.ok()) counters.emplace(std::move(c).value());

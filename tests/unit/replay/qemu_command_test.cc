@@ -104,9 +104,6 @@ TEST(QemuCommandTest, RecordModeWrapsDisksInBlkreplayAndFiltersTheNic) {
             std::vector<std::string>{"user,id=net0,hostfwd=tcp:127.0.0.1:17000-:7000"});
 }
 
-// A qcow2 cache-clean timer wakes the main loop at every -icount clock notification, and each
-// main loop pass is written to the log for the replayer's main loop to consume (Qcow2Options).
-// Record and replay must open the images alike; a raw image has no such option.
 // Every pass of a recorder's main loop with an RTC timer on the host clock is a log event
 // only the replayer's main loop takes; on the virtual clock there is none.
 TEST(QemuCommandTest, RrModesRunTheRtcOnTheVirtualClock) {
@@ -119,6 +116,9 @@ TEST(QemuCommandTest, RrModesRunTheRtcOnTheVirtualClock) {
       Values(BuildQemuCommand(Spec(), Opts(RunMode::kPlain, true), Paths()), "-rtc").empty());
 }
 
+// A qcow2 cache-clean timer wakes the main loop at every -icount clock notification
+// (Qcow2Options). Record and replay must open the images alike; a raw image has no such
+// option.
 TEST(QemuCommandTest, RrModesOpenQcow2ImagesWithoutACacheCleanTimer) {
   auto spec = Spec();
   spec.disks.push_back({"vdb", "/img/raw.img", "raw", DiskBus::kVirtio});
