@@ -14,8 +14,6 @@
 // And what replay/qemu-patches/replay-break-frees-the-previous-timer.patch changes: every
 // `replay-break` leaked the previous break's timer, and ftd moves a backup's break up to 100
 // times a second.
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -31,6 +29,7 @@
 #include "ftd_instance.h"
 #include "guest_client.h"
 #include "proc_status.h"
+#include "qmp_line_client.h"
 #include "temp_dir.h"
 
 namespace ft::testing {
@@ -74,55 +73,31 @@ class QmpReadTest : public ::testing::Test {
     auto qemu = replay::ChildProcess::Spawn(argv, options);
     ASSERT_TRUE(qemu.ok()) << qemu.status().ToString();
     qemu_ = std::move(qemu).value();
-    auto fd = ConnectUnix(socket, 30s);
-    ASSERT_TRUE(fd.ok()) << "QEMU's QMP socket did not accept within 30 s ("
-                         << fd.status().ToString() << "); QEMU said:\n"
-                         << ReadFile(options.output_path);
-    fd_ = *fd;
-    timeval timeout{10, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    ASSERT_NE(ReadLine().find("\"QMP\""), std::string::npos) << "no QMP greeting";
-    Send(R"({"execute":"qmp_capabilities"})");
-    ASSERT_NE(ReadLine().find("\"return\""), std::string::npos);
+    Status connected = qmp_.Connect(socket, 30s);
+    ASSERT_TRUE(connected.ok()) << "QEMU's QMP monitor: " << connected.ToString()
+                                << "; QEMU said:\n"
+                                << ReadFile(options.output_path);
     mon_tid_ = MonitorThread(qemu_->pid());
     ASSERT_NE(mon_tid_, 0) << "QEMU has no 'IO mon_iothread' thread";
   }
 
   void TearDown() override {
-    if (fd_ >= 0) close(fd_);
+    qmp_.Close();
     if (qemu_) qemu_->Terminate(2s);
   }
 
   void Send(const std::string& text) {
-    std::string bytes = text + "\r\n";
-    size_t off = 0;
-    while (off < bytes.size()) {
-      ssize_t n = write(fd_, bytes.data() + off, bytes.size() - off);
-      ASSERT_GT(n, 0) << "writing to QMP: " << strerror(errno);
-      off += static_cast<size_t>(n);
-    }
+    Status sent = qmp_.Send(text);
+    ASSERT_TRUE(sent.ok()) << sent.ToString();
   }
 
   // One line of QEMU's answer ("" on a timeout or a closed socket).
-  std::string ReadLine() {
-    while (true) {
-      if (size_t nl = buffer_.find('\n'); nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return line;
-      }
-      char chunk[4096];
-      ssize_t n = read(fd_, chunk, sizeof(chunk));
-      if (n <= 0) return "";
-      buffer_.append(chunk, static_cast<size_t>(n));
-    }
-  }
+  std::string ReadLine() { return qmp_.ReadLine(); }
 
   TempDir dir_{"ftd-qmp-read-"};
   std::unique_ptr<replay::ChildProcess> qemu_;
-  int fd_ = -1;
+  QmpLineClient qmp_;
   pid_t mon_tid_ = 0;
-  std::string buffer_;
 };
 
 // No guest: only the monitor's own work is measured.

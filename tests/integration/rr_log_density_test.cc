@@ -11,8 +11,6 @@
 //     without a cache-clean timer, which woke the main loop at every clock notification.
 //   - replay/qemu-patches/aio-clock-notify-only-contexts-with-timers.patch: a replayer whose
 //     next event only its main loop takes wakes the main loop itself.
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -30,6 +28,7 @@
 #include "ftd_instance.h"
 #include "guest_client.h"
 #include "proc_status.h"
+#include "qmp_line_client.h"
 #include "temp_dir.h"
 
 namespace ft::testing {
@@ -138,35 +137,16 @@ class QmpPoker {
 
  private:
   void Run(const std::string& socket, std::chrono::milliseconds period) {
-    auto connected = ConnectUnix(socket, 30s);
-    if (!connected.ok()) return;  // answered() stays 0, which the test reports
-    int fd = *connected;
-    timeval timeout{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    std::string pending;
-    auto command = [&](const std::string& text) {
-      std::string bytes = text + "\r\n";
-      // MSG_NOSIGNAL: a QEMU that has gone is an answer of false, not a SIGPIPE.
-      if (send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
-          static_cast<ssize_t>(bytes.size())) {
-        return false;
-      }
-      while (pending.find("\"return\"") == std::string::npos) {
-        char chunk[4096];
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n <= 0) return false;
-        pending.append(chunk, static_cast<size_t>(n));
-      }
-      pending.clear();
-      return true;
-    };
-    if (command(R"({"execute":"qmp_capabilities"})")) {
-      while (!stop_ && command(R"({"execute":"query-status"})")) {
-        ++answered_;
-        std::this_thread::sleep_for(period);
-      }
+    QmpLineClient qmp;
+    // Not connected: answered() stays 0, which the test reports. The client sends with
+    // MSG_NOSIGNAL: a QEMU that has gone ends the loop, not the test with a SIGPIPE.
+    if (!qmp.Connect(socket, 30s, 5s).ok()) return;
+    while (!stop_) {
+      auto answer = qmp.Execute(R"({"execute":"query-status"})");
+      if (!answer.ok() || answer->find("\"return\"") == std::string::npos) return;
+      ++answered_;
+      std::this_thread::sleep_for(period);
     }
-    close(fd);
   }
 
   std::atomic<bool> stop_{false};
