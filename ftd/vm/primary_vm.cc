@@ -305,7 +305,8 @@ class PrimaryVm : public ManagedVm {
       RunOptions run;
       run.mode = replay::RunMode::kRecord;
       run.rr_file = fifo_path;
-      run.extra_env = replay::RrShimEnv({shim, fifo_path, counters_path, 500, 1 << 20});
+      run.extra_env = replay::RrShimEnv(
+          {.shim_library = shim, .rr_path = fifo_path, .counters_path = counters_path});
       run.vm_state_drive = true;
       if (live) {
         run.loadvm = live->snapshot;

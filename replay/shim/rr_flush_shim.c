@@ -7,8 +7,10 @@
  * fopencookie stream with stdio buffering off, so every byte QEMU writes reaches the shim at
  * once: the shim knows exactly how many log bytes QEMU has produced at any moment. A thread
  * writes them to the real file descriptor (a FIFO read by ftd) every FTD_RR_FLUSH_US
- * microseconds. The shim's buffer is bounded (FTD_RR_MAX_BUFFER): when ftd reads slowly,
- * QEMU's writes block, which is how ftd paces a primary whose backup lags.
+ * microseconds (default 2000: each flush is a FIFO write here, a read, a frame and an ack in
+ * ftd, and a FIFO write and read on the backup, on the cores the two QEMUs run on). The shim's
+ * buffer is bounded (FTD_RR_MAX_BUFFER): when ftd reads slowly, QEMU's writes block, which is how
+ * ftd paces a primary whose backup lags.
  *
  * The counters (docs/formats/rr-shim-counters.md) are published in a shared file
  * (FTD_RR_COUNTERS): produced = bytes QEMU has written, flushed = bytes handed to the fd,
@@ -310,7 +312,7 @@ static FILE* wrap(const char* path, const char* mode, const char* symbol) {
   pthread_cond_init(&s->space, NULL);
   pthread_cond_init(&s->work, NULL);
   const char* us = getenv("FTD_RR_FLUSH_US");
-  s->flush_us = us ? atol(us) : 500;
+  s->flush_us = us ? atol(us) : 2000;
   if (s->flush_us < 50) s->flush_us = 50;
   if (s->flush_us > 100000) s->flush_us = 100000;
   const char* mb = getenv("FTD_RR_MAX_BUFFER");
