@@ -29,6 +29,7 @@
 #include "guest_client.h"
 #include "proc_status.h"
 #include "qmp_line_client.h"
+#include "rr_log_file.h"
 #include "temp_dir.h"
 
 namespace ft::testing {
@@ -46,18 +47,10 @@ struct LogShape {
 };
 
 Result<LogShape> ReadLogShape(const std::string& path) {
-  std::string bytes = ReadFile(path);
-  if (bytes.size() < replay::rr::kFileHeaderSize) {
-    return DataLoss(fmt::format("{}: {} bytes, not a record log", path, bytes.size()));
-  }
-  replay::RrLogParser parser;
-  std::vector<replay::RrEvent> events;
-  // A log cut by SIGTERM may end inside an event: the parser keeps that part pending.
-  FT_RETURN_IF_ERROR(
-      parser.Feed(std::string_view(bytes).substr(replay::rr::kFileHeaderSize), &events));
+  FT_ASSIGN_OR_RETURN(RecordLogFile log, ReadRecordLogFile(path));
   LogShape shape;
-  shape.events = events.size();
-  for (const auto& e : events) {
+  shape.events = log.events.size();
+  for (const auto& e : log.events) {
     ++shape.by_kind[e.kind];
     if (e.kind == replay::rr::kInstruction && e.instructions < 32) ++shape.short_spans;
   }

@@ -18,6 +18,7 @@
 #include "ftd_instance.h"
 #include "guest_client.h"
 #include "qmp_line_client.h"
+#include "rr_log_file.h"
 #include "temp_dir.h"
 
 namespace ft::testing {
@@ -33,19 +34,12 @@ struct ShutdownInLog {
 };
 
 Result<ShutdownInLog> ReadShutdown(const std::string& path) {
-  std::string bytes = ReadFile(path);
-  if (bytes.size() < replay::rr::kFileHeaderSize) {
-    return DataLoss(fmt::format("{}: {} bytes, not a record log", path, bytes.size()));
-  }
-  replay::RrLogParser parser;
-  std::vector<replay::RrEvent> events;
-  FT_RETURN_IF_ERROR(
-      parser.Feed(std::string_view(bytes).substr(replay::rr::kFileHeaderSize), &events));
+  FT_ASSIGN_OR_RETURN(RecordLogFile log, ReadRecordLogFile(path));
   ShutdownInLog found;
-  found.icount = parser.icount();
-  found.ended = parser.ended();
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& e = events[i];
+  found.icount = log.icount;
+  found.ended = log.ended;
+  for (size_t i = 0; i < log.events.size(); ++i) {
+    const auto& e = log.events[i];
     bool is_shutdown = e.kind >= replay::rr::kShutdown && e.kind <= replay::rr::kShutdownLast;
     if (is_shutdown && !found.shutdown) found.shutdown = i;
     if (found.shutdown && e.kind == replay::rr::kInstruction) {
