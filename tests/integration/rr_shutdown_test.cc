@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "ft/replay/process.h"
 #include "ft/replay/qemu_command.h"
@@ -83,6 +84,7 @@ class RrShutdownTest : public ::testing::Test {
     Status connected = qmp.Connect(paths_.qmp_socket, 30s);
     bool computing =
         connected.ok() && WaitForFileContaining(paths_.console_log, "cpu: round 2 ", 120s);
+    if (!computing) (*qemu)->Terminate(2s);  // never asked to quit: do not wait for it
     for (const auto& command : commands) {
       if (!computing) break;
       auto answer = qmp.Execute(command);
@@ -126,9 +128,12 @@ class RrShutdownTest : public ::testing::Test {
     (*qemu)->Terminate(2s);
     if (!replay.ok()) return replay.status();
     // {"return": {"mode": "play", "filename": "...", "icount": N}}
-    size_t at = replay->find("\"icount\": ");
-    if (at == std::string::npos) return Internal("query-replay: " + *replay);
-    return std::stoull(replay->substr(at + 10));
+    auto answer = nlohmann::json::parse(*replay, nullptr, /*allow_exceptions=*/false);
+    if (!answer.is_object() || !answer.contains("return") ||
+        !answer["return"].value("icount", nlohmann::json()).is_number_unsigned()) {
+      return Internal("query-replay: " + *replay);
+    }
+    return answer["return"]["icount"].get<uint64_t>();
   }
 
   void ExpectTheReplayerRunsTheWholeLog() {
